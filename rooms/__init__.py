@@ -1,0 +1,1 @@
+"""Rooms and sessions: the domain of who meets when, with no web or storage imports."""

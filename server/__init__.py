@@ -1,0 +1,1 @@
+"""The aiohttp application: config, app factory, routes, auth, storage, logging."""

@@ -1,0 +1,286 @@
+"""The JSON API: thin routes over server/catalog.py, each guarded by a permission."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from server import catalog
+from server.appkeys import ENGINE, KEYRING, SETTINGS
+from server.auth import (
+    StaffIdentity,
+    current_staff,
+    hash_password,
+    identity,
+    requires,
+    sign_in,
+    sign_out,
+)
+from server.clock import utcnow
+from server.logs import get_logger
+from server.middleware import ApiError
+from server.permissions import Action, Role
+from server.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SignIn, StaffIn
+
+log = get_logger(__name__)
+Model = TypeVar("Model", bound=BaseModel)
+MAX_SESSION_WINDOW_DAYS = 62
+
+
+async def parse_body(request: web.Request, model: type[Model]) -> Model:
+    """Read and validate a JSON body; refuse it with per-field reasons, never echoing input."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "too_large", "the request body is too large") from None
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "bad_json", "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields = [
+            {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]}
+            for err in exc.errors(include_input=False, include_url=False)
+        ]
+        raise ApiError(422, "invalid_input", "some fields need attention", fields) from None
+
+
+def _catalog_error(exc: catalog.CatalogError) -> ApiError:
+    code = "conflict" if exc.status == 409 else "invalid_input"
+    return ApiError(exc.status, code, exc.reason, [{"field": exc.field, "message": exc.reason}])
+
+
+def _program_scope(who: StaffIdentity) -> str | None:
+    """Admins see every program; everyone else sees their own."""
+    return None if who.role is Role.ADMIN else who.program_id
+
+
+def _clinician_scope(who: StaffIdentity) -> str | None:
+    return who.id if who.role is Role.CLINICIAN else None
+
+
+def _created(record: dict[str, Any]) -> web.Response:
+    return web.json_response(record, status=201)
+
+
+# Sign-in -------------------------------------------------------------------------------
+
+
+async def post_session(request: web.Request) -> web.Response:
+    """Sign a staff member in with e-mail and password."""
+    body = await parse_body(request, SignIn)
+    who = await sign_in(request, str(body.email), body.password)
+    if who is None:
+        log.info("auth.sign_in_failed")
+        raise ApiError(401, "sign_in_failed", "that e-mail and password do not match an account")
+    log.info("auth.signed_in", user_id=who.id, role=who.role.value)
+    return web.json_response(_who(who))
+
+
+async def get_session(request: web.Request) -> web.Response:
+    """Who is signed in."""
+    who = await current_staff(request)
+    if who is None:
+        raise web.HTTPUnauthorized(reason="sign in first")
+    return web.json_response(_who(who))
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    """Sign out."""
+    who = await current_staff(request)
+    await sign_out(request)
+    if who is not None:
+        log.info("auth.signed_out", user_id=who.id)
+    return web.json_response({"signed_out": True})
+
+
+def _who(who: StaffIdentity) -> dict[str, str]:
+    return {
+        "id": who.id,
+        "program_id": who.program_id,
+        "role": who.role.value,
+        "display_name": who.display_name,
+    }
+
+
+# Catalog -------------------------------------------------------------------------------
+
+
+@requires(Action.PROGRAMS_READ)
+async def list_programs(request: web.Request) -> web.Response:
+    """Programs the caller may see."""
+    async with request.app[ENGINE].connect() as conn:
+        found = await catalog.list_programs(conn, _program_scope(identity(request)))
+    return web.json_response({"programs": found})
+
+
+@requires(Action.PROGRAMS_MANAGE)
+async def create_program(request: web.Request) -> web.Response:
+    """Add a program."""
+    body = await parse_body(request, ProgramIn)
+    try:
+        async with request.app[ENGINE].begin() as conn:
+            record = await catalog.create_program(conn, body, utcnow())
+    except catalog.CatalogError as exc:
+        raise _catalog_error(exc) from None
+    log.info("program.created", program_id=record["id"])
+    return _created(record)
+
+
+@requires(Action.STAFF_READ)
+async def list_staff(request: web.Request) -> web.Response:
+    """Staff accounts of the caller's program (every program for admins)."""
+    async with request.app[ENGINE].connect() as conn:
+        found = await catalog.list_staff(conn, _program_scope(identity(request)))
+    return web.json_response({"staff": found})
+
+
+@requires(Action.STAFF_MANAGE)
+async def create_staff(request: web.Request) -> web.Response:
+    """Add a staff account."""
+    body = await parse_body(request, StaffIn)
+    password_hash = await hash_password(body.password)
+    try:
+        async with request.app[ENGINE].begin() as conn:
+            record = await catalog.create_staff(conn, body, password_hash, utcnow())
+    except catalog.CatalogError as exc:
+        raise _catalog_error(exc) from None
+    log.info("staff.created", user_id=record["id"], role=record["role"])
+    return _created(record)
+
+
+@requires(Action.PATIENTS_READ)
+async def list_patients(request: web.Request) -> web.Response:
+    """Patients: every one in the program for admins, a clinician's own for clinicians."""
+    who = identity(request)
+    async with request.app[ENGINE].connect() as conn:
+        only = None
+        if who.role is Role.CLINICIAN:
+            only = await catalog.patients_of_clinician(conn, who.id)
+        found = await catalog.list_patients(conn, request.app[KEYRING], _program_scope(who), only)
+    return web.json_response({"patients": found})
+
+
+@requires(Action.PATIENTS_MANAGE)
+async def create_patient(request: web.Request) -> web.Response:
+    """Add a patient's intake record."""
+    body = await parse_body(request, PatientIn)
+    try:
+        async with request.app[ENGINE].begin() as conn:
+            record = await catalog.create_patient(conn, request.app[KEYRING], body, utcnow())
+    except catalog.CatalogError as exc:
+        raise _catalog_error(exc) from None
+    log.info("patient.created", patient_id=record["id"])
+    return _created(record)
+
+
+@requires(Action.GROUPS_READ)
+async def list_groups(request: web.Request) -> web.Response:
+    """Groups; clinicians see only the groups they lead or co-facilitate."""
+    who = identity(request)
+    async with request.app[ENGINE].connect() as conn:
+        found = await catalog.list_groups(conn, _program_scope(who), _clinician_scope(who))
+    return web.json_response({"groups": found})
+
+
+@requires(Action.GROUPS_MANAGE)
+async def create_group(request: web.Request) -> web.Response:
+    """Add a group with members and a weekly schedule."""
+    body = await parse_body(request, GroupIn)
+    horizon = request.app[SETTINGS].schedule_horizon_days
+    try:
+        async with request.app[ENGINE].begin() as conn:
+            record = await catalog.create_group(conn, body, utcnow(), horizon)
+    except catalog.CatalogError as exc:
+        raise _catalog_error(exc) from None
+    log.info("group.created", group_id=record["id"], count=record["sessions_created"])
+    return _created(record)
+
+
+@requires(Action.APPOINTMENTS_READ)
+async def list_appointments(request: web.Request) -> web.Response:
+    """One-on-one appointments; clinicians see their own."""
+    who = identity(request)
+    async with request.app[ENGINE].connect() as conn:
+        found = await catalog.list_appointments(conn, _program_scope(who), _clinician_scope(who))
+    return web.json_response({"appointments": found})
+
+
+@requires(Action.APPOINTMENTS_MANAGE)
+async def create_appointment(request: web.Request) -> web.Response:
+    """Add a one-on-one appointment."""
+    body = await parse_body(request, AppointmentIn)
+    try:
+        async with request.app[ENGINE].begin() as conn:
+            record = await catalog.create_appointment(conn, body, utcnow())
+    except catalog.CatalogError as exc:
+        raise _catalog_error(exc) from None
+    log.info("appointment.created", appointment_id=record["id"])
+    return _created(record)
+
+
+@requires(Action.SESSIONS_READ)
+async def list_sessions(request: web.Request) -> web.Response:
+    """Session instances starting from `from` (a date, default today) for `days` days."""
+    start, days = _session_window(request.query)
+    who = identity(request)
+    begin = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    async with request.app[ENGINE].connect() as conn:
+        found = await catalog.list_sessions(
+            conn,
+            _program_scope(who),
+            begin,
+            begin + dt.timedelta(days=days),
+            _clinician_scope(who),
+        )
+    return web.json_response({"sessions": found})
+
+
+def _session_window(query: Any) -> tuple[dt.date, int]:
+    unknown = set(query) - {"from", "days"}
+    if unknown:
+        raise ApiError(400, "invalid_input", f"unknown query parameter: {sorted(unknown)[0]}")
+    try:
+        start = dt.date.fromisoformat(query["from"]) if "from" in query else utcnow().date()
+    except ValueError:
+        raise ApiError(
+            400,
+            "invalid_input",
+            "from must be a date like 2026-12-01",
+            [{"field": "from", "message": "must be a date like 2026-12-01"}],
+        ) from None
+    raw_days = query.get("days", "7")
+    if not raw_days.isdigit() or not 1 <= int(raw_days) <= MAX_SESSION_WINDOW_DAYS:
+        raise ApiError(
+            400,
+            "invalid_input",
+            f"days must be 1-{MAX_SESSION_WINDOW_DAYS}",
+            [{"field": "days", "message": f"must be a whole number 1-{MAX_SESSION_WINDOW_DAYS}"}],
+        )
+    return start, int(raw_days)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the JSON API."""
+    app.router.add_post("/api/auth/session", post_session)
+    app.router.add_get("/api/auth/session", get_session)
+    app.router.add_delete("/api/auth/session", delete_session)
+    app.router.add_get("/api/programs", list_programs)
+    app.router.add_post("/api/programs", create_program)
+    app.router.add_get("/api/staff", list_staff)
+    app.router.add_post("/api/staff", create_staff)
+    app.router.add_get("/api/patients", list_patients)
+    app.router.add_post("/api/patients", create_patient)
+    app.router.add_get("/api/groups", list_groups)
+    app.router.add_post("/api/groups", create_group)
+    app.router.add_get("/api/appointments", list_appointments)
+    app.router.add_post("/api/appointments", create_appointment)
+    app.router.add_get("/api/sessions", list_sessions)

@@ -1,0 +1,120 @@
+"""The application factory: settings in, a ready aiohttp application out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import setup as setup_sessions
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from sqlalchemy.exc import SQLAlchemyError
+
+import web as web_assets
+from certs import ensure_development_certificates
+from server import api, pages
+from server.appkeys import BACKGROUND, ENGINE, KEYRING, SETTINGS
+from server.catalog import extend_all_group_sessions
+from server.clock import utcnow
+from server.config import Settings
+from server.logs import get_logger
+from server.middleware import request_context, same_origin
+from server.phi import Keyring
+from server.storage.engine import create_engine
+from server.storage.migrate import upgrade
+
+log = get_logger(__name__)
+MAX_BODY_BYTES = 64 * 1024
+SCHEDULE_REFRESH_S = 3600.0
+SESSION_COOKIE = "iop_session"
+
+
+def create_app(settings: Settings, keyring: Keyring) -> web.Application:
+    """Build the application; storage opens and background work starts on startup."""
+    app = web.Application(
+        middlewares=[request_context, same_origin], client_max_size=MAX_BODY_BYTES
+    )
+    app[SETTINGS] = settings
+    app[KEYRING] = keyring
+    app[BACKGROUND] = set()
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(web_assets.TEMPLATES)),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
+    setup_sessions(
+        app,
+        EncryptedCookieStorage(
+            keyring.session_key,
+            cookie_name=SESSION_COOKIE,
+            secure=True,
+            httponly=True,
+            samesite="Lax",
+            max_age=12 * 3600,
+        ),
+    )
+    pages.add_routes(app)
+    api.add_routes(app)
+    app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
+    app.cleanup_ctx.append(_storage)
+    app.cleanup_ctx.append(_schedule_refresher)
+    return app
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine = create_engine(settings.database_url)
+    revision = await upgrade(engine)
+    log.info("storage.ready", engine=engine.dialect.name, revision=revision)
+    app[ENGINE] = engine
+    try:
+        yield
+    finally:
+        await engine.dispose()
+        log.info("storage.closed", engine=engine.dialect.name)
+
+
+async def _schedule_refresher(app: web.Application) -> AsyncIterator[None]:
+    """Keep group sessions created out to the scheduling horizon as days pass."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                async with app[ENGINE].begin() as conn:
+                    created = await extend_all_group_sessions(
+                        conn, utcnow(), app[SETTINGS].schedule_horizon_days
+                    )
+            except (SQLAlchemyError, OSError) as exc:
+                # The next pass retries; sessions already scheduled are unaffected.
+                log.warning("schedule.extend_failed", error_type=type(exc).__name__)
+            else:
+                if created:
+                    log.info("schedule.extended", count=created)
+            await asyncio.sleep(SCHEDULE_REFRESH_S)
+
+    task = asyncio.create_task(loop(), name="schedule-refresher")
+    app[BACKGROUND].add(task)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        app[BACKGROUND].discard(task)
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The server's TLS context: the configured pair, or the development certificate."""
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        cert, key = settings.tls_cert, settings.tls_key
+    else:
+        paths = ensure_development_certificates(settings.certs_dir)
+        cert, key = paths.server_cert, paths.server_key
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context

@@ -1,0 +1,16 @@
+"""Typed keys for everything the application holds."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.config import Settings
+from server.phi import Keyring
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+KEYRING = web.AppKey("keyring", Keyring)
+BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])

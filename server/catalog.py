@@ -1,0 +1,441 @@
+"""Programs, staff, patients, groups, appointments and session instances in storage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Collection, Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rooms.schedule import WeeklySlot, occurrences, zone
+from server.phi import Keyring
+from server.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, StaffIn
+from server.storage.tables import (
+    appointments,
+    group_members,
+    groups,
+    patients,
+    programs,
+    sessions,
+    staff,
+)
+
+Record = dict[str, Any]
+PATIENT_PHI = ("legal_name", "display_name", "date_of_birth", "home_address", "backup_phone")
+
+
+class CatalogError(Exception):
+    """Input that is well-formed but refers to something wrong (field, reason)."""
+
+    def __init__(self, field: str, reason: str, *, status: int = 422) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.status = status
+
+
+def new_id() -> str:
+    """A random, unguessable record id (UUID4: 122 random bits)."""
+    return str(uuid.uuid4())
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def _record(row: sa.Row[Any], *, skip: Collection[str] = ()) -> Record:
+    return {key: _json(value) for key, value in row._mapping.items() if key not in skip}
+
+
+async def _exists(conn: AsyncConnection, query: sa.Select[Any]) -> bool:
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
+# Programs -------------------------------------------------------------------------------
+
+
+async def create_program(conn: AsyncConnection, data: ProgramIn, now: dt.datetime) -> Record:
+    """Add a program; its name must be unique."""
+    if await _exists(conn, sa.select(programs.c.id).where(programs.c.name == data.name)):
+        raise CatalogError("name", "a program with this name already exists", status=409)
+    row = {"id": new_id(), **data.model_dump(), "created_at": now}
+    await conn.execute(programs.insert().values(row))
+    return {key: _json(value) for key, value in row.items()}
+
+
+async def list_programs(conn: AsyncConnection, only: str | None = None) -> list[Record]:
+    """Every program, or just `only`."""
+    query = sa.select(programs).order_by(programs.c.name)
+    if only is not None:
+        query = query.where(programs.c.id == only)
+    return [_record(row) for row in await conn.execute(query)]
+
+
+async def _require_program(conn: AsyncConnection, program_id: str) -> None:
+    if not await _exists(conn, sa.select(programs.c.id).where(programs.c.id == program_id)):
+        raise CatalogError("program_id", "no such program")
+
+
+# Staff ----------------------------------------------------------------------------------
+
+
+async def create_staff(
+    conn: AsyncConnection, data: StaffIn, password_hash: str, now: dt.datetime
+) -> Record:
+    """Add a staff account with an already-hashed password."""
+    await _require_program(conn, data.program_id)
+    email = data.email.lower()
+    if await _exists(conn, sa.select(staff.c.id).where(staff.c.email == email)):
+        raise CatalogError("email", "an account with this e-mail already exists", status=409)
+    row = {
+        "id": new_id(),
+        "program_id": data.program_id,
+        "email": email,
+        "display_name": data.display_name,
+        "role": data.role,
+        "licence": data.licence,
+        "password_hash": password_hash,
+        "created_at": now,
+    }
+    await conn.execute(staff.insert().values(row))
+    return {key: _json(v) for key, v in row.items() if key != "password_hash"} | {"disabled": False}
+
+
+async def list_staff(conn: AsyncConnection, program_id: str | None) -> list[Record]:
+    """Staff accounts, without password hashes."""
+    query = sa.select(staff).order_by(staff.c.role, staff.c.display_name)
+    if program_id is not None:
+        query = query.where(staff.c.program_id == program_id)
+    return [_record(row, skip={"password_hash"}) for row in await conn.execute(query)]
+
+
+async def _require_clinician(
+    conn: AsyncConnection, field: str, staff_id: str, program_id: str
+) -> None:
+    query = sa.select(staff.c.id).where(
+        staff.c.id == staff_id,
+        staff.c.program_id == program_id,
+        staff.c.role == "clinician",
+        staff.c.disabled.is_(False),
+    )
+    if not await _exists(conn, query):
+        raise CatalogError(field, "must be an active clinician of this program")
+
+
+# Patients -------------------------------------------------------------------------------
+
+
+def _patient_context(patient_id: str, field: str) -> str:
+    return f"patients/{patient_id}/{field}"
+
+
+async def create_patient(
+    conn: AsyncConnection, keyring: Keyring, data: PatientIn, now: dt.datetime
+) -> Record:
+    """Add a patient; identifying fields are encrypted before they reach storage."""
+    await _require_program(conn, data.program_id)
+    patient_id = new_id()
+    plain = data.model_dump()
+    values: Record = {
+        "id": patient_id,
+        "program_id": data.program_id,
+        "time_zone": data.time_zone,
+        "adolescent": data.adolescent,
+        "created_at": now,
+    }
+    for field in PATIENT_PHI:
+        value = plain[field]
+        text = value.isoformat() if isinstance(value, dt.date) else value
+        values[f"{field}_enc"] = keyring.seal_optional(
+            text, context=_patient_context(patient_id, field)
+        )
+    await conn.execute(patients.insert().values(values))
+    return _patient_record(keyring, values)
+
+
+def _patient_record(keyring: Keyring, row: Any) -> Record:
+    data = dict(row)
+    out: Record = {
+        "id": data["id"],
+        "program_id": data["program_id"],
+        "time_zone": data["time_zone"],
+        "adolescent": bool(data["adolescent"]),
+        "created_at": _json(data["created_at"]),
+    }
+    for field in PATIENT_PHI:
+        out[field] = keyring.open_optional(
+            data[f"{field}_enc"], context=_patient_context(data["id"], field)
+        )
+    return out
+
+
+async def list_patients(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    program_id: str | None,
+    only: Iterable[str] | None = None,
+) -> list[Record]:
+    """Patients with their PHI decrypted, optionally limited to the ids in `only`."""
+    query = sa.select(patients).order_by(patients.c.created_at, patients.c.id)
+    if program_id is not None:
+        query = query.where(patients.c.program_id == program_id)
+    if only is not None:
+        query = query.where(patients.c.id.in_(list(only)))
+    rows = await conn.execute(query)
+    return [_patient_record(keyring, row._mapping) for row in rows]
+
+
+async def patients_of_clinician(conn: AsyncConnection, clinician_id: str) -> set[str]:
+    """Ids of the patients in a clinician's groups or with an appointment with them."""
+    in_groups = (
+        sa.select(group_members.c.patient_id)
+        .join(groups, groups.c.id == group_members.c.group_id)
+        .where(
+            sa.or_(
+                groups.c.lead_clinician_id == clinician_id,
+                groups.c.cofacilitator_id == clinician_id,
+            )
+        )
+    )
+    seen = sa.select(appointments.c.patient_id).where(appointments.c.clinician_id == clinician_id)
+    rows = await conn.execute(sa.union(in_groups, seen))
+    return {row[0] for row in rows}
+
+
+# Groups ---------------------------------------------------------------------------------
+
+
+async def create_group(
+    conn: AsyncConnection, data: GroupIn, now: dt.datetime, horizon_days: int
+) -> Record:
+    """Add a group with its members and schedule, and its sessions for the horizon."""
+    await _require_program(conn, data.program_id)
+    await _require_clinician(conn, "lead_clinician_id", data.lead_clinician_id, data.program_id)
+    if data.cofacilitator_id is not None:
+        await _require_clinician(conn, "cofacilitator_id", data.cofacilitator_id, data.program_id)
+    taken = sa.select(groups.c.id).where(
+        groups.c.program_id == data.program_id, groups.c.name == data.name
+    )
+    if await _exists(conn, taken):
+        raise CatalogError("name", "this program already has a group with this name", status=409)
+    if data.member_ids:
+        found = await conn.execute(
+            sa.select(patients.c.id).where(
+                patients.c.id.in_(data.member_ids), patients.c.program_id == data.program_id
+            )
+        )
+        missing = set(data.member_ids) - {row[0] for row in found}
+        if missing:
+            raise CatalogError(
+                "member_ids", f"{len(missing)} id(s) are not patients of this program"
+            )
+    group_id = new_id()
+    row = {
+        "id": group_id,
+        "program_id": data.program_id,
+        "name": data.name,
+        "lead_clinician_id": data.lead_clinician_id,
+        "cofacilitator_id": data.cofacilitator_id,
+        "time_zone": data.time_zone,
+        "schedule": [slot.slot().to_json() for slot in data.schedule],
+        "template": data.template,
+        "starts_on": data.starts_on,
+        "ends_on": data.ends_on,
+        "created_at": now,
+    }
+    await conn.execute(groups.insert().values(row))
+    if data.member_ids:
+        await conn.execute(
+            group_members.insert(),
+            [
+                {"group_id": group_id, "patient_id": pid, "joined_on": data.starts_on}
+                for pid in data.member_ids
+            ],
+        )
+    created = await extend_group_sessions(conn, group_id, now, horizon_days)
+    return {key: _json(v) for key, v in row.items()} | {
+        "member_ids": list(data.member_ids),
+        "sessions_created": created,
+    }
+
+
+async def list_groups(
+    conn: AsyncConnection, program_id: str | None, clinician_id: str | None = None
+) -> list[Record]:
+    """Groups with their member ids; a clinician sees only the groups they run."""
+    query = sa.select(groups).order_by(groups.c.name)
+    if program_id is not None:
+        query = query.where(groups.c.program_id == program_id)
+    if clinician_id is not None:
+        query = query.where(
+            sa.or_(
+                groups.c.lead_clinician_id == clinician_id,
+                groups.c.cofacilitator_id == clinician_id,
+            )
+        )
+    found = [_record(row) for row in await conn.execute(query)]
+    if not found:
+        return []
+    members = await conn.execute(
+        sa.select(group_members.c.group_id, group_members.c.patient_id)
+        .where(group_members.c.group_id.in_([g["id"] for g in found]))
+        .where(group_members.c.left_on.is_(None))
+        .order_by(group_members.c.patient_id)
+    )
+    by_group: dict[str, list[str]] = {}
+    for group_id, patient_id in members:
+        by_group.setdefault(group_id, []).append(patient_id)
+    for group in found:
+        group["member_ids"] = by_group.get(group["id"], [])
+    return found
+
+
+async def extend_group_sessions(
+    conn: AsyncConnection, group_id: str, now: dt.datetime, horizon_days: int
+) -> int:
+    """Create the group's missing session instances from today to the horizon."""
+    group = (await conn.execute(sa.select(groups).where(groups.c.id == group_id))).one()
+    today = now.astimezone(zone(group.time_zone)).date()
+    first = max(today, group.starts_on)
+    last = today + dt.timedelta(days=horizon_days)
+    if group.ends_on is not None:
+        last = min(last, group.ends_on)
+    if last < first:
+        return 0
+    slots = [WeeklySlot.from_json(slot) for slot in group.schedule]
+    wanted = [o for o in occurrences(slots, group.time_zone, first, last) if o.ends_at > now]
+    if not wanted:
+        return 0
+    existing = {
+        row[0]
+        for row in await conn.execute(
+            sa.select(sessions.c.starts_at).where(
+                sessions.c.group_id == group_id,
+                sessions.c.starts_at >= wanted[0].starts_at,
+            )
+        )
+    }
+    rows = [
+        {
+            "id": new_id(),
+            "program_id": group.program_id,
+            "kind": "group",
+            "group_id": group_id,
+            "template": group.template,
+            "starts_at": o.starts_at,
+            "ends_at": o.ends_at,
+            "state": "scheduled",
+            "created_at": now,
+        }
+        for o in wanted
+        if o.starts_at not in existing
+    ]
+    if rows:
+        await conn.execute(sessions.insert(), rows)
+    return len(rows)
+
+
+async def extend_all_group_sessions(
+    conn: AsyncConnection, now: dt.datetime, horizon_days: int
+) -> int:
+    """Keep every running group's sessions scheduled out to the horizon."""
+    today = now.date()
+    ids = await conn.execute(
+        sa.select(groups.c.id).where(sa.or_(groups.c.ends_on.is_(None), groups.c.ends_on >= today))
+    )
+    total = 0
+    for (group_id,) in ids.all():
+        total += await extend_group_sessions(conn, group_id, now, horizon_days)
+    return total
+
+
+# Appointments and sessions --------------------------------------------------------------
+
+
+async def create_appointment(
+    conn: AsyncConnection, data: AppointmentIn, now: dt.datetime
+) -> Record:
+    """Add a one-on-one appointment and its session instance."""
+    await _require_program(conn, data.program_id)
+    await _require_clinician(conn, "clinician_id", data.clinician_id, data.program_id)
+    patient_ok = sa.select(patients.c.id).where(
+        patients.c.id == data.patient_id, patients.c.program_id == data.program_id
+    )
+    if not await _exists(conn, patient_ok):
+        raise CatalogError("patient_id", "not a patient of this program")
+    starts = data.starts_at.astimezone(dt.UTC)
+    ends = starts + dt.timedelta(minutes=data.minutes)
+    if ends <= now:
+        raise CatalogError("starts_at", "this appointment would already be over")
+    appointment_id = new_id()
+    row = {
+        "id": appointment_id,
+        "program_id": data.program_id,
+        "patient_id": data.patient_id,
+        "clinician_id": data.clinician_id,
+        "template": data.template,
+        "starts_at": starts,
+        "ends_at": ends,
+        "created_at": now,
+    }
+    await conn.execute(appointments.insert().values(row))
+    session_id = new_id()
+    await conn.execute(
+        sessions.insert().values(
+            id=session_id,
+            program_id=data.program_id,
+            kind="individual",
+            appointment_id=appointment_id,
+            template=data.template,
+            starts_at=starts,
+            ends_at=ends,
+            state="scheduled",
+            created_at=now,
+        )
+    )
+    return {key: _json(v) for key, v in row.items()} | {"session_id": session_id}
+
+
+async def list_appointments(
+    conn: AsyncConnection, program_id: str | None, clinician_id: str | None = None
+) -> list[Record]:
+    """Appointments in start order; a clinician sees only their own."""
+    query = sa.select(appointments).order_by(appointments.c.starts_at)
+    if program_id is not None:
+        query = query.where(appointments.c.program_id == program_id)
+    if clinician_id is not None:
+        query = query.where(appointments.c.clinician_id == clinician_id)
+    return [_record(row) for row in await conn.execute(query)]
+
+
+async def list_sessions(
+    conn: AsyncConnection,
+    program_id: str | None,
+    start: dt.datetime,
+    end: dt.datetime,
+    clinician_id: str | None = None,
+) -> list[Record]:
+    """Session instances starting in [start, end); a clinician sees only theirs."""
+    query = (
+        sa.select(sessions)
+        .outerjoin(groups, groups.c.id == sessions.c.group_id)
+        .outerjoin(appointments, appointments.c.id == sessions.c.appointment_id)
+        .where(sessions.c.starts_at >= start, sessions.c.starts_at < end)
+        .order_by(sessions.c.starts_at, sessions.c.id)
+    )
+    if program_id is not None:
+        query = query.where(sessions.c.program_id == program_id)
+    if clinician_id is not None:
+        query = query.where(
+            sa.or_(
+                groups.c.lead_clinician_id == clinician_id,
+                groups.c.cofacilitator_id == clinician_id,
+                appointments.c.clinician_id == clinician_id,
+            )
+        )
+    return [_record(row) for row in await conn.execute(query)]

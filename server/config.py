@@ -1,0 +1,203 @@
+"""Typed settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+class ConfigError(Exception):
+    """A configuration variable holds a value the server cannot run with."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable about one server process."""
+
+    host: str = "localhost"
+    port: int = 8443
+    public_url: str = "https://localhost:8443"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    redis_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    secret_key_file: Path = Path("var/secret.key")
+    log_level: str = "info"
+    log_format: str = "auto"
+    ice_hosts: tuple[str, ...] = ()
+    schedule_horizon_days: int = 28
+    shutdown_timeout_s: float = 10.0
+
+    @property
+    def certs_dir(self) -> Path:
+        """Where the development CA and server certificate live."""
+        return self.data_dir / "certs"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when storage is the single-file SQLite database."""
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables, refusing bad values by name."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        host = reader.get("IOP_HOST", "localhost", _host)
+        port = reader.get("IOP_PORT", 8443, _port)
+        default_public = f"https://{_url_host(host)}:{port}"
+        public_url = reader.get("IOP_PUBLIC_URL", default_public, _https_url)
+        data_dir = reader.get("IOP_DATA_DIR", Path("var"), _path)
+        database_url = reader.get(
+            "DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'iop.sqlite3'}", _database_url
+        )
+        redis_url = reader.get("REDIS_URL", None, _redis_url)
+        tls_cert = reader.get("IOP_TLS_CERT", None, _existing_file)
+        tls_key = reader.get("IOP_TLS_KEY", None, _existing_file)
+        if (tls_cert is None) != (tls_key is None):
+            missing = "IOP_TLS_KEY" if tls_key is None else "IOP_TLS_CERT"
+            raise ConfigError(missing, "IOP_TLS_CERT and IOP_TLS_KEY must be set together")
+        secret_key_file = reader.get("IOP_SECRET_KEY_FILE", data_dir / "secret.key", _path)
+        log_level = reader.get("IOP_LOG_LEVEL", "info", _choice(LOG_LEVELS))
+        log_format = reader.get("IOP_LOG_FORMAT", "auto", _choice(LOG_FORMATS))
+        ice_hosts = reader.get("IOP_ICE_HOSTS", (), _ip_list)
+        horizon = reader.get("IOP_SCHEDULE_HORIZON_DAYS", 28, _int_between(1, 366))
+        return cls(
+            host=host,
+            port=port,
+            public_url=public_url.rstrip("/"),
+            data_dir=data_dir,
+            database_url=database_url,
+            redis_url=redis_url,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            secret_key_file=secret_key_file,
+            log_level=log_level,
+            log_format=log_format,
+            ice_hosts=ice_hosts,
+            schedule_horizon_days=horizon,
+        )
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(self, name: str, default: T, parse: Callable[[str], T]) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None
+
+
+def _host(raw: str) -> str:
+    if any(ch.isspace() for ch in raw) or "/" in raw:
+        raise ValueError(f"not a host name or address: {raw!r}")
+    return raw
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "localhost"
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    except ValueError:
+        pass
+    return host
+
+
+def _port(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"must be a port number 1-65535, got {raw!r}") from None
+    if not 1 <= value <= 65535:
+        raise ValueError(f"must be a port number 1-65535, got {value}")
+    return value
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number {low}-{high}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be a whole number {low}-{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _https_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme != "https" or not parts.netloc:
+        raise ValueError("must be an https:// URL such as https://iop.example.org")
+    return raw
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
+def _database_url(raw: str) -> str:
+    scheme = urlsplit(raw).scheme
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return raw.replace("sqlite://", "sqlite+aiosqlite://", 1) if scheme == "sqlite" else raw
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        rest = raw.split("://", 1)[1]
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError("must be a sqlite:/// or postgresql:// URL")
+
+
+def _redis_url(raw: str) -> str:
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis:// or rediss:// URL")
+    return raw
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _ip_list(raw: str) -> tuple[str, ...]:
+    hosts = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for host in hosts:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"not an IP address: {host!r}") from None
+    return hosts

@@ -1,0 +1,160 @@
+"""The demo program: fictional staff and patients so a newcomer can try every screen."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from rooms.schedule import zone
+from server import catalog
+from server.auth import hash_password
+from server.phi import Keyring
+from server.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
+from server.storage.tables import programs
+
+DEMO_PROGRAM = "Demo Evening IOP (example data)"
+DEMO_TIME_ZONE = "America/Los_Angeles"
+# 555-0100 to 555-0199 are reserved for fiction: none of these numbers reaches anyone.
+DEMO_STAFF = (
+    ("admin", "admin@demo.iop.example", "Dana Admin (demo)", None),
+    ("supervisor", "supervisor@demo.iop.example", "Sam Supervisor (demo)", "LCSW 00000 (demo)"),
+    ("clinician", "clinician1@demo.iop.example", "Casey Lead (demo)", "LMFT 00000 (demo)"),
+    (
+        "clinician",
+        "clinician2@demo.iop.example",
+        "Jordan Cofacilitator (demo)",
+        "ACSW 00000 (demo)",
+    ),
+)
+DEMO_PATIENTS = ("Avery", "Blake", "Cameron", "Devon", "Emerson", "Finley", "Harper", "Riley")
+WEEKLY = ("mon", "tue", "wed", "fri")
+
+
+class DemoExistsError(Exception):
+    """The demo program has already been created in this database."""
+
+
+async def database_is_empty(engine: AsyncEngine) -> bool:
+    """True when no program exists yet."""
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(programs.c.id).limit(1))).first() is None
+
+
+async def seed_demo(
+    engine: AsyncEngine, keyring: Keyring, base_url: str, now: dt.datetime, horizon_days: int
+) -> dict[str, Any]:
+    """Create the demo program and return how to sign in to it (passwords shown once)."""
+    local_today = now.astimezone(zone(DEMO_TIME_ZONE)).date()
+    async with engine.begin() as conn:
+        taken = await conn.execute(sa.select(programs.c.id).where(programs.c.name == DEMO_PROGRAM))
+        if taken.first() is not None:
+            raise DemoExistsError("the demo program already exists in this database")
+        program = await catalog.create_program(
+            conn,
+            ProgramIn(name=DEMO_PROGRAM, time_zone=DEMO_TIME_ZONE, phone="(555) 010-0100"),
+            now,
+        )
+        staff_out: list[dict[str, str]] = []
+        clinicians: list[str] = []
+        for role, email, name, licence in DEMO_STAFF:
+            password = secrets.token_urlsafe(12)
+            record = await catalog.create_staff(
+                conn,
+                StaffIn(
+                    program_id=program["id"],
+                    email=email,
+                    display_name=name,
+                    role=role,
+                    licence=licence,
+                    password=password,
+                ),
+                await hash_password(password),
+                now,
+            )
+            staff_out.append(
+                {"role": role, "email": email, "password": password, "id": record["id"]}
+            )
+            if role == "clinician":
+                clinicians.append(record["id"])
+        patients_out: list[dict[str, str]] = []
+        for number, first in enumerate(DEMO_PATIENTS, start=1):
+            patient = await catalog.create_patient(
+                conn,
+                keyring,
+                PatientIn(
+                    program_id=program["id"],
+                    legal_name=f"{first} Example",
+                    display_name=first,
+                    date_of_birth=dt.date(1980 + number, number, 10 + number),
+                    home_address=f"{100 + number} Example Street, Sacramento, CA 95814 (example)",
+                    backup_phone=f"(555) 010-{100 + number:04d}",
+                    time_zone=DEMO_TIME_ZONE,
+                ),
+                now,
+            )
+            patients_out.append({"id": patient["id"], "display_name": first})
+        group = await catalog.create_group(
+            conn,
+            GroupIn(
+                program_id=program["id"],
+                name="Evening IOP Group A",
+                lead_clinician_id=clinicians[0],
+                cofacilitator_id=clinicians[1],
+                member_ids=[p["id"] for p in patients_out],
+                time_zone=DEMO_TIME_ZONE,
+                schedule=[SlotIn(day=day, start="18:00", end="21:00") for day in WEEKLY],
+                template="evening-group-180",
+                starts_on=local_today,
+            ),
+            now,
+            horizon_days,
+        )
+        tomorrow_10 = dt.datetime.combine(
+            local_today + dt.timedelta(days=1), dt.time(10, 0), tzinfo=zone(DEMO_TIME_ZONE)
+        )
+        appointment = await catalog.create_appointment(
+            conn,
+            AppointmentIn(
+                program_id=program["id"],
+                patient_id=patients_out[0]["id"],
+                clinician_id=clinicians[0],
+                template="individual-50",
+                starts_at=tomorrow_10,
+                minutes=50,
+            ),
+            now,
+        )
+    return {
+        "base_url": base_url,
+        "program": {"id": program["id"], "name": program["name"]},
+        "staff": staff_out,
+        "groups": [{"id": group["id"], "name": group["name"], "patients": patients_out}],
+        "appointments": [
+            {
+                "id": appointment["id"],
+                "session_id": appointment["session_id"],
+                "patient_id": appointment["patient_id"],
+                "clinician_id": appointment["clinician_id"],
+                "starts_at": appointment["starts_at"],
+            }
+        ],
+    }
+
+
+def describe(demo: dict[str, Any]) -> str:
+    """A console summary of the demo program for a person."""
+    lines = [
+        f"Demo program created: {demo['program']['name']}",
+        f"Open {demo['base_url']}/ and sign in with one of these (passwords are shown once):",
+    ]
+    for member in demo["staff"]:
+        lines.append(f"  {member['role']:<10} {member['email']:<32} {member['password']}")
+    for group in demo["groups"]:
+        names = ", ".join(p["display_name"] for p in group["patients"])
+        lines.append(f"Group '{group['name']}' (Mon/Tue/Wed/Fri 18:00-21:00 Pacific): {names}")
+    lines.append("Every person, address and phone number in the demo is fictional.")
+    return "\n".join(lines)

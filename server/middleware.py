@@ -1,0 +1,165 @@
+"""Request middleware: ids and logging, error pages, security headers, origin checks."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from urllib.parse import urlsplit
+
+import aiohttp_jinja2
+import structlog
+from aiohttp import web
+
+from server.appkeys import SETTINGS
+from server.logs import get_logger
+
+log = get_logger(__name__)
+REQUEST_ID = web.RequestKey("request_id", str)
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob:",
+        "connect-src 'self' wss: https:",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self), "
+    "geolocation=()",
+}
+
+
+class ApiError(Exception):
+    """A refusal with a status, a machine-readable code, a reason and per-field messages."""
+
+    def __init__(
+        self, status: int, code: str, reason: str, fields: list[dict[str, str]] | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.reason = reason
+        self.fields = fields or []
+
+
+def _route_name(request: web.Request) -> str:
+    # The route's pattern, never the raw path: paths may carry join tokens or ids.
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _wants_json(request: web.Request) -> bool:
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")
+
+
+def _error_response(request: web.Request, status: int, reason: str) -> web.Response:
+    request_id = request.get(REQUEST_ID, "")
+    if _wants_json(request):
+        return web.json_response(
+            {"error": _code(status), "reason": reason, "request_id": request_id},
+            status=status,
+        )
+    return aiohttp_jinja2.render_template(
+        "error.html",
+        request,
+        {"status": status, "reason": reason, "request_id": request_id},
+        status=status,
+    )
+
+
+def _code(status: int) -> str:
+    return {
+        400: "bad_request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        413: "too_large",
+        415: "unsupported_media_type",
+        422: "invalid_input",
+        429: "too_many_requests",
+        500: "internal_error",
+        503: "unavailable",
+    }.get(status, "error")
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    """Give every request an id, log its outcome, and turn failures into clear pages."""
+    request_id = secrets.token_hex(8)
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            body: dict[str, object] = {
+                "error": exc.code,
+                "reason": exc.reason,
+                "request_id": request_id,
+            }
+            if exc.fields:
+                body["fields"] = exc.fields
+            response = web.json_response(body, status=exc.status)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                status = exc.status
+                raise
+            response = _error_response(request, exc.status, exc.reason)
+        except Exception as exc:
+            log.exception("request.failed", error_type=type(exc).__name__)
+            response = _error_response(
+                request, 500, "Something went wrong on our side. Nothing you entered was lost."
+            )
+        status = response.status
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        log.info(
+            "request",
+            method=request.method,
+            route=_route_name(request),
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+
+@web.middleware
+async def same_origin(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    """Refuse state-changing requests that another site's page started."""
+    if request.method in UNSAFE_METHODS:
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+            raise web.HTTPForbidden(reason="cross-site request refused")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != "null":
+            public = urlsplit(request.app[SETTINGS].public_url)
+            here = f"{request.scheme}://{request.host}"
+            if origin not in (f"{public.scheme}://{public.netloc}", here):
+                raise web.HTTPForbidden(reason="cross-origin request refused")
+        if request.path.startswith("/api/") and request.can_read_body:
+            if request.content_type != "application/json":
+                raise web.HTTPUnsupportedMediaType(reason="send application/json")
+    return await handler(request)

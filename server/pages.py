@@ -1,0 +1,42 @@
+"""HTML pages and health endpoints."""
+
+from __future__ import annotations
+
+import aiohttp_jinja2
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from server.appkeys import ENGINE
+from server.auth import current_staff
+from server.logs import get_logger
+from server.storage.engine import ping
+
+log = get_logger(__name__)
+
+
+async def home(request: web.Request) -> web.Response:
+    """The landing page: who this is for and where each kind of user goes."""
+    who = await current_staff(request)
+    return aiohttp_jinja2.render_template("home.html", request, {"staff": who})
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """The process is alive and serving."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """The process can reach its database."""
+    try:
+        await ping(request.app[ENGINE])
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("readyz.database_unreachable", error_type=type(exc).__name__)
+        return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+    return web.json_response({"status": "ready", "database": "ok"})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register pages and health checks."""
+    app.router.add_get("/", home, name="home")
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

@@ -1,0 +1,58 @@
+"""Who may do what: the one table of role x action that every route is checked against."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """Staff roles. Patients have no role here: they enter through join links."""
+
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    CLINICIAN = "clinician"
+
+
+class Action(StrEnum):
+    """Things a signed-in staff member may be allowed to do."""
+
+    PROGRAMS_READ = "programs.read"
+    PROGRAMS_MANAGE = "programs.manage"
+    STAFF_READ = "staff.read"
+    STAFF_MANAGE = "staff.manage"
+    PATIENTS_READ = "patients.read"
+    PATIENTS_MANAGE = "patients.manage"
+    GROUPS_READ = "groups.read"
+    GROUPS_MANAGE = "groups.manage"
+    APPOINTMENTS_READ = "appointments.read"
+    APPOINTMENTS_MANAGE = "appointments.manage"
+    SESSIONS_READ = "sessions.read"
+
+
+# Clinicians' reads are further narrowed to their own groups and patients (server/scope.py).
+PERMISSIONS: dict[Role, frozenset[Action]] = {
+    Role.ADMIN: frozenset(Action),
+    Role.SUPERVISOR: frozenset(
+        {
+            Action.PROGRAMS_READ,
+            Action.STAFF_READ,
+            Action.GROUPS_READ,
+            Action.APPOINTMENTS_READ,
+            Action.SESSIONS_READ,
+        }
+    ),
+    Role.CLINICIAN: frozenset(
+        {
+            Action.PROGRAMS_READ,
+            Action.PATIENTS_READ,
+            Action.GROUPS_READ,
+            Action.APPOINTMENTS_READ,
+            Action.SESSIONS_READ,
+        }
+    ),
+}
+
+
+def allowed(role: Role, action: Action) -> bool:
+    """True when `role` may perform `action`."""
+    return action in PERMISSIONS[role]

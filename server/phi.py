@@ -1,0 +1,143 @@
+"""PHI field encryption at rest: AES-256-GCM with a key id in every stored value."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+FORMAT = "v1"
+NONCE_BYTES = 12
+
+
+class KeyFileError(Exception):
+    """The secret key file is missing a part, unreadable or malformed."""
+
+
+class DecryptionError(Exception):
+    """A stored PHI value cannot be opened: wrong key, tampered or moved."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keyring:
+    """The server's secrets: the cookie key and the PHI keys by id."""
+
+    session_key: bytes
+    phi_keys: dict[str, bytes]
+    current: str
+
+    def seal(self, plaintext: str, *, context: str) -> str:
+        """Encrypt a PHI value; `context` binds it to its record and field."""
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = AESGCM(self.phi_keys[self.current]).encrypt(
+            nonce, plaintext.encode("utf-8"), context.encode("utf-8")
+        )
+        payload = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return f"{FORMAT}:{self.current}:{payload}"
+
+    def open(self, stored: str, *, context: str) -> str:
+        """Decrypt a value written by `seal` with the same context."""
+        try:
+            fmt, key_id, payload = stored.split(":", 2)
+        except ValueError:
+            raise DecryptionError("not an encrypted value") from None
+        if fmt != FORMAT:
+            raise DecryptionError(f"unknown format {fmt!r}")
+        key = self.phi_keys.get(key_id)
+        if key is None:
+            raise DecryptionError(f"unknown key id {key_id!r}")
+        raw = base64.urlsafe_b64decode(payload.encode("ascii"))
+        try:
+            plain = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
+        except InvalidTag:
+            raise DecryptionError("value does not authenticate") from None
+        return plain.decode("utf-8")
+
+    def seal_optional(self, plaintext: str | None, *, context: str) -> str | None:
+        """`seal`, passing None through."""
+        return None if plaintext is None else self.seal(plaintext, context=context)
+
+    def open_optional(self, stored: str | None, *, context: str) -> str | None:
+        """`open`, passing None through."""
+        return None if stored is None else self.open(stored, context=context)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise KeyFileError(f"{what} is not a base64 string")
+    try:
+        value = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise KeyFileError(f"{what} is not valid base64") from None
+    if len(value) != 32:
+        raise KeyFileError(f"{what} must be 32 bytes")
+    return value
+
+
+def new_keyring() -> Keyring:
+    """A fresh keyring with one PHI key."""
+    return Keyring(
+        session_key=secrets.token_bytes(32),
+        phi_keys={"k1": AESGCM.generate_key(bit_length=256)},
+        current="k1",
+    )
+
+
+def load_keyring(path: Path) -> Keyring:
+    """Read the key file written by `save_keyring`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError:
+        raise KeyFileError(f"{path} is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("phi_keys"), dict):
+        raise KeyFileError(f"{path} lacks phi_keys")
+    keys = {str(kid): _unb64(value, f"phi key {kid}") for kid, value in data["phi_keys"].items()}
+    current = data.get("phi_current")
+    if current not in keys:
+        raise KeyFileError(f"{path}: phi_current names no key")
+    return Keyring(
+        session_key=_unb64(data.get("session_key"), "session_key"),
+        phi_keys=keys,
+        current=str(current),
+    )
+
+
+def save_keyring(path: Path, keyring: Keyring) -> None:
+    """Write the key file atomically with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(
+        {
+            "session_key": _b64(keyring.session_key),
+            "phi_keys": {kid: _b64(key) for kid, key in keyring.phi_keys.items()},
+            "phi_current": keyring.current,
+        },
+        indent=2,
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(body)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def ensure_keyring(path: Path) -> tuple[Keyring, bool]:
+    """Load the key file, creating it on first start; say whether it was created."""
+    if path.exists():
+        return load_keyring(path), False
+    keyring = new_keyring()
+    save_keyring(path, keyring)
+    return keyring, True

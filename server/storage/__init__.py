@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy Core over aiosqlite or asyncpg, with Alembic migrations."""
