@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -108,7 +108,9 @@ def _renderer(log_format: str) -> Any:
     return structlog.processors.JSONRenderer()
 
 
-def configure_logging(level: str = "info", log_format: str = "auto") -> None:
+def configure_logging(
+    level: str = "info", log_format: str = "auto", stream: TextIO | None = None
+) -> None:
     """Route structlog and the standard library through one redacting pipeline."""
     numeric = getattr(logging, level.upper())
     # show_locals=False: a traceback's local variables would carry PHI.
@@ -136,7 +138,7 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
             _renderer(log_format),
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,0 +1,268 @@
+"""Fixtures that build real things: servers on loopback, fresh databases, a real browser."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import ssl
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from certs import ensure_development_certificates
+from server.app import create_app, tls_context
+from server.appkeys import ENGINE
+from server.clock import utcnow
+from server.config import Settings
+from server.demo import seed_demo
+from server.phi import Keyring, ensure_keyring
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = os.environ.get(
+    "IOP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# Databases -------------------------------------------------------------------------------
+
+
+async def _postgres_reason() -> str | None:
+    import asyncpg
+
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(POSTGRES_ADMIN_URL), timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"PostgreSQL at {POSTGRES_ADMIN_URL} is not reachable ({type(exc).__name__})"
+    await conn.close()
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL cannot be used, or None when it can."""
+    return asyncio.run(_postgres_reason())
+
+
+async def _create_postgres_database() -> tuple[str, str]:
+    import asyncpg
+
+    name = f"iop_test_{secrets.token_hex(6)}"
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    return name, f"{base}/{name}"
+
+
+async def _drop_postgres_database(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_unavailable: str | None
+) -> AsyncIterator[str]:
+    """A fresh, empty database on each engine; PostgreSQL is skipped only when absent."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    if postgres_unavailable:
+        print(f"skipping PostgreSQL: {postgres_unavailable}", file=sys.stderr)
+        pytest.skip(postgres_unavailable)
+    name, url = await _create_postgres_database()
+    try:
+        yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    finally:
+        await _drop_postgres_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite database file."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+
+
+# Servers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    """A server started in this process, with what a test needs to reach it."""
+
+    settings: Settings
+    keyring: Keyring
+    app: web.Application
+    runner: web.AppRunner
+    ca_file: Path
+    base_url: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def client_ssl(self) -> ssl.SSLContext:
+        """A client TLS context that trusts only the development CA."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def client(self) -> aiohttp.ClientSession:
+        """An HTTP client that verifies the server against the dev CA and keeps cookies."""
+        return aiohttp.ClientSession(
+            base_url=self.base_url,
+            connector=aiohttp.TCPConnector(ssl=self.client_ssl()),
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+        )
+
+    async def seed_demo(self) -> dict[str, Any]:
+        """Create the demo program in this server's database."""
+        return await seed_demo(
+            self.app[ENGINE],
+            self.keyring,
+            self.base_url,
+            utcnow(),
+            self.settings.schedule_horizon_days,
+        )
+
+
+def make_settings(data_dir: Path, database_url: str, port: int) -> Settings:
+    """Settings for a test server on loopback."""
+    return Settings.from_env(
+        {
+            "IOP_HOST": "127.0.0.1",
+            "IOP_PORT": str(port),
+            "IOP_PUBLIC_URL": f"https://127.0.0.1:{port}",
+            "IOP_DATA_DIR": str(data_dir),
+            "DATABASE_URL": database_url,
+            "IOP_ICE_HOSTS": "127.0.0.1",
+            "IOP_LOG_FORMAT": "json",
+        }
+    )
+
+
+async def start_server(data_dir: Path, database_url: str) -> RunningServer:
+    """Start the real application over TLS on a free loopback port."""
+    port = free_port()
+    settings = make_settings(data_dir, database_url, port)
+    keyring, _ = ensure_keyring(settings.secret_key_file)
+    ca = ensure_development_certificates(settings.certs_dir).ca_cert
+    app = create_app(settings, keyring)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls_context(settings))
+    await site.start()
+    return RunningServer(settings, keyring, app, runner, ca, f"https://127.0.0.1:{port}")
+
+
+@pytest.fixture
+async def server(tmp_path: Path, sqlite_url: str) -> AsyncIterator[RunningServer]:
+    """A real server on SQLite."""
+    running = await start_server(tmp_path / "data", sqlite_url)
+    try:
+        yield running
+    finally:
+        await running.runner.cleanup()
+
+
+@pytest.fixture
+async def any_server(tmp_path: Path, database_url: str) -> AsyncIterator[RunningServer]:
+    """A real server, once on SQLite and once on PostgreSQL."""
+    running = await start_server(tmp_path / "data", database_url)
+    try:
+        yield running
+    finally:
+        await running.runner.cleanup()
+
+
+@pytest.fixture
+async def demo(server: RunningServer) -> dict[str, Any]:
+    """The demo program seeded into the SQLite server."""
+    return await server.seed_demo()
+
+
+async def signed_in(running: RunningServer, email: str, password: str) -> aiohttp.ClientSession:
+    """A client signed in as one staff member."""
+    client = running.client()
+    response = await client.post("/api/auth/session", json={"email": email, "password": password})
+    assert response.status == 200, await response.text()
+    return client
+
+
+def staff_login(demo: dict[str, Any], role: str, index: int = 0) -> tuple[str, str]:
+    """(email, password) of the index-th demo staff member with `role`."""
+    members = [m for m in demo["staff"] if m["role"] == role]
+    return members[index]["email"], members[index]["password"]
+
+
+# Browser ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chromium_path() -> Iterator[str]:
+    """Debian's Chromium; `make test` installs it when missing."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium")
+    yield CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: str) -> AsyncIterator[Any]:
+    """Headless Chromium with a fake camera and microphone."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Any) -> AsyncIterator[Any]:
+    """A fresh page whose console errors and page errors are collected on `page.errors`."""
+    context = await browser.new_context(ignore_https_errors=True)
+    new_page = await context.new_page()
+    errors: list[str] = []
+    new_page.on(
+        "console", lambda msg: errors.append(msg.text) if msg.type == "error" else None
+    )
+    new_page.on("pageerror", lambda exc: errors.append(str(exc)))
+    new_page.errors = errors
+    try:
+        yield new_page
+    finally:
+        await context.close()
