@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import json
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_exceptions import NotAppKeyWarning
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.app import create_app, tls_context
@@ -47,7 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
+    command = args.command or "serve"
+    # The server logs to stdout; one-shot commands keep stdout for their own output.
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        stream=sys.stdout if command == "serve" else sys.stderr,
+    )
+    # aiohttp-session keeps its own state under string request keys; the warning is noise.
+    warnings.filterwarnings(
+        "ignore", message="It is recommended to use web.RequestKey", category=NotAppKeyWarning
+    )
     try:
         keyring, created = ensure_keyring(settings.secret_key_file)
     except (KeyFileError, OSError) as exc:
@@ -55,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if created:
         log.info("secrets.created")
-    command = args.command or "serve"
     try:
         if command == "migrate":
             return asyncio.run(_migrate(settings))

@@ -148,6 +148,8 @@ def configure_logging(
     # SQL statements and their parameters never go to the log.
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    for noisy in ("aiosqlite", "asyncio", "asyncpg"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.INFO))
 
 
 def get_logger(name: str) -> Any:

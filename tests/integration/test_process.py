@@ -1,0 +1,213 @@
+"""`python -m server` as a separate process: start-up, demo, shutdown and what it logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+CANARY = {
+    "legal_name": "Zebulon Canarywood",
+    "display_name": "Zeb Canary",
+    "backup_phone": "(555) 010-0177",
+    "home_address": "4417 Canaryfeather Court, Modesto, CA 95354",
+    "date_of_birth": "1977-07-17",
+}
+
+
+def _env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IOP_", "DATABASE_URL"))}
+    env.update(
+        {
+            "IOP_HOST": "127.0.0.1",
+            "IOP_PORT": str(port),
+            "IOP_PUBLIC_URL": f"https://127.0.0.1:{port}",
+            "IOP_DATA_DIR": str(data_dir),
+            "IOP_LOG_FORMAT": "json",
+            "IOP_LOG_LEVEL": "debug",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@dataclass
+class ServerProcess:
+    process: asyncio.subprocess.Process
+    base_url: str
+    ca_file: Path
+    data_dir: Path
+
+    def client(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            base_url=self.base_url,
+            connector=aiohttp.TCPConnector(
+                ssl=ssl.create_default_context(cafile=str(self.ca_file))
+            ),
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+        )
+
+    async def stop(self) -> tuple[int, str]:
+        """SIGTERM, then everything the process printed."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(self.process.communicate(), timeout=30)
+        return self.process.returncode or 0, out.decode()
+
+
+async def _start(data_dir: Path, port: int) -> ServerProcess:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        "serve",
+        env=_env(data_dir, port),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    running = ServerProcess(
+        process, f"https://127.0.0.1:{port}", data_dir / "certs" / "ca.crt", data_dir
+    )
+    for _ in range(300):
+        if process.returncode is not None:
+            break
+        if running.ca_file.exists():
+            try:
+                async with running.client() as client, client.get("/healthz") as response:
+                    if response.status == 200:
+                        return running
+            except (aiohttp.ClientError, ssl.SSLError, OSError):
+                pass
+        await asyncio.sleep(0.1)
+    code, output = await running.stop()
+    raise AssertionError(f"server did not start (exit {code}):\n{output}")
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, dict[str, Any]]]:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    demo = _run(["demo", "--json"], _env(data_dir, port))
+    assert demo.returncode == 0, demo.stderr
+    running = await _start(data_dir, port)
+    try:
+        yield running, json.loads(demo.stdout)
+    finally:
+        if running.process.returncode is None:
+            await running.stop()
+
+
+def test_a_bad_port_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
+    result = _run(["serve"], _env(tmp_path, 8443, IOP_PORT="abc"))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "IOP_PORT" in lines[0] and "abc" in lines[0]
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_a_bad_database_url_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
+    result = _run(["migrate"], _env(tmp_path, 8443, DATABASE_URL="mysql://x"))
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("configuration error: DATABASE_URL")
+
+
+def test_demo_json_describes_staff_and_a_group_of_eight_once(tmp_path: Path) -> None:
+    env = _env(tmp_path, 9443)
+    first = _run(["demo", "--json"], env)
+    assert first.returncode == 0, first.stderr
+    demo = json.loads(first.stdout)
+    assert demo["base_url"] == "https://127.0.0.1:9443"
+    roles = sorted(member["role"] for member in demo["staff"])
+    assert roles == ["admin", "clinician", "clinician", "supervisor"]
+    assert all(len(member["password"]) >= 12 for member in demo["staff"])
+    (group,) = demo["groups"]
+    assert len(group["patients"]) == 8
+    assert set(group["patients"][0]) == {"id", "display_name"}
+    again = _run(["demo", "--json"], env)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+
+
+def test_migrate_command_reports_the_schema(tmp_path: Path) -> None:
+    result = _run(["migrate"], _env(tmp_path, 9443))
+    assert result.returncode == 0, result.stderr
+    assert "newest schema" in result.stdout
+    assert (tmp_path / "iop.sqlite3").exists()
+
+
+async def test_serves_https_verified_by_the_dev_ca_and_stops_cleanly_on_sigterm(
+    served: tuple[ServerProcess, dict[str, Any]],
+) -> None:
+    running, _demo = served
+    async with running.client() as client:
+        assert await (await client.get("/readyz")).json() == {"status": "ready", "database": "ok"}
+    code, output = await running.stop()
+    assert code == 0, output
+    events = [json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")]
+    assert "server.listening" in events
+    assert events[-2:] == ["storage.closed", "server.stopped"]
+
+
+async def test_phi_sent_through_the_api_never_reaches_the_logs(
+    served: tuple[ServerProcess, dict[str, Any]],
+) -> None:
+    running, demo = served
+    admin = next(m for m in demo["staff"] if m["role"] == "admin")
+    program_id = demo["program"]["id"]
+    async with running.client() as client:
+        signed = await client.post(
+            "/api/auth/session", json={"email": admin["email"], "password": admin["password"]}
+        )
+        assert signed.status == 200
+        created = await client.post("/api/patients", json={"program_id": program_id, **CANARY})
+        assert created.status == 201, await created.text()
+        listed = await client.get("/api/patients")
+        assert CANARY["legal_name"] in await listed.text()
+        refused = await client.post(
+            "/api/patients",
+            json={"program_id": program_id, **CANARY, "backup_phone": "canary 0177 x"},
+        )
+        assert refused.status == 422
+        unknown = await client.post("/api/patients", json={**CANARY, "surprise": CANARY})
+        assert unknown.status == 422
+        await client.get("/api/patients?name=Zebulon+Canarywood")
+        await client.get("/nowhere/Zebulon-Canarywood")
+    code, output = await running.stop()
+    assert code == 0
+    assert "patient.created" in output
+    for value in CANARY.values():
+        assert value not in output, f"a PHI canary reached the logs: {value}"
+    assert "Canary" not in output and "0177" not in output
+    database = (running.data_dir / "iop.sqlite3").read_bytes()
+    wal = running.data_dir / "iop.sqlite3-wal"
+    stored = database + (wal.read_bytes() if wal.exists() else b"")
+    for value in CANARY.values():
+        assert value.encode() not in stored, f"PHI stored in plain text: {value}"
