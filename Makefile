@@ -30,6 +30,7 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 test: $(VENV)/.installed-dev chromium
+	$(PY) -m ruff check --quiet .
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.installed-dev

@@ -52,17 +52,17 @@ def _env(data_dir: Path, port: int) -> dict[str, str]:
     return env
 
 
-async def _wait_ready(base: str, ssl_ctx: ssl.SSLContext, ca: Path) -> None:
+async def _wait_ready(base: str, ssl_ctx: ssl.SSLContext) -> None:
     for _ in range(300):
-        if ca.exists():
-            try:
-                async with aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(ssl=ssl_ctx)
-                ) as client, client.get(base + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except (aiohttp.ClientError, OSError):
-                pass
+        try:
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as client,
+                client.get(base + "/healthz") as response,
+            ):
+                if response.status == 200:
+                    return
+        except (aiohttp.ClientError, OSError):
+            pass
         await asyncio.sleep(0.1)
     raise RuntimeError("server did not start")
 
@@ -104,14 +104,25 @@ async def run(seconds: float, concurrency: int) -> dict[str, Any]:
         port = _free_port()
         env = _env(data_dir, port)
         demo = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", "demo", "--json",
-            env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "server",
+            "demo",
+            "--json",
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await demo.communicate()
         clinician = next(m for m in json.loads(out)["staff"] if m["role"] == "clinician")
         server = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", "serve",
-            env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
         )
         try:
             base = f"https://127.0.0.1:{port}"
@@ -121,7 +132,7 @@ async def run(seconds: float, concurrency: int) -> dict[str, Any]:
                     break
                 await asyncio.sleep(0.1)
             ssl_ctx = ssl.create_default_context(cafile=str(ca))
-            await _wait_ready(base, ssl_ctx, ca)
+            await _wait_ready(base, ssl_ctx)
             connector = aiohttp.TCPConnector(ssl=ssl_ctx, limit=concurrency)
             async with aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True)
@@ -133,15 +144,15 @@ async def run(seconds: float, concurrency: int) -> dict[str, Any]:
                 signed.raise_for_status()
                 results = {
                     "readyz": await _drive(client, base + "/readyz", seconds, concurrency),
-                    "api_groups": await _drive(
-                        client, base + "/api/groups", seconds, concurrency
-                    ),
+                    "api_groups": await _drive(client, base + "/api/groups", seconds, concurrency),
                 }
         finally:
             server.send_signal(signal.SIGTERM)
             await server.wait()
     return {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": (
+            f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+        ),
         "seconds": seconds,
         "concurrency": concurrency,
         **results,

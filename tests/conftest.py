@@ -257,9 +257,7 @@ async def page(browser: Any) -> AsyncIterator[Any]:
     context = await browser.new_context(ignore_https_errors=True)
     new_page = await context.new_page()
     errors: list[str] = []
-    new_page.on(
-        "console", lambda msg: errors.append(msg.text) if msg.type == "error" else None
-    )
+    new_page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     new_page.on("pageerror", lambda exc: errors.append(str(exc)))
     new_page.errors = errors
     try:

@@ -46,8 +46,14 @@ async def test_unknown_pages_get_a_real_error_page(server: RunningServer) -> Non
 
 async def test_the_api_refuses_anyone_not_signed_in(server: RunningServer) -> None:
     async with server.client() as client:
-        for path in ("/api/programs", "/api/staff", "/api/patients", "/api/groups",
-                     "/api/appointments", "/api/sessions"):
+        for path in (
+            "/api/programs",
+            "/api/staff",
+            "/api/patients",
+            "/api/groups",
+            "/api/appointments",
+            "/api/sessions",
+        ):
             response = await client.get(path)
             assert response.status == 401, path
             assert (await response.json())["error"] == "unauthorized"
@@ -71,7 +77,9 @@ async def test_sign_in_sets_a_secure_http_only_cookie_and_sign_out_ends_it(
 ) -> None:
     email, password = staff_login(demo, "clinician")
     async with server.client() as client:
-        response = await client.post("/api/auth/session", json={"email": email, "password": password})
+        response = await client.post(
+            "/api/auth/session", json={"email": email, "password": password}
+        )
         assert response.status == 200
         cookie = response.cookies["iop_session"]
         assert cookie["secure"] and cookie["httponly"] and cookie["samesite"] == "Lax"
@@ -209,7 +217,9 @@ async def test_cross_site_writes_are_refused(server: RunningServer, demo: dict[s
         assert fetched.status == 403
 
 
-async def test_roles_are_enforced_on_every_write(server: RunningServer, demo: dict[str, Any]) -> None:
+async def test_roles_are_enforced_on_every_write(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
     program_id = demo["program"]["id"]
     for role in ("clinician", "supervisor"):
         async with await signed_in(server, *staff_login(demo, role)) as client:

@@ -76,7 +76,9 @@ def _group(ids: dict[str, Any], **overrides: Any) -> GroupIn:
         "lead_clinician_id": ids["clinicians"][0],
         "cofacilitator_id": ids["clinicians"][1],
         "member_ids": ids["patients"],
-        "schedule": [SlotIn(day=d, start="18:00", end="21:00") for d in ("mon", "tue", "wed", "fri")],
+        "schedule": [
+            SlotIn(day=d, start="18:00", end="21:00") for d in ("mon", "tue", "wed", "fri")
+        ],
         "starts_on": dt.date(2026, 11, 23),
     }
     return GroupIn(**(fields | overrides))
@@ -110,9 +112,7 @@ async def test_group_creates_one_session_per_scheduled_evening_within_the_horizo
         group = await catalog.create_group(conn, _group(ids), NOW, horizon_days=13)
     assert group["sessions_created"] == 8  # two weeks of Mon/Tue/Wed/Fri
     async with engine.connect() as conn:
-        listed = await catalog.list_sessions(
-            conn, ids["program"], NOW, NOW + dt.timedelta(days=14)
-        )
+        listed = await catalog.list_sessions(conn, ids["program"], NOW, NOW + dt.timedelta(days=14))
     assert len(listed) == 8
     assert listed[0]["starts_at"] == "2026-11-24T02:00:00+00:00"
     assert {s["state"] for s in listed} == {"scheduled"}

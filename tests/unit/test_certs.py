@@ -67,5 +67,7 @@ def test_command_line_prints_trust_steps_and_refuses_a_second_run(tmp_path: Path
     second = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     assert second.returncode == 1
     assert "--force" in second.stderr
-    forced = subprocess.run([*cmd, "--force"], capture_output=True, text=True, cwd=ROOT, check=False)
+    forced = subprocess.run(
+        [*cmd, "--force"], capture_output=True, text=True, cwd=ROOT, check=False
+    )
     assert forced.returncode == 0

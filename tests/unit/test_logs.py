@@ -7,7 +7,6 @@ import pytest
 
 from server.logs import configure_logging, get_logger
 
-
 Lines = Callable[[], list[dict[str, object]]]
 
 

@@ -41,7 +41,9 @@ def test_wall_clock_time_holds_across_the_daylight_saving_change() -> None:
 
 def test_a_slot_in_the_spring_forward_gap_starts_after_the_gap() -> None:
     slot = WeeklySlot.from_json({"day": "sun", "start": "02:30", "end": "04:00"})
-    (found,) = occurrences([slot], "America/Los_Angeles", dt.date(2027, 3, 14), dt.date(2027, 3, 14))
+    (found,) = occurrences(
+        [slot], "America/Los_Angeles", dt.date(2027, 3, 14), dt.date(2027, 3, 14)
+    )
     assert found.starts_at == dt.datetime(2027, 3, 14, 10, 30, tzinfo=dt.UTC)  # 03:30 PDT
 
 
