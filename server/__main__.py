@@ -14,12 +14,14 @@ from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 from sqlalchemy.exc import SQLAlchemyError
 
+from server import audit
 from server.app import create_app, tls_context
 from server.clock import utcnow
 from server.config import ConfigError, Settings
 from server.demo import DemoExistsError, database_is_empty, describe, seed_demo
+from server.keyrotation import reencrypt
 from server.logs import configure_logging, get_logger
-from server.phi import KeyFileError, Keyring, ensure_keyring
+from server.phi import KeyFileError, Keyring, add_key, ensure_keyring, load_keyring
 from server.storage.engine import create_engine
 from server.storage.migrate import upgrade
 
@@ -38,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply database migrations and exit")
     demo = commands.add_parser("demo", help="create the demo program")
     demo.add_argument("--json", action="store_true", help="print the demo as one JSON object")
+    keys = commands.add_parser("keys", help="PHI encryption keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_commands.add_parser(
+        "rotate", help="add a new key and re-encrypt every PHI value under it"
+    )
+    rotate.add_argument("--batch", type=int, default=200, help="rows per transaction")
+    audit_cmd = commands.add_parser("audit", help="the audit trail")
+    audit_commands = audit_cmd.add_subparsers(dest="audit_command", required=True)
+    audit_commands.add_parser("verify", help="walk the hash chain and report the first broken row")
     return parser
 
 
@@ -67,11 +78,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if created:
         log.info("secrets.created")
+    if not settings.mfa_required:
+        log.warning(
+            "auth.mfa_relaxed",
+            reason="IOP_MFA_REQUIRED is off: staff without two-step sign-in get in with a password",
+        )
     try:
         if command == "migrate":
             return asyncio.run(_migrate(settings))
         if command == "demo":
             return asyncio.run(_demo(settings, keyring, as_json=args.json))
+        if command == "keys":
+            return asyncio.run(_rotate(settings, args.batch))
+        if command == "audit":
+            return asyncio.run(_verify_audit(settings))
         return _serve(settings, keyring, demo_if_empty=getattr(args, "demo_if_empty", False))
     except (SQLAlchemyError, OSError) as exc:
         print(f"cannot reach the database: {type(exc).__name__}", file=sys.stderr)
@@ -100,7 +120,12 @@ async def _demo(settings: Settings, keyring: Keyring, *, as_json: bool) -> int:
     async def seed(engine: Any) -> int:
         try:
             demo = await seed_demo(
-                engine, keyring, settings.public_url, utcnow(), settings.schedule_horizon_days
+                engine,
+                keyring,
+                settings.public_url,
+                utcnow(),
+                settings.schedule_horizon_days,
+                settings.join_link_grace_minutes,
             )
         except DemoExistsError as exc:
             print(str(exc), file=sys.stderr)
@@ -111,13 +136,51 @@ async def _demo(settings: Settings, keyring: Keyring, *, as_json: bool) -> int:
     return await _with_engine(settings, seed)
 
 
+async def _rotate(settings: Settings, batch: int) -> int:
+    key_id = add_key(settings.secret_key_file)
+    keyring = load_keyring(settings.secret_key_file)
+
+    async def work(engine: Any) -> int:
+        count = await reencrypt(engine, keyring, batch_size=max(1, batch))
+        async with engine.begin() as conn:
+            await audit.record(
+                conn,
+                actor=audit.SYSTEM,
+                action="keys.rotated",
+                now=utcnow(),
+                detail={"key_id": key_id, "rewritten": count},
+            )
+        print(f"new key {key_id} is current; re-encrypted {count} values")
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+async def _verify_audit(settings: Settings) -> int:
+    async def work(engine: Any) -> int:
+        async with engine.connect() as conn:
+            result = await audit.verify(conn)
+        if result.ok:
+            print(f"audit trail intact: {result.rows} rows")
+            return 0
+        print(f"audit trail broken at row {result.broken_at}: {result.reason}")
+        return 1
+
+    return await _with_engine(settings, work)
+
+
 def _serve(settings: Settings, keyring: Keyring, *, demo_if_empty: bool) -> int:
     if demo_if_empty:
 
         async def seed_if_empty(engine: Any) -> int:
             if await database_is_empty(engine):
                 demo = await seed_demo(
-                    engine, keyring, settings.public_url, utcnow(), settings.schedule_horizon_days
+                    engine,
+                    keyring,
+                    settings.public_url,
+                    utcnow(),
+                    settings.schedule_horizon_days,
+                    settings.join_link_grace_minutes,
                 )
                 print(describe(demo), flush=True)
             return 0

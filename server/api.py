@@ -9,22 +9,40 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from server import catalog
-from server.appkeys import ENGINE, KEYRING, SETTINGS
+from server import catalog, joinlinks
+from server.accounts import hash_password
+from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.auth import (
     StaffIdentity,
+    audit_event,
+    complete_sign_in,
     current_staff,
-    hash_password,
     identity,
+    public,
     requires,
-    sign_in,
     sign_out,
 )
-from server.clock import utcnow
 from server.logs import get_logger
 from server.middleware import ApiError
 from server.permissions import Action, Role
-from server.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SignIn, StaffIn
+from server.schemas import (
+    AppointmentIn,
+    GroupIn,
+    JoinLinkIn,
+    PatientIn,
+    ProgramIn,
+    SignIn,
+    StaffIn,
+)
+from server.scope import clinician_scope, patient_visible, program_scope
+from server.signin import (
+    MISMATCH,
+    THROTTLED,
+    Outcome,
+    check_password,
+    check_second_factor,
+    record_signed_in,
+)
 
 log = get_logger(__name__)
 Model = TypeVar("Model", bound=BaseModel)
@@ -58,15 +76,6 @@ def _catalog_error(exc: catalog.CatalogError) -> ApiError:
     return ApiError(exc.status, code, exc.reason, [{"field": exc.field, "message": exc.reason}])
 
 
-def _program_scope(who: StaffIdentity) -> str | None:
-    """Admins see every program; everyone else sees their own."""
-    return None if who.role is Role.ADMIN else who.program_id
-
-
-def _clinician_scope(who: StaffIdentity) -> str | None:
-    return who.id if who.role is Role.CLINICIAN else None
-
-
 def _created(record: dict[str, Any]) -> web.Response:
     return web.json_response(record, status=201)
 
@@ -74,32 +83,56 @@ def _created(record: dict[str, Any]) -> web.Response:
 # Sign-in -------------------------------------------------------------------------------
 
 
+@public
 async def post_session(request: web.Request) -> web.Response:
-    """Sign a staff member in with e-mail and password."""
+    """Sign a staff member in: e-mail, password and (for enrolled accounts) `code`."""
     body = await parse_body(request, SignIn)
-    who = await sign_in(request, str(body.email), body.password)
-    if who is None:
-        log.info("auth.sign_in_failed")
-        raise ApiError(401, "sign_in_failed", "that e-mail and password do not match an account")
-    log.info("auth.signed_in", user_id=who.id, role=who.role.value)
+    outcome, row = await check_password(request, str(body.email), body.password)
+    if outcome is Outcome.THROTTLED:
+        raise ApiError(429, "too_many_requests", THROTTLED)
+    if outcome is Outcome.FAILED:
+        raise ApiError(401, "sign_in_failed", MISMATCH)
+    if outcome is Outcome.ENROL:
+        raise ApiError(
+            403, "mfa_enrolment_required", "set up two-step sign-in at /signin in a browser first"
+        )
+    if outcome is Outcome.SECOND_FACTOR:
+        if not body.code:
+            raise ApiError(401, "code_required", "send the authenticator code as `code`")
+        if await check_second_factor(request, row, body.code) is None:
+            raise ApiError(401, "code_rejected", "that code did not work")
+    who = await complete_sign_in(request, row)
+    await record_signed_in(request, row)
     return web.json_response(_who(who))
 
 
+@public
 async def get_session(request: web.Request) -> web.Response:
     """Who is signed in."""
     who = await current_staff(request)
     if who is None:
         raise web.HTTPUnauthorized(reason="sign in first")
-    return web.json_response(_who(who))
+    return web.json_response(_who(who) | {"locked": who.locked})
 
 
+@public
 async def delete_session(request: web.Request) -> web.Response:
     """Sign out."""
     who = await current_staff(request)
-    await sign_out(request)
     if who is not None:
+        async with request.app[ENGINE].begin() as conn:
+            await audit_event(
+                request, conn, "auth.signed_out", target_type="staff", target_id=who.id
+            )
         log.info("auth.signed_out", user_id=who.id)
+    await sign_out(request)
     return web.json_response({"signed_out": True})
+
+
+@requires(Action.DASHBOARD_VIEW)
+async def post_activity(request: web.Request) -> web.Response:
+    """A staff page reports keyboard or pointer activity; the answer says if it is locked."""
+    return web.json_response({"locked": identity(request).locked})
 
 
 def _who(who: StaffIdentity) -> dict[str, str]:
@@ -118,7 +151,7 @@ def _who(who: StaffIdentity) -> dict[str, str]:
 async def list_programs(request: web.Request) -> web.Response:
     """Programs the caller may see."""
     async with request.app[ENGINE].connect() as conn:
-        found = await catalog.list_programs(conn, _program_scope(identity(request)))
+        found = await catalog.list_programs(conn, program_scope(identity(request)))
     return web.json_response({"programs": found})
 
 
@@ -128,7 +161,10 @@ async def create_program(request: web.Request) -> web.Response:
     body = await parse_body(request, ProgramIn)
     try:
         async with request.app[ENGINE].begin() as conn:
-            record = await catalog.create_program(conn, body, utcnow())
+            record = await catalog.create_program(conn, body, request.app[CLOCK].now())
+            await audit_event(
+                request, conn, "program.created", target_type="program", target_id=record["id"]
+            )
     except catalog.CatalogError as exc:
         raise _catalog_error(exc) from None
     log.info("program.created", program_id=record["id"])
@@ -139,7 +175,7 @@ async def create_program(request: web.Request) -> web.Response:
 async def list_staff(request: web.Request) -> web.Response:
     """Staff accounts of the caller's program (every program for admins)."""
     async with request.app[ENGINE].connect() as conn:
-        found = await catalog.list_staff(conn, _program_scope(identity(request)))
+        found = await catalog.list_staff(conn, program_scope(identity(request)))
     return web.json_response({"staff": found})
 
 
@@ -150,23 +186,98 @@ async def create_staff(request: web.Request) -> web.Response:
     password_hash = await hash_password(body.password)
     try:
         async with request.app[ENGINE].begin() as conn:
-            record = await catalog.create_staff(conn, body, password_hash, utcnow())
+            record = await catalog.create_staff(conn, body, password_hash, request.app[CLOCK].now())
+            await audit_event(
+                request, conn, "staff.created", target_type="staff", target_id=record["id"]
+            )
     except catalog.CatalogError as exc:
         raise _catalog_error(exc) from None
     log.info("staff.created", user_id=record["id"], role=record["role"])
     return _created(record)
 
 
-@requires(Action.PATIENTS_READ)
+@requires(Action.PATIENTS_READ, phi=True)
 async def list_patients(request: web.Request) -> web.Response:
     """Patients: every one in the program for admins, a clinician's own for clinicians."""
     who = identity(request)
-    async with request.app[ENGINE].connect() as conn:
+    async with request.app[ENGINE].begin() as conn:
         only = None
         if who.role is Role.CLINICIAN:
             only = await catalog.patients_of_clinician(conn, who.id)
-        found = await catalog.list_patients(conn, request.app[KEYRING], _program_scope(who), only)
+        found = await catalog.list_patients(conn, request.app[KEYRING], program_scope(who), only)
+        await audit_event(request, conn, "patient.list_viewed", detail={"count": len(found)})
     return web.json_response({"patients": found})
+
+
+@requires(Action.PATIENTS_READ, phi=True)
+async def get_patient(request: web.Request) -> web.Response:
+    """One patient's intake record; the read is audited."""
+    who = identity(request)
+    patient_id = request.match_info["patient_id"]
+    async with request.app[ENGINE].begin() as conn:
+        if not await patient_visible(conn, who, patient_id):
+            raise web.HTTPNotFound(reason="no such patient on your caseload")
+        record = await catalog.get_patient(conn, request.app[KEYRING], patient_id)
+        await audit_event(
+            request, conn, "patient.phi_read", target_type="patient", target_id=patient_id
+        )
+    log.info("patient.phi_read", patient_id=patient_id)
+    return web.json_response(record)
+
+
+@requires(Action.JOIN_LINKS_MANAGE)
+async def create_join_link(request: web.Request) -> web.Response:
+    """Issue a join link for one session or a standing one; the URL is returned once."""
+    body = await parse_body(request, JoinLinkIn)
+    who = identity(request)
+    settings = request.app[SETTINGS]
+    patient_id = request.match_info["patient_id"]
+    async with request.app[ENGINE].begin() as conn:
+        if not await patient_visible(conn, who, patient_id):
+            raise web.HTTPNotFound(reason="no such patient on your caseload")
+        try:
+            link = await joinlinks.issue(
+                conn,
+                patient_id=patient_id,
+                session_id=body.session_id,
+                issued_by=who.id,
+                now=request.app[CLOCK].now(),
+                grace=dt.timedelta(minutes=settings.join_link_grace_minutes),
+                standing_for=dt.timedelta(days=settings.standing_link_days),
+            )
+        except catalog.CatalogError as exc:
+            raise _catalog_error(exc) from None
+        await audit_event(
+            request,
+            conn,
+            "join_link.issued",
+            target_type="patient",
+            target_id=patient_id,
+            detail={"join_link_id": link.id, "standing": link.session_id is None},
+        )
+    return _created(
+        {
+            "id": link.id,
+            "url": f"{settings.public_url}/j/{link.token}",
+            "session_id": link.session_id,
+            "expires_at": link.expires_at.isoformat(),
+        }
+    )
+
+
+@requires(Action.JOIN_LINKS_MANAGE)
+async def revoke_join_link(request: web.Request) -> web.Response:
+    """Revoke a join link."""
+    who = identity(request)
+    async with request.app[ENGINE].begin() as conn:
+        row = await joinlinks.get(conn, request.match_info["link_id"])
+        if row is None or not await patient_visible(conn, who, row.patient_id):
+            raise web.HTTPNotFound(reason="no such join link")
+        await joinlinks.revoke(conn, row.id, who.id, request.app[CLOCK].now())
+        await audit_event(
+            request, conn, "join_link.revoked", target_type="join_link", target_id=row.id
+        )
+    return web.json_response({"id": row.id, "revoked": True})
 
 
 @requires(Action.PATIENTS_MANAGE)
@@ -175,7 +286,12 @@ async def create_patient(request: web.Request) -> web.Response:
     body = await parse_body(request, PatientIn)
     try:
         async with request.app[ENGINE].begin() as conn:
-            record = await catalog.create_patient(conn, request.app[KEYRING], body, utcnow())
+            record = await catalog.create_patient(
+                conn, request.app[KEYRING], body, request.app[CLOCK].now()
+            )
+            await audit_event(
+                request, conn, "patient.created", target_type="patient", target_id=record["id"]
+            )
     except catalog.CatalogError as exc:
         raise _catalog_error(exc) from None
     log.info("patient.created", patient_id=record["id"])
@@ -187,7 +303,7 @@ async def list_groups(request: web.Request) -> web.Response:
     """Groups; clinicians see only the groups they lead or co-facilitate."""
     who = identity(request)
     async with request.app[ENGINE].connect() as conn:
-        found = await catalog.list_groups(conn, _program_scope(who), _clinician_scope(who))
+        found = await catalog.list_groups(conn, program_scope(who), clinician_scope(who))
     return web.json_response({"groups": found})
 
 
@@ -198,7 +314,10 @@ async def create_group(request: web.Request) -> web.Response:
     horizon = request.app[SETTINGS].schedule_horizon_days
     try:
         async with request.app[ENGINE].begin() as conn:
-            record = await catalog.create_group(conn, body, utcnow(), horizon)
+            record = await catalog.create_group(conn, body, request.app[CLOCK].now(), horizon)
+            await audit_event(
+                request, conn, "group.created", target_type="group", target_id=record["id"]
+            )
     except catalog.CatalogError as exc:
         raise _catalog_error(exc) from None
     log.info("group.created", group_id=record["id"], count=record["sessions_created"])
@@ -210,7 +329,7 @@ async def list_appointments(request: web.Request) -> web.Response:
     """One-on-one appointments; clinicians see their own."""
     who = identity(request)
     async with request.app[ENGINE].connect() as conn:
-        found = await catalog.list_appointments(conn, _program_scope(who), _clinician_scope(who))
+        found = await catalog.list_appointments(conn, program_scope(who), clinician_scope(who))
     return web.json_response({"appointments": found})
 
 
@@ -220,7 +339,14 @@ async def create_appointment(request: web.Request) -> web.Response:
     body = await parse_body(request, AppointmentIn)
     try:
         async with request.app[ENGINE].begin() as conn:
-            record = await catalog.create_appointment(conn, body, utcnow())
+            record = await catalog.create_appointment(conn, body, request.app[CLOCK].now())
+            await audit_event(
+                request,
+                conn,
+                "appointment.created",
+                target_type="appointment",
+                target_id=record["id"],
+            )
     except catalog.CatalogError as exc:
         raise _catalog_error(exc) from None
     log.info("appointment.created", appointment_id=record["id"])
@@ -230,26 +356,26 @@ async def create_appointment(request: web.Request) -> web.Response:
 @requires(Action.SESSIONS_READ)
 async def list_sessions(request: web.Request) -> web.Response:
     """Session instances starting from `from` (a date, default today) for `days` days."""
-    start, days = _session_window(request.query)
+    start, days = _session_window(request.query, request.app[CLOCK].now().date())
     who = identity(request)
     begin = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
     async with request.app[ENGINE].connect() as conn:
         found = await catalog.list_sessions(
             conn,
-            _program_scope(who),
+            program_scope(who),
             begin,
             begin + dt.timedelta(days=days),
-            _clinician_scope(who),
+            clinician_scope(who),
         )
     return web.json_response({"sessions": found})
 
 
-def _session_window(query: Any) -> tuple[dt.date, int]:
+def _session_window(query: Any, today: dt.date) -> tuple[dt.date, int]:
     unknown = set(query) - {"from", "days"}
     if unknown:
         raise ApiError(400, "invalid_input", f"unknown query parameter: {sorted(unknown)[0]}")
     try:
-        start = dt.date.fromisoformat(query["from"]) if "from" in query else utcnow().date()
+        start = dt.date.fromisoformat(query["from"]) if "from" in query else today
     except ValueError:
         raise ApiError(
             400,
@@ -273,12 +399,16 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/auth/session", post_session)
     app.router.add_get("/api/auth/session", get_session)
     app.router.add_delete("/api/auth/session", delete_session)
+    app.router.add_post("/api/activity", post_activity)
     app.router.add_get("/api/programs", list_programs)
     app.router.add_post("/api/programs", create_program)
     app.router.add_get("/api/staff", list_staff)
     app.router.add_post("/api/staff", create_staff)
     app.router.add_get("/api/patients", list_patients)
     app.router.add_post("/api/patients", create_patient)
+    app.router.add_get("/api/patients/{patient_id}", get_patient)
+    app.router.add_post("/api/patients/{patient_id}/join-links", create_join_link)
+    app.router.add_delete("/api/join-links/{link_id}", revoke_join_link)
     app.router.add_get("/api/groups", list_groups)
     app.router.add_post("/api/groups", create_group)
     app.router.add_get("/api/appointments", list_appointments)

@@ -16,10 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import web as web_assets
 from certs import ensure_development_certificates
-from server import api, pages
-from server.appkeys import BACKGROUND, ENGINE, KEYRING, SETTINGS
+from server import admin_pages, api, pages, patient_pages, signin, staff_pages
+from server.appkeys import BACKGROUND, CLOCK, ENGINE, KEYRING, SETTINGS
+from server.auth import STAFF_KEY, csrf_token
 from server.catalog import extend_all_group_sessions
-from server.clock import utcnow
+from server.clock import Clock
 from server.config import Settings
 from server.logs import get_logger
 from server.middleware import request_context, same_origin
@@ -33,19 +34,22 @@ SCHEDULE_REFRESH_S = 3600.0
 SESSION_COOKIE = "iop_session"
 
 
-def create_app(settings: Settings, keyring: Keyring) -> web.Application:
+def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None) -> web.Application:
     """Build the application; storage opens and background work starts on startup."""
     app = web.Application(
         middlewares=[request_context, same_origin], client_max_size=MAX_BODY_BYTES
     )
     app[SETTINGS] = settings
     app[KEYRING] = keyring
+    app[CLOCK] = clock or Clock()
     app[BACKGROUND] = set()
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(web_assets.TEMPLATES)),
         autoescape=jinja2.select_autoescape(["html"]),
+        context_processors=[_page_context, aiohttp_jinja2.request_processor],
     )
+    env.filters["zip"] = lambda first, second: zip(first, second, strict=False)
     setup_sessions(
         app,
         EncryptedCookieStorage(
@@ -58,11 +62,25 @@ def create_app(settings: Settings, keyring: Keyring) -> web.Application:
         ),
     )
     pages.add_routes(app)
+    signin.add_routes(app)
+    staff_pages.add_routes(app)
+    admin_pages.add_routes(app)
+    patient_pages.add_routes(app)
     api.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)
     return app
+
+
+async def _page_context(request: web.Request) -> dict[str, object]:
+    """What every page's header needs: who is signed in and the sign-out form's token."""
+    who = request.get(STAFF_KEY)
+    return {
+        "nav_staff": who,
+        "nav_csrf": await csrf_token(request) if who is not None else "",
+        "idle_minutes": request.app[SETTINGS].idle_lock_minutes,
+    }
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
@@ -86,7 +104,7 @@ async def _schedule_refresher(app: web.Application) -> AsyncIterator[None]:
             try:
                 async with app[ENGINE].begin() as conn:
                     created = await extend_all_group_sessions(
-                        conn, utcnow(), app[SETTINGS].schedule_horizon_days
+                        conn, app[CLOCK].now(), app[SETTINGS].schedule_horizon_days
                     )
             except (SQLAlchemyError, OSError) as exc:
                 # The next pass retries; sessions already scheduled are unaffected.

@@ -7,10 +7,12 @@ import asyncio
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.clock import Clock
 from server.config import Settings
 from server.phi import Keyring
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 KEYRING = web.AppKey("keyring", Keyring)
+CLOCK = web.AppKey("clock", Clock)
 BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])

@@ -1,28 +1,34 @@
-"""Staff sign-in: argon2id passwords, encrypted cookie sessions, and the role check."""
+"""Request-side authentication: staff sessions, the idle lock, CSRF, and the role check."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
+import hmac
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
-import sqlalchemy as sa
 from aiohttp import web
-from aiohttp_session import get_session, new_session
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from aiohttp_session import Session, get_session, new_session
+from multidict import MultiDict
 
-from server.appkeys import ENGINE
+from server import accounts, audit
+from server.appkeys import CLOCK, ENGINE, SETTINGS
+from server.middleware import REQUEST_ID, ApiError
 from server.permissions import Action, Role, allowed
-from server.storage.tables import staff
-
-HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verified against when the e-mail is unknown, so both paths cost the same time.
-_DUMMY_HASH = HASHER.hash("not-a-real-password")
-STAFF_KEY = web.RequestKey("staff", object)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Session keys. A staff member is signed in only when STAFF_ID is set; PENDING_ID marks a
+# password that was accepted while the second factor is still owed.
+STAFF_ID = "staff_id"
+PENDING_ID = "pending_id"
+LAST_ACTIVE = "last_active"
+CSRF = "csrf"
+# Requests a page makes on its own (polling, heartbeats) say so, and do not count as activity.
+BACKGROUND_HEADER = "X-IOP-Background"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,36 +39,96 @@ class StaffIdentity:
     program_id: str
     role: Role
     display_name: str
+    email: str
+    locked: bool = False
+
+    @property
+    def actor(self) -> audit.Actor:
+        """This staff member as an audit actor."""
+        return audit.Actor("staff", self.id, self.role.value)
 
 
-async def hash_password(password: str) -> str:
-    """argon2id hash, computed off the event loop."""
-    return await asyncio.to_thread(HASHER.hash, password)
+STAFF_KEY = web.RequestKey("staff", StaffIdentity)
 
 
-async def verify_password(password_hash: str | None, password: str) -> bool:
-    """Check a password without revealing whether the account exists."""
-
-    def check() -> bool:
-        try:
-            return HASHER.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
-        except (VerificationError, InvalidHashError):
-            return False
-
-    return await asyncio.to_thread(check)
+def wants_json(request: web.Request) -> bool:
+    """API callers get JSON refusals; browsers get pages and redirects."""
+    return request.path.startswith("/api/")
 
 
-async def sign_in(request: web.Request, email: str, password: str) -> StaffIdentity | None:
-    """Verify credentials and start a fresh session; None when they do not match."""
-    async with request.app[ENGINE].connect() as conn:
-        row = (await conn.execute(sa.select(staff).where(staff.c.email == email.lower()))).first()
-    ok = await verify_password(row.password_hash if row else None, password)
-    if row is None or not ok or row.disabled:
-        return None
-    # A new session on sign-in: an identifier planted before sign-in is worthless after it.
+def safe_next(raw: str | None, default: str = "/dashboard") -> str:
+    """A local path to return to after sign-in, never another site."""
+    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+        return default
+    return raw
+
+
+def _redirect_to(path: str, request: web.Request) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(f"{path}?next={quote(request.path_qs, safe='')}")
+
+
+# CSRF --------------------------------------------------------------------------------------
+
+
+async def csrf_token(request: web.Request) -> str:
+    """This browser session's form token, created on first use."""
+    session = await get_session(request)
+    token = session.get(CSRF)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(24)
+        session[CSRF] = token
+    return token
+
+
+async def read_form(request: web.Request) -> MultiDict[str]:
+    """A submitted form (text fields only) whose CSRF token matches this session's."""
+    form = await request.post()
+    session = await get_session(request)
+    expected = session.get(CSRF)
+    sent = form.get("csrf_token")
+    if not isinstance(expected, str) or not isinstance(sent, str):
+        raise web.HTTPBadRequest(reason="This form has expired. Reload the page and try again.")
+    if not hmac.compare_digest(expected, sent):
+        raise web.HTTPBadRequest(reason="This form has expired. Reload the page and try again.")
+    return MultiDict((key, value) for key, value in form.items() if isinstance(value, str))
+
+
+# Sessions ----------------------------------------------------------------------------------
+
+
+def _identity(row: Any, locked: bool) -> StaffIdentity:
+    return StaffIdentity(
+        row.id, row.program_id, Role(row.role), row.display_name, row.email, locked
+    )
+
+
+async def begin_second_factor(request: web.Request, staff_id: str) -> None:
+    """Remember that the password was right; the second factor comes next."""
     session = await new_session(request)
-    session["staff_id"] = row.id
-    return StaffIdentity(row.id, row.program_id, Role(row.role), row.display_name)
+    session[PENDING_ID] = staff_id
+    session[CSRF] = secrets.token_urlsafe(24)
+
+
+async def pending_staff(request: web.Request) -> Any:
+    """The account whose password was accepted and whose second factor is owed, or None."""
+    session = await get_session(request)
+    staff_id = session.get(PENDING_ID)
+    if not isinstance(staff_id, str):
+        return None
+    async with request.app[ENGINE].connect() as conn:
+        row = await accounts.staff_by_id(conn, staff_id)
+    return None if row is None or row.disabled else row
+
+
+async def complete_sign_in(request: web.Request, row: Any) -> StaffIdentity:
+    """Start a fresh staff session: an id planted before sign-in is worthless after it."""
+    session = await new_session(request)
+    session[STAFF_ID] = row.id
+    session[LAST_ACTIVE] = request.app[CLOCK].now().timestamp()
+    session[CSRF] = secrets.token_urlsafe(24)
+    identity = _identity(row, locked=False)
+    request[STAFF_KEY] = identity
+    return identity
 
 
 async def sign_out(request: web.Request) -> None:
@@ -71,47 +137,108 @@ async def sign_out(request: web.Request) -> None:
     session.invalidate()
 
 
+async def unlock(request: web.Request) -> None:
+    """Re-authenticated after the idle lock: count this as activity."""
+    session = await get_session(request)
+    session[LAST_ACTIVE] = request.app[CLOCK].now().timestamp()
+
+
+def _is_locked(request: web.Request, session: Session) -> bool:
+    last = session.get(LAST_ACTIVE)
+    if not isinstance(last, int | float):
+        return True
+    idle = request.app[SETTINGS].idle_lock_minutes * 60
+    return request.app[CLOCK].now().timestamp() - last > idle
+
+
 async def current_staff(request: web.Request) -> StaffIdentity | None:
-    """The signed-in, enabled staff member, or None."""
+    """The signed-in, enabled staff member (with their idle-lock state), or None."""
     cached = request.get(STAFF_KEY)
-    if isinstance(cached, StaffIdentity):
+    if cached is not None:
         return cached
     session = await get_session(request)
-    staff_id = session.get("staff_id")
+    staff_id = session.get(STAFF_ID)
     if not isinstance(staff_id, str):
         return None
     async with request.app[ENGINE].connect() as conn:
-        row = (await conn.execute(sa.select(staff).where(staff.c.id == staff_id))).first()
+        row = await accounts.staff_by_id(conn, staff_id)
     if row is None or row.disabled:
         session.invalidate()
         return None
-    identity = StaffIdentity(row.id, row.program_id, Role(row.role), row.display_name)
+    locked = _is_locked(request, session)
+    if not locked and request.headers.get(BACKGROUND_HEADER) != "1":
+        session[LAST_ACTIVE] = request.app[CLOCK].now().timestamp()
+    identity = _identity(row, locked)
     request[STAFF_KEY] = identity
     return identity
 
 
-def requires(action: Action) -> Callable[[Handler], Handler]:
-    """Refuse the route unless the signed-in staff member's role allows `action`."""
+def identity(request: web.Request) -> StaffIdentity:
+    """The identity a `requires`-guarded route runs as."""
+    who = request.get(STAFF_KEY)
+    if who is None:
+        raise web.HTTPUnauthorized(reason="sign in first")
+    return who
+
+
+def requires(action: Action, *, phi: bool = False) -> Callable[[Handler], Handler]:
+    """Refuse the route unless a signed-in staff member's role allows `action`.
+
+    `phi=True` routes also refuse while the idle lock is on: the screen asks for the
+    password again. Nothing else (a live call, an open crisis) is ended by the lock.
+    """
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def wrapper(request: web.Request) -> web.StreamResponse:
             who = await current_staff(request)
             if who is None:
-                raise web.HTTPUnauthorized(reason="sign in first")
+                if wants_json(request):
+                    raise web.HTTPUnauthorized(reason="sign in first")
+                raise _redirect_to("/signin", request)
             if not allowed(who.role, action):
-                raise web.HTTPForbidden(reason="your role does not allow this")
+                raise web.HTTPForbidden(reason="Your role does not allow this.")
+            if phi and who.locked:
+                if wants_json(request):
+                    raise ApiError(423, "locked", "the screen is locked: sign in again to unlock")
+                raise _redirect_to("/unlock", request)
             return await handler(request)
 
-        wrapper.required_action = action  # type: ignore[attr-defined]
+        wrapper.access = (action, phi)  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
 
 
-def identity(request: web.Request) -> StaffIdentity:
-    """The identity a `requires`-guarded route runs as."""
-    who = request.get(STAFF_KEY)
-    if not isinstance(who, StaffIdentity):
-        raise web.HTTPUnauthorized(reason="sign in first")
-    return who
+def public(handler: Handler) -> Handler:
+    """Mark a route open to anyone (the authorization matrix test reads the mark)."""
+    handler.access = "public"  # type: ignore[attr-defined]
+    return handler
+
+
+async def audit_event(
+    request: web.Request,
+    conn: Any,
+    action: str,
+    *,
+    actor: audit.Actor | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    outcome: str = "ok",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append an audit row for this request inside the caller's transaction."""
+    if actor is None:
+        who = request.get(STAFF_KEY)
+        actor = who.actor if who is not None else audit.Actor("anonymous")
+    await audit.record(
+        conn,
+        actor=actor,
+        action=action,
+        now=request.app[CLOCK].now(),
+        target_type=target_type,
+        target_id=target_id,
+        outcome=outcome,
+        request_id=request.get(REQUEST_ID),
+        detail=detail,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Collection, Iterable
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rooms.schedule import WeeklySlot, occurrences, zone
 from server.phi import Keyring
-from server.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, StaffIn
+from server.schemas import AppointmentIn, GroupIn, InviteIn, PatientIn, ProgramIn
 from server.storage.tables import (
     appointments,
     group_members,
@@ -24,7 +25,16 @@ from server.storage.tables import (
 )
 
 Record = dict[str, Any]
-PATIENT_PHI = ("legal_name", "display_name", "date_of_birth", "home_address", "backup_phone")
+PATIENT_PHI = (
+    "legal_name",
+    "display_name",
+    "date_of_birth",
+    "home_address",
+    "backup_phone",
+    "alternate_phone",
+    "support_person",
+    "preferred_ed",
+)
 
 
 class CatalogError(Exception):
@@ -85,7 +95,7 @@ async def _require_program(conn: AsyncConnection, program_id: str) -> None:
 
 
 async def create_staff(
-    conn: AsyncConnection, data: StaffIn, password_hash: str, now: dt.datetime
+    conn: AsyncConnection, data: InviteIn, password_hash: str, now: dt.datetime
 ) -> Record:
     """Add a staff account with an already-hashed password."""
     await _require_program(conn, data.program_id)
@@ -103,7 +113,10 @@ async def create_staff(
         "created_at": now,
     }
     await conn.execute(staff.insert().values(row))
-    return {key: _json(v) for key, v in row.items() if key != "password_hash"} | {"disabled": False}
+    return {key: _json(v) for key, v in row.items() if key != "password_hash"} | {
+        "disabled": False,
+        "mfa_enrolled": False,
+    }
 
 
 async def list_staff(conn: AsyncConnection, program_id: str | None) -> list[Record]:
@@ -111,7 +124,41 @@ async def list_staff(conn: AsyncConnection, program_id: str | None) -> list[Reco
     query = sa.select(staff).order_by(staff.c.role, staff.c.display_name)
     if program_id is not None:
         query = query.where(staff.c.program_id == program_id)
-    return [_record(row, skip={"password_hash"}) for row in await conn.execute(query)]
+    return [_staff_record(row) for row in await conn.execute(query)]
+
+
+STAFF_SECRETS = frozenset({"password_hash", "totp_secret_enc", "totp_last_step"})
+
+
+def _staff_record(row: Any) -> Record:
+    record = _record(row, skip=STAFF_SECRETS)
+    record["mfa_enrolled"] = row.totp_enrolled_at is not None
+    return record
+
+
+async def set_staff_disabled(conn: AsyncConnection, staff_id: str, disabled: bool) -> None:
+    """Disable an account (its sessions end at their next request) or enable it again."""
+    result = await conn.execute(
+        staff.update().where(staff.c.id == staff_id).values(disabled=disabled)
+    )
+    if result.rowcount != 1:
+        raise CatalogError("id", "no such staff account", status=404)
+
+
+async def update_program(conn: AsyncConnection, program_id: str, data: ProgramIn) -> Record:
+    """Change a program's name, kind, phone, time zone or join-link settings."""
+    clash = sa.select(programs.c.id).where(
+        programs.c.name == data.name, programs.c.id != program_id
+    )
+    if await _exists(conn, clash):
+        raise CatalogError("name", "a program with this name already exists", status=409)
+    result = await conn.execute(
+        programs.update().where(programs.c.id == program_id).values(**data.model_dump())
+    )
+    if result.rowcount != 1:
+        raise CatalogError("id", "no such program", status=404)
+    (found,) = await list_programs(conn, program_id)
+    return found
 
 
 async def _require_clinician(
@@ -134,28 +181,64 @@ def _patient_context(patient_id: str, field: str) -> str:
     return f"patients/{patient_id}/{field}"
 
 
+def _sealed_patient_fields(keyring: Keyring, patient_id: str, data: PatientIn) -> Record:
+    plain = data.model_dump()
+    values: Record = {
+        "time_zone": data.time_zone,
+        "adolescent": data.adolescent,
+        "support_release": data.support_release,
+    }
+    for field in PATIENT_PHI:
+        value = plain[field]
+        if isinstance(value, dt.date):
+            value = value.isoformat()
+        elif isinstance(value, dict):
+            value = json.dumps(value, sort_keys=True)
+        values[f"{field}_enc"] = keyring.seal_optional(
+            value, context=_patient_context(patient_id, field)
+        )
+    return values
+
+
 async def create_patient(
     conn: AsyncConnection, keyring: Keyring, data: PatientIn, now: dt.datetime
 ) -> Record:
     """Add a patient; identifying fields are encrypted before they reach storage."""
     await _require_program(conn, data.program_id)
     patient_id = new_id()
-    plain = data.model_dump()
     values: Record = {
         "id": patient_id,
         "program_id": data.program_id,
-        "time_zone": data.time_zone,
-        "adolescent": data.adolescent,
         "created_at": now,
+        **_sealed_patient_fields(keyring, patient_id, data),
     }
-    for field in PATIENT_PHI:
-        value = plain[field]
-        text = value.isoformat() if isinstance(value, dt.date) else value
-        values[f"{field}_enc"] = keyring.seal_optional(
-            text, context=_patient_context(patient_id, field)
-        )
     await conn.execute(patients.insert().values(values))
     return _patient_record(keyring, values)
+
+
+async def update_patient(
+    conn: AsyncConnection, keyring: Keyring, patient_id: str, data: PatientIn
+) -> Record:
+    """Replace a patient's intake record (the program stays the same)."""
+    current = await get_patient_row(conn, patient_id)
+    if current is None:
+        raise CatalogError("id", "no such patient", status=404)
+    if current.program_id != data.program_id:
+        raise CatalogError("program_id", "a patient cannot be moved to another program")
+    values = _sealed_patient_fields(keyring, patient_id, data)
+    await conn.execute(patients.update().where(patients.c.id == patient_id).values(values))
+    return _patient_record(keyring, {**dict(current._mapping), **values})
+
+
+async def get_patient_row(conn: AsyncConnection, patient_id: str) -> Any:
+    """The stored (encrypted) patient row, or None."""
+    return (await conn.execute(sa.select(patients).where(patients.c.id == patient_id))).first()
+
+
+async def get_patient(conn: AsyncConnection, keyring: Keyring, patient_id: str) -> Record | None:
+    """One patient with PHI decrypted, or None."""
+    row = await get_patient_row(conn, patient_id)
+    return None if row is None else _patient_record(keyring, row._mapping)
 
 
 def _patient_record(keyring: Keyring, row: Any) -> Record:
@@ -165,13 +248,31 @@ def _patient_record(keyring: Keyring, row: Any) -> Record:
         "program_id": data["program_id"],
         "time_zone": data["time_zone"],
         "adolescent": bool(data["adolescent"]),
+        "support_release": bool(data.get("support_release", False)),
         "created_at": _json(data["created_at"]),
     }
     for field in PATIENT_PHI:
-        out[field] = keyring.open_optional(
+        value = keyring.open_optional(
             data[f"{field}_enc"], context=_patient_context(data["id"], field)
         )
+        out[field] = json.loads(value) if field == "support_person" and value else value
     return out
+
+
+async def display_names(
+    conn: AsyncConnection, keyring: Keyring, patient_ids: Iterable[str]
+) -> dict[str, str]:
+    """Patients' group display names by id (no other PHI is opened)."""
+    ids = list(patient_ids)
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        sa.select(patients.c.id, patients.c.display_name_enc).where(patients.c.id.in_(ids))
+    )
+    return {
+        row.id: keyring.open(row.display_name_enc, context=_patient_context(row.id, "display_name"))
+        for row in rows
+    }
 
 
 async def list_patients(
@@ -214,40 +315,9 @@ async def create_group(
     conn: AsyncConnection, data: GroupIn, now: dt.datetime, horizon_days: int
 ) -> Record:
     """Add a group with its members and schedule, and its sessions for the horizon."""
-    await _require_program(conn, data.program_id)
-    await _require_clinician(conn, "lead_clinician_id", data.lead_clinician_id, data.program_id)
-    if data.cofacilitator_id is not None:
-        await _require_clinician(conn, "cofacilitator_id", data.cofacilitator_id, data.program_id)
-    taken = sa.select(groups.c.id).where(
-        groups.c.program_id == data.program_id, groups.c.name == data.name
-    )
-    if await _exists(conn, taken):
-        raise CatalogError("name", "this program already has a group with this name", status=409)
-    if data.member_ids:
-        found = await conn.execute(
-            sa.select(patients.c.id).where(
-                patients.c.id.in_(data.member_ids), patients.c.program_id == data.program_id
-            )
-        )
-        missing = set(data.member_ids) - {row[0] for row in found}
-        if missing:
-            raise CatalogError(
-                "member_ids", f"{len(missing)} id(s) are not patients of this program"
-            )
     group_id = new_id()
-    row = {
-        "id": group_id,
-        "program_id": data.program_id,
-        "name": data.name,
-        "lead_clinician_id": data.lead_clinician_id,
-        "cofacilitator_id": data.cofacilitator_id,
-        "time_zone": data.time_zone,
-        "schedule": [slot.slot().to_json() for slot in data.schedule],
-        "template": data.template,
-        "starts_on": data.starts_on,
-        "ends_on": data.ends_on,
-        "created_at": now,
-    }
+    await _check_group(conn, data, group_id)
+    row = {"id": group_id, **_group_values(data), "created_at": now}
     await conn.execute(groups.insert().values(row))
     if data.member_ids:
         await conn.execute(
@@ -262,6 +332,141 @@ async def create_group(
         "member_ids": list(data.member_ids),
         "sessions_created": created,
     }
+
+
+def _group_values(data: GroupIn) -> Record:
+    return {
+        "program_id": data.program_id,
+        "name": data.name,
+        "lead_clinician_id": data.lead_clinician_id,
+        "cofacilitator_id": data.cofacilitator_id,
+        "time_zone": data.time_zone,
+        "schedule": [slot.slot().to_json() for slot in data.schedule],
+        "template": data.template,
+        "starts_on": data.starts_on,
+        "ends_on": data.ends_on,
+    }
+
+
+async def _check_group(conn: AsyncConnection, data: GroupIn, group_id: str) -> None:
+    await _require_program(conn, data.program_id)
+    await _require_clinician(conn, "lead_clinician_id", data.lead_clinician_id, data.program_id)
+    if data.cofacilitator_id is not None:
+        await _require_clinician(conn, "cofacilitator_id", data.cofacilitator_id, data.program_id)
+    taken = sa.select(groups.c.id).where(
+        groups.c.program_id == data.program_id, groups.c.name == data.name, groups.c.id != group_id
+    )
+    if await _exists(conn, taken):
+        raise CatalogError("name", "this program already has a group with this name", status=409)
+    if data.member_ids:
+        found = await conn.execute(
+            sa.select(patients.c.id).where(
+                patients.c.id.in_(data.member_ids), patients.c.program_id == data.program_id
+            )
+        )
+        missing = set(data.member_ids) - {row[0] for row in found}
+        if missing:
+            raise CatalogError(
+                "member_ids", f"{len(missing)} id(s) are not patients of this program"
+            )
+
+
+async def _set_members(
+    conn: AsyncConnection, group_id: str, wanted: set[str], today: dt.date
+) -> None:
+    active = {
+        row.patient_id
+        for row in await conn.execute(
+            sa.select(group_members.c.patient_id).where(
+                group_members.c.group_id == group_id, group_members.c.left_on.is_(None)
+            )
+        )
+    }
+    if active - wanted:
+        await conn.execute(
+            group_members.update()
+            .where(
+                group_members.c.group_id == group_id,
+                group_members.c.patient_id.in_(active - wanted),
+                group_members.c.left_on.is_(None),
+            )
+            .values(left_on=today)
+        )
+    for patient_id in wanted - active:
+        rejoined = await conn.execute(
+            group_members.update()
+            .where(group_members.c.group_id == group_id, group_members.c.patient_id == patient_id)
+            .values(left_on=None, joined_on=today)
+        )
+        if rejoined.rowcount == 0:
+            await conn.execute(
+                group_members.insert().values(
+                    group_id=group_id, patient_id=patient_id, joined_on=today
+                )
+            )
+
+
+async def update_group(
+    conn: AsyncConnection, group_id: str, data: GroupIn, now: dt.datetime, horizon_days: int
+) -> Record:
+    """Change a group: members join or leave today, and future sessions follow the schedule."""
+    current = (await conn.execute(sa.select(groups).where(groups.c.id == group_id))).first()
+    if current is None:
+        raise CatalogError("id", "no such group", status=404)
+    if current.program_id != data.program_id:
+        raise CatalogError("program_id", "a group cannot be moved to another program")
+    await _check_group(conn, data, group_id)
+    await conn.execute(groups.update().where(groups.c.id == group_id).values(_group_values(data)))
+    today = now.astimezone(zone(data.time_zone)).date()
+    await _set_members(conn, group_id, set(data.member_ids), today)
+    # Future sessions the new schedule no longer has are cancelled, not deleted: links and
+    # records that point at them stay meaningful.
+    last = today + dt.timedelta(days=horizon_days)
+    if data.ends_on is not None:
+        last = min(last, data.ends_on)
+    slots = [slot.slot() for slot in data.schedule]
+    first = max(today, data.starts_on)
+    keep = {o.starts_at for o in occurrences(slots, data.time_zone, first, last)}
+    future = await conn.execute(
+        sa.select(sessions.c.id, sessions.c.starts_at).where(
+            sessions.c.group_id == group_id,
+            sessions.c.state == "scheduled",
+            sessions.c.starts_at > now,
+        )
+    )
+    dropped = [row.id for row in future if row.starts_at not in keep]
+    if dropped:
+        await conn.execute(
+            sessions.update().where(sessions.c.id.in_(dropped)).values(state="cancelled")
+        )
+    await conn.execute(
+        sessions.update()
+        .where(
+            sessions.c.group_id == group_id,
+            sessions.c.state == "scheduled",
+            sessions.c.starts_at > now,
+        )
+        .values(template=data.template)
+    )
+    created = await extend_group_sessions(conn, group_id, now, horizon_days)
+    found = await get_group(conn, group_id)
+    assert found is not None
+    return found | {"sessions_created": created, "sessions_cancelled": len(dropped)}
+
+
+async def get_group(conn: AsyncConnection, group_id: str) -> Record | None:
+    """One group with its current member ids, or None."""
+    row = (await conn.execute(sa.select(groups).where(groups.c.id == group_id))).first()
+    if row is None:
+        return None
+    record = _record(row)
+    members = await conn.execute(
+        sa.select(group_members.c.patient_id)
+        .where(group_members.c.group_id == group_id, group_members.c.left_on.is_(None))
+        .order_by(group_members.c.patient_id)
+    )
+    record["member_ids"] = [m.patient_id for m in members]
+    return record
 
 
 async def list_groups(

@@ -43,6 +43,13 @@ class Settings:
     ice_hosts: tuple[str, ...] = ()
     schedule_horizon_days: int = 28
     shutdown_timeout_s: float = 10.0
+    mfa_required: bool = True
+    idle_lock_minutes: int = 15
+    join_link_grace_minutes: int = 60
+    standing_link_days: int = 30
+    signin_window_minutes: int = 15
+    signin_max_failures_account: int = 5
+    signin_max_failures_address: int = 20
 
     @property
     def certs_dir(self) -> Path:
@@ -78,6 +85,13 @@ class Settings:
         log_format = reader.get("IOP_LOG_FORMAT", "auto", _choice(LOG_FORMATS))
         ice_hosts = reader.get("IOP_ICE_HOSTS", (), _ip_list)
         horizon = reader.get("IOP_SCHEDULE_HORIZON_DAYS", 28, _int_between(1, 366))
+        mfa_required = reader.get("IOP_MFA_REQUIRED", True, _bool)
+        idle = reader.get("IOP_IDLE_LOCK_MINUTES", 15, _int_between(1, 240))
+        grace = reader.get("IOP_JOIN_LINK_GRACE_MINUTES", 60, _int_between(0, 24 * 60))
+        standing = reader.get("IOP_STANDING_LINK_DAYS", 30, _int_between(1, 366))
+        window = reader.get("IOP_SIGNIN_WINDOW_MINUTES", 15, _int_between(1, 24 * 60))
+        per_account = reader.get("IOP_SIGNIN_MAX_FAILURES_ACCOUNT", 5, _int_between(1, 1000))
+        per_address = reader.get("IOP_SIGNIN_MAX_FAILURES_ADDRESS", 20, _int_between(1, 10000))
         return cls(
             host=host,
             port=port,
@@ -92,6 +106,13 @@ class Settings:
             log_format=log_format,
             ice_hosts=ice_hosts,
             schedule_horizon_days=horizon,
+            mfa_required=mfa_required,
+            idle_lock_minutes=idle,
+            join_link_grace_minutes=grace,
+            standing_link_days=standing,
+            signin_window_minutes=window,
+            signin_max_failures_account=per_account,
+            signin_max_failures_address=per_address,
         )
 
 
@@ -147,6 +168,15 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
 
 
 def _https_url(raw: str) -> str:

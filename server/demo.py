@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rooms.schedule import zone
-from server import catalog
-from server.auth import hash_password
+from server import accounts, audit, catalog, joinlinks, mfa
+from server.accounts import hash_password
 from server.phi import Keyring
 from server.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
 from server.storage.tables import programs
@@ -45,7 +45,12 @@ async def database_is_empty(engine: AsyncEngine) -> bool:
 
 
 async def seed_demo(
-    engine: AsyncEngine, keyring: Keyring, base_url: str, now: dt.datetime, horizon_days: int
+    engine: AsyncEngine,
+    keyring: Keyring,
+    base_url: str,
+    now: dt.datetime,
+    horizon_days: int,
+    link_grace_minutes: int = 60,
 ) -> dict[str, Any]:
     """Create the demo program and return how to sign in to it (passwords shown once)."""
     local_today = now.astimezone(zone(DEMO_TIME_ZONE)).date()
@@ -75,8 +80,19 @@ async def seed_demo(
                 await hash_password(password),
                 now,
             )
+            # Demo accounts come with the second factor already set up, so a newcomer adds
+            # the printed key to an authenticator app (or scripts compute codes from it).
+            secret = mfa.new_secret()
+            step = int(now.timestamp()) // 30 - 2
+            await accounts.enrol_totp(conn, keyring, record["id"], secret, step, now)
             staff_out.append(
-                {"role": role, "email": email, "password": password, "id": record["id"]}
+                {
+                    "role": role,
+                    "email": email,
+                    "password": password,
+                    "totp_secret": secret,
+                    "id": record["id"],
+                }
             )
             if role == "clinician":
                 clinicians.append(record["id"])
@@ -128,6 +144,27 @@ async def seed_demo(
             ),
             now,
         )
+        for patient in patients_out:
+            slots = await joinlinks.patient_sessions(conn, patient["id"], now)
+            link = await joinlinks.issue(
+                conn,
+                patient_id=patient["id"],
+                session_id=slots[0].session_id if slots else None,
+                issued_by=clinicians[0],
+                now=now,
+                grace=dt.timedelta(minutes=link_grace_minutes),
+                standing_for=dt.timedelta(days=30),
+            )
+            patient["join_url"] = f"{base_url}/j/{link.token}"
+            patient["join_session_id"] = link.session_id or ""
+        await audit.record(
+            conn,
+            actor=audit.SYSTEM,
+            action="demo.seeded",
+            now=now,
+            target_type="program",
+            target_id=program["id"],
+        )
     return {
         "base_url": base_url,
         "program": {"id": program["id"], "name": program["name"]},
@@ -153,8 +190,13 @@ def describe(demo: dict[str, Any]) -> str:
     ]
     for member in demo["staff"]:
         lines.append(f"  {member['role']:<10} {member['email']:<32} {member['password']}")
+    lines.append("Two-step sign-in keys (add one to an authenticator app, or scan at enrolment):")
+    for member in demo["staff"]:
+        lines.append(f"  {member['email']:<32} {member['totp_secret']}")
     for group in demo["groups"]:
-        names = ", ".join(p["display_name"] for p in group["patients"])
-        lines.append(f"Group '{group['name']}' (Mon/Tue/Wed/Fri 18:00-21:00 Pacific): {names}")
+        lines.append(f"Group '{group['name']}' (Mon/Tue/Wed/Fri 18:00-21:00 Pacific).")
+        lines.append("Patients' join links for their next session:")
+        for patient in group["patients"]:
+            lines.append(f"  {patient['display_name']:<9} {patient['join_url']}")
     lines.append("Every person, address and phone number in the demo is fictional.")
     return "\n".join(lines)

@@ -27,6 +27,8 @@ class Action(StrEnum):
     APPOINTMENTS_READ = "appointments.read"
     APPOINTMENTS_MANAGE = "appointments.manage"
     SESSIONS_READ = "sessions.read"
+    DASHBOARD_VIEW = "dashboard.view"
+    JOIN_LINKS_MANAGE = "join_links.manage"
 
 
 # Clinicians' reads are further narrowed to their own groups and patients (server/scope.py).
@@ -39,6 +41,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.GROUPS_READ,
             Action.APPOINTMENTS_READ,
             Action.SESSIONS_READ,
+            Action.DASHBOARD_VIEW,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -48,6 +51,8 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.GROUPS_READ,
             Action.APPOINTMENTS_READ,
             Action.SESSIONS_READ,
+            Action.DASHBOARD_VIEW,
+            Action.JOIN_LINKS_MANAGE,
         }
     ),
 }

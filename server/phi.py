@@ -6,7 +6,7 @@ import base64
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -24,16 +24,42 @@ class DecryptionError(Exception):
     """A stored PHI value cannot be opened: wrong key, tampered or moved."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Keyring:
-    """The server's secrets: the cookie key and the PHI keys by id."""
+    """The server's secrets: the cookie key and the PHI keys by id.
+
+    A keyring loaded from a file follows that file: `python -m server keys rotate` adds a
+    key and re-encrypts rows while servers run, so a server that meets an unknown key id
+    re-reads the file, and one whose file changed writes with the new current key.
+    """
 
     session_key: bytes
     phi_keys: dict[str, bytes]
     current: str
+    path: Path | None = field(default=None, compare=False)
+    mtime_ns: int = field(default=0, compare=False)
+
+    def _reload(self) -> None:
+        if self.path is None:
+            return
+        fresh = load_keyring(self.path)
+        self.phi_keys = fresh.phi_keys
+        self.current = fresh.current
+        self.mtime_ns = fresh.mtime_ns
+
+    def _follow_file(self) -> None:
+        if self.path is None:
+            return
+        try:
+            changed = self.path.stat().st_mtime_ns != self.mtime_ns
+        except OSError:
+            return
+        if changed:
+            self._reload()
 
     def seal(self, plaintext: str, *, context: str) -> str:
         """Encrypt a PHI value; `context` binds it to its record and field."""
+        self._follow_file()
         nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = AESGCM(self.phi_keys[self.current]).encrypt(
             nonce, plaintext.encode("utf-8"), context.encode("utf-8")
@@ -49,6 +75,8 @@ class Keyring:
             raise DecryptionError("not an encrypted value") from None
         if fmt != FORMAT:
             raise DecryptionError(f"unknown format {fmt!r}")
+        if key_id not in self.phi_keys:
+            self._reload()
         key = self.phi_keys.get(key_id)
         if key is None:
             raise DecryptionError(f"unknown key id {key_id!r}")
@@ -111,6 +139,8 @@ def load_keyring(path: Path) -> Keyring:
         session_key=_unb64(data.get("session_key"), "session_key"),
         phi_keys=keys,
         current=str(current),
+        path=path,
+        mtime_ns=path.stat().st_mtime_ns,
     )
 
 
@@ -138,6 +168,16 @@ def ensure_keyring(path: Path) -> tuple[Keyring, bool]:
     """Load the key file, creating it on first start; say whether it was created."""
     if path.exists():
         return load_keyring(path), False
-    keyring = new_keyring()
+    save_keyring(path, new_keyring())
+    return load_keyring(path), True
+
+
+def add_key(path: Path) -> str:
+    """Add a new PHI key to the file and make it current; return its id."""
+    keyring = load_keyring(path)
+    number = 1 + max(int(kid[1:]) for kid in keyring.phi_keys if kid[1:].isdigit())
+    key_id = f"k{number}"
+    keyring.phi_keys[key_id] = AESGCM.generate_key(bit_length=256)
+    keyring.current = key_id
     save_keyring(path, keyring)
-    return keyring, True
+    return key_id

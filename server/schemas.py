@@ -59,6 +59,7 @@ class Strict(BaseModel):
 class SignIn(Strict):
     email: EmailStr
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    code: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
 class ProgramIn(Strict):
@@ -66,14 +67,36 @@ class ProgramIn(Strict):
     kind: Literal["mental_health", "substance_use"] = "mental_health"
     time_zone: TimeZone = "America/Los_Angeles"
     phone: Phone
+    join_link_mode: Literal["per_session", "standing"] = "per_session"
+    join_requires_dob: bool = False
 
 
-class StaffIn(Strict):
+class SupportPerson(Strict):
+    name: Name
+    relationship: Annotated[str, StringConstraints(min_length=1, max_length=60)]
+    phone: Phone
+
+
+class InviteIn(Strict):
     program_id: Id
     email: EmailStr
     display_name: Name
     role: Literal["admin", "supervisor", "clinician"]
     licence: Annotated[str, StringConstraints(max_length=120)] | None = None
+
+
+class JoinLinkIn(Strict):
+    session_id: Id | None = None
+    standing: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> JoinLinkIn:
+        if self.standing == (self.session_id is not None):
+            raise ValueError("give either a session_id or standing=true")
+        return self
+
+
+class StaffIn(InviteIn):
     password: Annotated[str, StringConstraints(min_length=12, max_length=256)]
 
 
@@ -84,6 +107,10 @@ class PatientIn(Strict):
     date_of_birth: dt.date | None = None
     home_address: Address | None = None
     backup_phone: Phone | None = None
+    alternate_phone: Phone | None = None
+    support_person: SupportPerson | None = None
+    support_release: bool = False
+    preferred_ed: Annotated[str, StringConstraints(min_length=2, max_length=200)] | None = None
     time_zone: TimeZone = "America/Los_Angeles"
     adolescent: bool = False
 
@@ -91,6 +118,8 @@ class PatientIn(Strict):
     def _birth_in_past(self) -> PatientIn:
         if self.date_of_birth is not None and self.date_of_birth >= dt.date.today():
             raise ValueError("date_of_birth must be in the past")
+        if self.support_release and self.support_person is None:
+            raise ValueError("a release to contact the support person needs a support person")
         return self
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pyotp
 import pytest
 from aiohttp import web
 
 from certs import ensure_development_certificates
+from server import accounts
 from server.app import create_app, tls_context
-from server.appkeys import ENGINE
-from server.clock import utcnow
+from server.appkeys import CLOCK, ENGINE
 from server.config import Settings
 from server.demo import seed_demo
 from server.phi import Keyring, ensure_keyring
@@ -151,7 +152,7 @@ class RunningServer:
             self.app[ENGINE],
             self.keyring,
             self.base_url,
-            utcnow(),
+            self.app[CLOCK].now(),
             self.settings.schedule_horizon_days,
         )
 
@@ -211,18 +212,50 @@ async def demo(server: RunningServer) -> dict[str, Any]:
     return await server.seed_demo()
 
 
-async def signed_in(running: RunningServer, email: str, password: str) -> aiohttp.ClientSession:
-    """A client signed in as one staff member."""
+_USED_STEPS: dict[str, int] = {}
+
+
+def totp_code(running: RunningServer, secret: str) -> str:
+    """A code the server accepts now that no earlier sign-in of this test used."""
+    totp = pyotp.TOTP(secret)
+    current = int(running.app[CLOCK].now().timestamp()) // totp.interval
+    # The current step, or the next one when it was used: the server accepts one step of
+    # drift either way, so a 30 s boundary passing before the request lands is harmless.
+    step = max(current, _USED_STEPS.get(secret, current - 1) + 1)
+    if step > current + 1:
+        raise AssertionError("more than two sign-ins of one account in 30 s")
+    _USED_STEPS[secret] = step
+    return totp.at(step * totp.interval)
+
+
+async def signed_in(
+    running: RunningServer, email: str, password: str, totp_secret: str | None = None
+) -> aiohttp.ClientSession:
+    """A client signed in as one staff member (with a TOTP code when a secret is given)."""
     client = running.client()
-    response = await client.post("/api/auth/session", json={"email": email, "password": password})
+    body = {"email": email, "password": password}
+    if totp_secret is not None:
+        body["code"] = totp_code(running, totp_secret)
+    response = await client.post("/api/auth/session", json=body)
     assert response.status == 200, await response.text()
     return client
 
 
-def staff_login(demo: dict[str, Any], role: str, index: int = 0) -> tuple[str, str]:
-    """(email, password) of the index-th demo staff member with `role`."""
+async def enrol_totp(running: RunningServer, staff_id: str) -> str:
+    """Set up the second factor for an account directly in storage; return its secret."""
+    secret = pyotp.random_base32()
+    now = running.app[CLOCK].now()
+    async with running.app[ENGINE].begin() as conn:
+        await accounts.enrol_totp(
+            conn, running.keyring, staff_id, secret, int(now.timestamp()) // 30 - 2, now
+        )
+    return secret
+
+
+def staff_login(demo: dict[str, Any], role: str, index: int = 0) -> tuple[str, str, str]:
+    """(email, password, totp_secret) of the index-th demo staff member with `role`."""
     members = [m for m in demo["staff"] if m["role"] == role]
-    return members[index]["email"], members[index]["password"]
+    return members[index]["email"], members[index]["password"], members[index]["totp_secret"]
 
 
 # Browser ---------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ STAFF_ROLES = ("admin", "supervisor", "clinician")
 PROGRAM_KINDS = ("mental_health", "substance_use")
 SESSION_KINDS = ("group", "individual")
 SESSION_STATES = ("scheduled", "open", "live", "ended", "cancelled")
+JOIN_LINK_MODES = ("per_session", "standing")
 
 programs = sa.Table(
     "programs",
@@ -62,8 +63,11 @@ programs = sa.Table(
     sa.Column("kind", sa.String(20), nullable=False),
     sa.Column("time_zone", sa.String(64), nullable=False),
     sa.Column("phone", sa.String(32), nullable=False),
+    sa.Column("join_link_mode", sa.String(20), nullable=False, server_default="per_session"),
+    sa.Column("join_requires_dob", sa.Boolean(), nullable=False, server_default=sa.false()),
     _created(),
     sa.CheckConstraint(f"kind IN {PROGRAM_KINDS}", name="kind"),
+    sa.CheckConstraint(f"join_link_mode IN {JOIN_LINK_MODES}", name="join_link_mode"),
 )
 
 staff = sa.Table(
@@ -77,8 +81,46 @@ staff = sa.Table(
     sa.Column("licence", sa.String(120), nullable=True),
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # TOTP: the secret is sealed like PHI; the last accepted time step refuses replays.
+    sa.Column("totp_secret_enc", sa.Text(), nullable=True),
+    sa.Column("totp_enrolled_at", UTCDateTime(), nullable=True),
+    sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
     _created(),
     sa.CheckConstraint(f"role IN {STAFF_ROLES}", name="role"),
+)
+
+recovery_codes = sa.Table(
+    "recovery_codes",
+    metadata,
+    _id(),
+    sa.Column("staff_id", sa.ForeignKey("staff.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("code_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("used_at", UTCDateTime(), nullable=True),
+    _created(),
+)
+
+# One-time links for staff: an invitation to set a password and enrol a second factor.
+staff_invites = sa.Table(
+    "staff_invites",
+    metadata,
+    _id(),
+    sa.Column("staff_id", sa.ForeignKey("staff.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("used_at", UTCDateTime(), nullable=True),
+    _created(),
+)
+
+# Failed sign-ins, for rate limiting by account (hashed e-mail) and by address.
+auth_failures = sa.Table(
+    "auth_failures",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("account_hash", sa.String(64), nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_auth_failures_account", "account_hash", "at"),
+    sa.Index("ix_auth_failures_address", "address", "at"),
 )
 
 # PHI columns (suffix `_enc`) hold AES-GCM ciphertext with a key id; see server/phi.py.
@@ -92,6 +134,11 @@ patients = sa.Table(
     sa.Column("date_of_birth_enc", sa.Text(), nullable=True),
     sa.Column("home_address_enc", sa.Text(), nullable=True),
     sa.Column("backup_phone_enc", sa.Text(), nullable=True),
+    sa.Column("alternate_phone_enc", sa.Text(), nullable=True),
+    # JSON {"name", "relationship", "phone"}, sealed as one value.
+    sa.Column("support_person_enc", sa.Text(), nullable=True),
+    sa.Column("support_release", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("preferred_ed_enc", sa.Text(), nullable=True),
     sa.Column("time_zone", sa.String(64), nullable=False),
     sa.Column("adolescent", sa.Boolean(), nullable=False, server_default=sa.false()),
     _created(),
@@ -164,4 +211,54 @@ sessions = sa.Table(
     sa.UniqueConstraint("group_id", "starts_at"),
     sa.UniqueConstraint("appointment_id"),
     sa.Index("ix_sessions_starts_at", "starts_at"),
+)
+
+# Patients have no passwords: a link holds an opaque token, stored only as its SHA-256.
+join_links = sa.Table(
+    "join_links",
+    metadata,
+    _id(),
+    sa.Column("patient_id", sa.ForeignKey("patients.id", ondelete="CASCADE"), nullable=False),
+    # NULL for a standing link, which admits the patient to any of their sessions.
+    sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("issued_by", sa.ForeignKey("staff.id"), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_by", sa.ForeignKey("staff.id"), nullable=True),
+    # The one device allowed at a time; a second use moves it.
+    sa.Column("device_id", sa.String(64), nullable=True),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Column("dob_failures", sa.Integer(), nullable=False, server_default="0"),
+    _created(),
+    sa.Index("ix_join_links_patient", "patient_id"),
+)
+
+# Append-only and hash-chained: each row's hash covers its fields and the previous hash.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("actor_type", sa.String(16), nullable=False),
+    sa.Column("actor_id", sa.String(36), nullable=True),
+    sa.Column("actor_role", sa.String(20), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target_type", sa.String(32), nullable=True),
+    sa.Column("target_id", sa.String(36), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("request_id", sa.String(32), nullable=True),
+    sa.Column("detail", sa.JSON(), nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_log_target", "target_type", "target_id"),
+)
+
+# The chain's head, one row: taking its lock serialises appends across processes.
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
 )

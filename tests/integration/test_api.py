@@ -4,7 +4,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import RunningServer, signed_in, staff_login
+from tests.conftest import RunningServer, enrol_totp, signed_in, staff_login, totp_code
 
 
 async def _admin(server: RunningServer, demo: dict[str, Any]) -> aiohttp.ClientSession:
@@ -62,7 +62,7 @@ async def test_the_api_refuses_anyone_not_signed_in(server: RunningServer) -> No
 async def test_wrong_password_and_unknown_account_get_the_same_answer(
     server: RunningServer, demo: dict[str, Any]
 ) -> None:
-    email, _ = staff_login(demo, "admin")
+    email, _, _ = staff_login(demo, "admin")
     async with server.client() as client:
         wrong = await client.post("/api/auth/session", json={"email": email, "password": "nope"})
         unknown = await client.post(
@@ -75,10 +75,16 @@ async def test_wrong_password_and_unknown_account_get_the_same_answer(
 async def test_sign_in_sets_a_secure_http_only_cookie_and_sign_out_ends_it(
     server: RunningServer, demo: dict[str, Any]
 ) -> None:
-    email, password = staff_login(demo, "clinician")
+    email, password, secret = staff_login(demo, "clinician")
     async with server.client() as client:
-        response = await client.post(
+        without_code = await client.post(
             "/api/auth/session", json={"email": email, "password": password}
+        )
+        assert without_code.status == 401
+        assert (await without_code.json())["error"] == "code_required"
+        response = await client.post(
+            "/api/auth/session",
+            json={"email": email, "password": password, "code": totp_code(server, secret)},
         )
         assert response.status == 200
         cookie = response.cookies["iop_session"]
@@ -246,13 +252,14 @@ async def test_clinicians_see_only_their_own_groups_and_patients(
             },
         )
         assert other.status == 201
+        outsider_secret = await enrol_totp(server, (await other.json())["id"])
     async with await signed_in(server, *staff_login(demo, "clinician")) as lead:
         groups = (await (await lead.get("/api/groups")).json())["groups"]
         assert [g["name"] for g in groups] == ["Evening IOP Group A"]
         patients = (await (await lead.get("/api/patients")).json())["patients"]
         assert len(patients) == 8
     async with await signed_in(
-        server, "outsider@demo.iop.example", "another long password"
+        server, "outsider@demo.iop.example", "another long password", outsider_secret
     ) as outsider:
         assert (await (await outsider.get("/api/groups")).json())["groups"] == []
         assert (await (await outsider.get("/api/patients")).json())["patients"] == []

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pyotp
 import pytest
 
 from tests.conftest import ROOT, free_port
@@ -150,7 +151,9 @@ def test_demo_json_describes_staff_and_a_group_of_eight_once(tmp_path: Path) -> 
     assert all(len(member["password"]) >= 12 for member in demo["staff"])
     (group,) = demo["groups"]
     assert len(group["patients"]) == 8
-    assert set(group["patients"][0]) == {"id", "display_name"}
+    assert set(group["patients"][0]) == {"id", "display_name", "join_url", "join_session_id"}
+    assert all(p["join_url"].startswith("https://127.0.0.1:9443/j/") for p in group["patients"])
+    assert all(len(member["totp_secret"]) == 32 for member in demo["staff"])
     again = _run(["demo", "--json"], env)
     assert again.returncode == 1
     assert "already exists" in again.stderr
@@ -184,7 +187,12 @@ async def test_phi_sent_through_the_api_never_reaches_the_logs(
     program_id = demo["program"]["id"]
     async with running.client() as client:
         signed = await client.post(
-            "/api/auth/session", json={"email": admin["email"], "password": admin["password"]}
+            "/api/auth/session",
+            json={
+                "email": admin["email"],
+                "password": admin["password"],
+                "code": pyotp.TOTP(admin["totp_secret"]).now(),
+            },
         )
         assert signed.status == 200
         created = await client.post("/api/patients", json={"program_id": program_id, **CANARY})

@@ -1,0 +1,81 @@
+"""Re-encrypting PHI under the current key, in small batches, while servers keep running."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.phi import Keyring
+from server.storage.tables import patients, staff
+
+
+@dataclass(frozen=True, slots=True)
+class SealedColumn:
+    """A column of sealed values and how its context is built from the row id."""
+
+    table: sa.Table
+    column: str
+    context: Callable[[str], str]
+
+
+def _patient(field: str) -> SealedColumn:
+    return SealedColumn(patients, f"{field}_enc", lambda rid: f"patients/{rid}/{field}")
+
+
+# Every sealed column in the schema; a new one must be added here to be rotated.
+SEALED_COLUMNS: tuple[SealedColumn, ...] = (
+    *(
+        _patient(field)
+        for field in (
+            "legal_name",
+            "display_name",
+            "date_of_birth",
+            "home_address",
+            "backup_phone",
+            "alternate_phone",
+            "support_person",
+            "preferred_ed",
+        )
+    ),
+    SealedColumn(staff, "totp_secret_enc", lambda rid: f"staff/{rid}/totp_secret"),
+)
+
+
+async def reencrypt(engine: AsyncEngine, keyring: Keyring, batch_size: int = 200) -> int:
+    """Re-seal every value not under the current key; return how many were rewritten."""
+    prefix = f"v1:{keyring.current}:"
+    rewritten = 0
+    for sealed in SEALED_COLUMNS:
+        table = sealed.table
+        column = table.c[sealed.column]
+        last_id = ""
+        while True:
+            # One short transaction per batch: readers and writers are never held up long.
+            async with engine.begin() as conn:
+                rows = (
+                    await conn.execute(
+                        sa.select(table.c.id, column)
+                        .where(table.c.id > last_id, column.is_not(None))
+                        .order_by(table.c.id)
+                        .limit(batch_size)
+                    )
+                ).all()
+                for row_id, value in rows:
+                    if value.startswith(prefix):
+                        continue
+                    context = sealed.context(row_id)
+                    fresh = keyring.seal(keyring.open(value, context=context), context=context)
+                    # Only replace the value that was read, so a concurrent update wins.
+                    await conn.execute(
+                        table.update()
+                        .where(table.c.id == row_id, column == value)
+                        .values({sealed.column: fresh})
+                    )
+                    rewritten += 1
+            if len(rows) < batch_size:
+                break
+            last_id = rows[-1][0]
+    return rewritten
