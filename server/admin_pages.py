@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDict
 from pydantic import BaseModel, ValidationError
@@ -14,6 +13,7 @@ from server import accounts, catalog
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.auth import audit_event, csrf_token, identity, read_form, requires
 from server.permissions import Action
+from server.render import render
 from server.schemas import GroupIn, InviteIn, PatientIn, ProgramIn
 from server.scope import program_scope
 
@@ -28,12 +28,6 @@ TIME_ZONES = (
     "Pacific/Honolulu",
 )
 Errors = dict[str, str]
-
-
-def _page(
-    request: web.Request, template: str, context: dict[str, Any], status: int = 200
-) -> web.Response:
-    return aiohttp_jinja2.render_template(template, request, context, status=status)
 
 
 def field_errors(exc: ValidationError) -> Errors:
@@ -93,7 +87,7 @@ async def _programs_view(
         "time_zones": TIME_ZONES,
         "csrf": await csrf_token(request),
     }
-    return _page(request, "admin_programs.html", context, status)
+    return await render(request, "admin_programs.html", context, status)
 
 
 @requires(Action.PROGRAMS_MANAGE)
@@ -143,7 +137,7 @@ async def _program_view(
         "time_zones": TIME_ZONES,
         "csrf": await csrf_token(request),
     }
-    return _page(request, "admin_program.html", context, status)
+    return await render(request, "admin_program.html", context, status)
 
 
 @requires(Action.PROGRAMS_MANAGE)
@@ -192,7 +186,7 @@ async def _staff_view(
         "invite_url": invite_url,
         "csrf": await csrf_token(request),
     }
-    return _page(request, "admin_staff.html", context, status)
+    return await render(request, "admin_staff.html", context, status)
 
 
 @requires(Action.STAFF_MANAGE)
@@ -323,7 +317,7 @@ async def patients_page(request: web.Request) -> web.Response:
         found = await catalog.list_patients(conn, request.app[KEYRING], program_scope(who))
         await audit_event(request, conn, "patient.list_viewed", detail={"count": len(found)})
     found.sort(key=lambda p: p["legal_name"].lower())
-    return _page(request, "admin_patients.html", {"patients": found})
+    return await render(request, "admin_patients.html", {"patients": found})
 
 
 async def _patient_form(
@@ -341,7 +335,7 @@ async def _patient_form(
         "time_zones": TIME_ZONES,
         "csrf": await csrf_token(request),
     }
-    return _page(request, "admin_patient_form.html", context, status)
+    return await render(request, "admin_patient_form.html", context, status)
 
 
 @requires(Action.PATIENTS_MANAGE, phi=True)
@@ -446,7 +440,7 @@ async def groups_page(request: web.Request) -> web.Response:
     """Every group of the admin's scope."""
     async with request.app[ENGINE].connect() as conn:
         found = await catalog.list_groups(conn, program_scope(identity(request)))
-    return _page(
+    return await render(
         request, "admin_groups.html", {"groups": found, "programs": await _programs(request)}
     )
 
@@ -481,7 +475,7 @@ async def _group_form(
         "time_zones": TIME_ZONES,
         "csrf": await csrf_token(request),
     }
-    return _page(request, "admin_group_form.html", context, status)
+    return await render(request, "admin_group_form.html", context, status)
 
 
 def _chosen_program(request: web.Request, programs: list[dict[str, Any]]) -> str:
@@ -570,7 +564,7 @@ async def group_update(request: web.Request) -> web.StreamResponse:
 @requires(Action.PROGRAMS_MANAGE)
 async def admin_home(request: web.Request) -> web.Response:
     """The admin's index."""
-    return _page(request, "admin_home.html", {})
+    return await render(request, "admin_home.html", {})
 
 
 def add_routes(app: web.Application) -> None:

@@ -18,7 +18,6 @@ import web as web_assets
 from certs import ensure_development_certificates
 from server import admin_pages, api, pages, patient_pages, signin, staff_pages
 from server.appkeys import BACKGROUND, CLOCK, ENGINE, KEYRING, SETTINGS
-from server.auth import STAFF_KEY, csrf_token
 from server.catalog import extend_all_group_sessions
 from server.clock import Clock
 from server.config import Settings
@@ -47,7 +46,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
         app,
         loader=jinja2.FileSystemLoader(str(web_assets.TEMPLATES)),
         autoescape=jinja2.select_autoescape(["html"]),
-        context_processors=[_page_context, aiohttp_jinja2.request_processor],
+        context_processors=[aiohttp_jinja2.request_processor],
     )
     env.filters["zip"] = lambda first, second: zip(first, second, strict=False)
     setup_sessions(
@@ -71,16 +70,6 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)
     return app
-
-
-async def _page_context(request: web.Request) -> dict[str, object]:
-    """What every page's header needs: who is signed in and the sign-out form's token."""
-    who = request.get(STAFF_KEY)
-    return {
-        "nav_staff": who,
-        "nav_csrf": await csrf_token(request) if who is not None else "",
-        "idle_minutes": request.app[SETTINGS].idle_lock_minutes,
-    }
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:

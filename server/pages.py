@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import aiohttp_jinja2
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from server.appkeys import ENGINE
 from server.auth import current_staff
 from server.logs import get_logger
+from server.render import render
 from server.storage.engine import ping
 
 log = get_logger(__name__)
@@ -17,7 +17,7 @@ log = get_logger(__name__)
 async def home(request: web.Request) -> web.Response:
     """The landing page: who this is for and where each kind of user goes."""
     who = await current_staff(request)
-    return aiohttp_jinja2.render_template("home.html", request, {"staff": who})
+    return await render(request, "home.html", {"staff": who})
 
 
 async def healthz(_request: web.Request) -> web.Response:

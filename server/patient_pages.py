@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 
@@ -15,6 +14,7 @@ from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import audit_event as audit_request
 from server.auth import csrf_token, public, read_form
 from server.logs import get_logger
+from server.render import render
 
 log = get_logger(__name__)
 LINK = "patient_link"
@@ -22,14 +22,8 @@ DEVICE = "patient_device"
 DOB_OK = "dob_ok_for"
 
 
-def _page(
-    request: web.Request, template: str, context: dict[str, Any], status: int = 200
-) -> web.Response:
-    return aiohttp_jinja2.render_template(template, request, context, status=status)
-
-
-def _gone(request: web.Request, state: str, row: Any) -> web.Response:
-    return _page(
+async def _gone(request: web.Request, state: str, row: Any) -> web.Response:
+    return await render(
         request,
         "join_gone.html",
         {"state": state, "program_phone": row.program_phone, "program_name": row.program_name},
@@ -37,8 +31,8 @@ def _gone(request: web.Request, state: str, row: Any) -> web.Response:
     )
 
 
-def _invalid(request: web.Request) -> web.Response:
-    return _page(request, "join_gone.html", {"state": "invalid"}, status=404)
+async def _invalid(request: web.Request) -> web.Response:
+    return await render(request, "join_gone.html", {"state": "invalid"}, status=404)
 
 
 async def _enter(request: web.Request, row: Any) -> web.StreamResponse:
@@ -68,14 +62,14 @@ async def link_landing(request: web.Request) -> web.StreamResponse:
     async with request.app[ENGINE].connect() as conn:
         row = await joinlinks.find(conn, request.match_info["token"])
     if row is None:
-        return _invalid(request)
+        return await _invalid(request)
     state = joinlinks.link_state(row, request.app[CLOCK].now())
     if state != "active":
-        return _gone(request, state, row)
+        return await _gone(request, state, row)
     session = await get_session(request)
     if row.join_requires_dob and session.get(DOB_OK) != row.id:
         context = {"csrf": await csrf_token(request), "program_name": row.program_name}
-        return _page(request, "join_dob.html", context)
+        return await render(request, "join_dob.html", context)
     return await _enter(request, row)
 
 
@@ -87,10 +81,10 @@ async def link_dob(request: web.Request) -> web.StreamResponse:
     async with request.app[ENGINE].connect() as conn:
         row = await joinlinks.find(conn, request.match_info["token"])
     if row is None:
-        return _invalid(request)
+        return await _invalid(request)
     state = joinlinks.link_state(row, now)
     if state != "active":
-        return _gone(request, state, row)
+        return await _gone(request, state, row)
     typed = form.get("date_of_birth", "").strip()
     stored = request.app[KEYRING].open_optional(
         row.date_of_birth_enc, context=f"patients/{row.patient_id}/date_of_birth"
@@ -110,13 +104,13 @@ async def link_dob(request: web.Request) -> web.StreamResponse:
             outcome="revoked" if revoked else "failed",
         )
     if revoked:
-        return _gone(request, "revoked", row)
+        return await _gone(request, "revoked", row)
     context = {
         "csrf": await csrf_token(request),
         "program_name": row.program_name,
         "error": "That date does not match our records. Check it and try again.",
     }
-    return _page(request, "join_dob.html", context, status=400)
+    return await render(request, "join_dob.html", context, status=400)
 
 
 def _same_date(typed: str, stored: str) -> bool:
@@ -132,16 +126,16 @@ async def checked_in(request: web.Request) -> web.Response:
     session = await get_session(request)
     link_id = session.get(LINK)
     if not isinstance(link_id, str):
-        return _page(request, "join_gone.html", {"state": "no_link"}, status=401)
+        return await render(request, "join_gone.html", {"state": "no_link"}, status=401)
     now = request.app[CLOCK].now()
     async with request.app[ENGINE].connect() as conn:
         row = await joinlinks.get(conn, link_id)
         if row is None:
-            return _invalid(request)
+            return await _invalid(request)
         if row.device_id != session.get(DEVICE):
             # A second device opened the link: this one is signed out and told why.
             session.invalidate()
-            return _page(
+            return await render(
                 request,
                 "join_gone.html",
                 {"state": "moved", "program_phone": row.program_phone},
@@ -150,14 +144,14 @@ async def checked_in(request: web.Request) -> web.Response:
         state = joinlinks.link_state(row, now)
         if state != "active":
             session.invalidate()
-            return _gone(request, state, row)
+            return await _gone(request, state, row)
         if row.session_id is not None:
             slot = await joinlinks.session_slot(conn, row.session_id)
         else:
             upcoming = await joinlinks.patient_sessions(conn, row.patient_id, now)
             slot = upcoming[0] if upcoming else None
     local = slot.starts_at.astimezone(zone(row.patient_time_zone)) if slot else None
-    return _page(
+    return await render(
         request,
         "join_checked_in.html",
         {

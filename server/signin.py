@@ -6,7 +6,6 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
@@ -26,6 +25,7 @@ from server.auth import (
     unlock,
 )
 from server.logs import get_logger
+from server.render import render
 
 log = get_logger(__name__)
 ENROL_SECRET = "enrol_secret"
@@ -155,18 +155,12 @@ async def record_signed_in(request: web.Request, row: Any) -> None:
 # Pages -----------------------------------------------------------------------------------
 
 
-def _render(
-    request: web.Request, template: str, context: dict[str, Any], status: int = 200
-) -> web.Response:
-    return aiohttp_jinja2.render_template(template, request, context, status=status)
-
-
 @public
 async def signin_page(request: web.Request) -> web.Response:
     """The e-mail and password form."""
     session = await get_session(request)
     session[NEXT] = safe_next(request.query.get("next"))
-    return _render(request, "signin.html", {"csrf": await csrf_token(request), "email": ""})
+    return await render(request, "signin.html", {"csrf": await csrf_token(request), "email": ""})
 
 
 @public
@@ -181,8 +175,8 @@ async def signin_submit(request: web.Request) -> web.StreamResponse:
     if outcome in (Outcome.FAILED, Outcome.THROTTLED):
         message = THROTTLED if outcome is Outcome.THROTTLED else MISMATCH
         context = {"csrf": await csrf_token(request), "email": email, "error": message}
-        return _render(
-            request, "signin.html", context, status=429 if outcome is Outcome.THROTTLED else 401
+        return await render(
+            request, "signin.html", context, status=429 if outcome is Outcome.THROTTLED else 400
         )
     if outcome is Outcome.SIGNED_IN:
         await complete_sign_in(request, row)
@@ -198,7 +192,7 @@ async def code_page(request: web.Request) -> web.Response:
     """Ask for the authenticator code (or a recovery code)."""
     if await pending_staff(request) is None:
         raise web.HTTPSeeOther("/signin")
-    return _render(request, "signin_code.html", {"csrf": await csrf_token(request)})
+    return await render(request, "signin_code.html", {"csrf": await csrf_token(request)})
 
 
 @public
@@ -216,7 +210,7 @@ async def code_submit(request: web.Request) -> web.StreamResponse:
             "csrf": await csrf_token(request),
             "error": "That code did not work. Codes change every 30 seconds; try the current one.",
         }
-        return _render(request, "signin_code.html", context, status=401)
+        return await render(request, "signin_code.html", context, status=400)
     await complete_sign_in(request, row)
     await record_signed_in(request, row)
     raise web.HTTPSeeOther(after)
@@ -233,7 +227,7 @@ async def enrol_page(request: web.Request) -> web.Response:
     if not isinstance(secret, str):
         secret = mfa.new_secret()
         session[ENROL_SECRET] = secret
-    return _render(
+    return await render(
         request, "signin_enrol.html", _enrol_context(secret, row, await csrf_token(request))
     )
 
@@ -260,7 +254,7 @@ async def enrol_submit(request: web.Request) -> web.StreamResponse:
         context["error"] = (
             "That code did not match. Check the time on your phone and try the current code."
         )
-        return _render(request, "signin_enrol.html", context, status=400)
+        return await render(request, "signin_enrol.html", context, status=400)
     async with request.app[ENGINE].begin() as conn:
         codes = await accounts.enrol_totp(conn, request.app[KEYRING], row.id, secret, step, now)
         await audit_request(
@@ -274,7 +268,7 @@ async def enrol_submit(request: web.Request) -> web.StreamResponse:
     after = safe_next(session.get(NEXT))
     await complete_sign_in(request, row)
     await record_signed_in(request, row)
-    return _render(request, "recovery_codes.html", {"codes": codes, "next": after})
+    return await render(request, "recovery_codes.html", {"codes": codes, "next": after})
 
 
 @public
@@ -303,7 +297,7 @@ async def unlock_page(request: web.Request) -> web.Response:
         "who": who,
         "next": safe_next(request.query.get("next")),
     }
-    return _render(request, "unlock.html", context)
+    return await render(request, "unlock.html", context)
 
 
 @public
@@ -322,7 +316,7 @@ async def unlock_submit(request: web.Request) -> web.StreamResponse:
             "next": after,
             "error": THROTTLED if outcome is Outcome.THROTTLED else "That password is not right.",
         }
-        return _render(request, "unlock.html", context, status=401)
+        return await render(request, "unlock.html", context, status=400)
     await unlock(request)
     raise web.HTTPSeeOther(after)
 
@@ -336,7 +330,7 @@ async def invite_page(request: web.Request) -> web.Response:
         )
     if invite is None:
         raise web.HTTPNotFound(reason=INVITE_GONE)
-    return _render(request, "invite.html", {"csrf": await csrf_token(request)})
+    return await render(request, "invite.html", {"csrf": await csrf_token(request)})
 
 
 @public
@@ -353,7 +347,7 @@ async def invite_submit(request: web.Request) -> web.StreamResponse:
     elif password != form.get("confirm", ""):
         error = "The two passwords are not the same."
     if error:
-        return _render(
+        return await render(
             request, "invite.html", {"csrf": await csrf_token(request), "error": error}, status=400
         )
     password_hash = await accounts.hash_password(password)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from rooms.schedule import zone
@@ -14,16 +13,11 @@ from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.auth import audit_event, csrf_token, identity, read_form, requires
 from server.logs import get_logger
 from server.permissions import Action, Role
+from server.render import render
 from server.scope import clinician_scope, group_visible, patient_visible, program_scope
 
 log = get_logger(__name__)
 DASHBOARD_DAYS = 7
-
-
-def _page(
-    request: web.Request, template: str, context: dict[str, Any], status: int = 200
-) -> web.Response:
-    return aiohttp_jinja2.render_template(template, request, context, status=status)
 
 
 def local_time(value: str | dt.datetime, time_zone: str) -> dt.datetime:
@@ -57,7 +51,9 @@ async def dashboard(request: web.Request) -> web.Response:
         for s in sessions
         if s["state"] != "cancelled"
     ]
-    return _page(request, "dashboard.html", {"who": who, "groups": groups, "sessions": upcoming})
+    return await render(
+        request, "dashboard.html", {"who": who, "groups": groups, "sessions": upcoming}
+    )
 
 
 @requires(Action.GROUPS_READ)
@@ -99,7 +95,7 @@ async def group_page(request: web.Request) -> web.Response:
             {**s, "local": local_time(s["starts_at"], group["time_zone"])} for s in sessions
         ],
     }
-    return _page(request, "group.html", context)
+    return await render(request, "group.html", context)
 
 
 async def _patient_context(request: web.Request, patient_id: str) -> dict[str, Any]:
@@ -140,7 +136,7 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
 async def patient_page(request: web.Request) -> web.Response:
     """A patient's intake record; every view is audited."""
     context = await _patient_context(request, request.match_info["patient_id"])
-    return _page(request, "patient.html", context)
+    return await render(request, "patient.html", context)
 
 
 @requires(Action.JOIN_LINKS_MANAGE, phi=True)
@@ -182,7 +178,7 @@ async def issue_link(request: web.Request) -> web.Response:
         "url": f"{settings.public_url}/j/{link.token}",
         "expires_local": local_time(link.expires_at, context["patient"]["time_zone"]),
     }
-    return _page(request, "patient.html", context, status=201)
+    return await render(request, "patient.html", context, status=201)
 
 
 @requires(Action.JOIN_LINKS_MANAGE)

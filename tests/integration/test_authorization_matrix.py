@@ -1,0 +1,185 @@
+"""Every route, as every kind of caller: allowed where the table says, refused elsewhere."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import RunningServer, enrol_totp, signed_in, staff_login
+
+ANON, PATIENT, ADMIN, SUPERVISOR, CLINICIAN = "anon", "patient", "admin", "supervisor", "clinician"
+EVERYONE = frozenset({ANON, PATIENT, ADMIN, SUPERVISOR, CLINICIAN})
+STAFF = frozenset({ADMIN, SUPERVISOR, CLINICIAN})
+ADMIN_ONLY = frozenset({ADMIN})
+CARE = frozenset({ADMIN, CLINICIAN})  # roles that open patients' records
+
+# (method, route pattern) -> who may use it. A route missing here fails the test.
+MATRIX: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/"): EVERYONE,
+    ("GET", "/healthz"): EVERYONE,
+    ("GET", "/readyz"): EVERYONE,
+    ("GET", "/static"): EVERYONE,
+    ("GET", "/signin"): EVERYONE,
+    ("POST", "/signin"): EVERYONE,
+    ("GET", "/signin/code"): EVERYONE,
+    ("POST", "/signin/code"): EVERYONE,
+    ("GET", "/signin/enrol"): EVERYONE,
+    ("POST", "/signin/enrol"): EVERYONE,
+    ("GET", "/unlock"): EVERYONE,
+    ("POST", "/unlock"): EVERYONE,
+    ("GET", "/invite/{token}"): EVERYONE,
+    ("POST", "/invite/{token}"): EVERYONE,
+    ("GET", "/j/{token}"): EVERYONE,
+    ("POST", "/j/{token}"): EVERYONE,
+    ("GET", "/join"): frozenset({PATIENT}),
+    ("GET", "/dashboard"): STAFF,
+    ("GET", "/groups/{group_id}"): STAFF,
+    ("GET", "/patients/{patient_id}"): CARE,
+    ("POST", "/patients/{patient_id}/join-links"): CARE,
+    ("POST", "/join-links/{link_id}/revoke"): CARE,
+    ("GET", "/admin"): ADMIN_ONLY,
+    ("GET", "/admin/programs"): ADMIN_ONLY,
+    ("POST", "/admin/programs"): ADMIN_ONLY,
+    ("GET", "/admin/programs/{program_id}"): ADMIN_ONLY,
+    ("POST", "/admin/programs/{program_id}"): ADMIN_ONLY,
+    ("GET", "/admin/staff"): ADMIN_ONLY,
+    ("POST", "/admin/staff"): ADMIN_ONLY,
+    ("POST", "/admin/staff/{staff_id}/disable"): ADMIN_ONLY,
+    ("POST", "/admin/staff/{staff_id}/enable"): ADMIN_ONLY,
+    ("POST", "/admin/staff/{staff_id}/reset-mfa"): ADMIN_ONLY,
+    ("POST", "/admin/staff/{staff_id}/invite"): ADMIN_ONLY,
+    ("GET", "/admin/patients"): ADMIN_ONLY,
+    ("GET", "/admin/patients/new"): ADMIN_ONLY,
+    ("POST", "/admin/patients/new"): ADMIN_ONLY,
+    ("GET", "/admin/patients/{patient_id}/edit"): ADMIN_ONLY,
+    ("POST", "/admin/patients/{patient_id}/edit"): ADMIN_ONLY,
+    ("GET", "/admin/groups"): ADMIN_ONLY,
+    ("GET", "/admin/groups/new"): ADMIN_ONLY,
+    ("POST", "/admin/groups/new"): ADMIN_ONLY,
+    ("GET", "/admin/groups/{group_id}/edit"): ADMIN_ONLY,
+    ("POST", "/admin/groups/{group_id}/edit"): ADMIN_ONLY,
+    ("POST", "/api/auth/session"): EVERYONE,
+    ("GET", "/api/auth/session"): STAFF,
+    ("DELETE", "/api/auth/session"): EVERYONE,
+    ("POST", "/api/activity"): STAFF,
+    ("GET", "/api/programs"): STAFF,
+    ("POST", "/api/programs"): ADMIN_ONLY,
+    ("GET", "/api/staff"): frozenset({ADMIN, SUPERVISOR}),
+    ("POST", "/api/staff"): ADMIN_ONLY,
+    ("GET", "/api/patients"): CARE,
+    ("POST", "/api/patients"): ADMIN_ONLY,
+    ("GET", "/api/patients/{patient_id}"): CARE,
+    ("POST", "/api/patients/{patient_id}/join-links"): CARE,
+    ("DELETE", "/api/join-links/{link_id}"): CARE,
+    ("GET", "/api/groups"): STAFF,
+    ("POST", "/api/groups"): ADMIN_ONLY,
+    ("GET", "/api/appointments"): STAFF,
+    ("POST", "/api/appointments"): ADMIN_ONLY,
+    ("GET", "/api/sessions"): STAFF,
+    ("POST", "/signout"): EVERYONE,
+}
+# Routes that end the caller's session run last for each caller.
+LAST = {("POST", "/signout"), ("DELETE", "/api/auth/session")}
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _routes(server: RunningServer) -> list[tuple[str, str]]:
+    found = set()
+    for route in server.app.router.routes():
+        if route.method in ("HEAD", "*"):
+            continue
+        resource = route.resource
+        assert resource is not None
+        canonical = resource.canonical
+        found.add((route.method, "/static" if canonical.startswith("/static") else canonical))
+    return sorted(found, key=lambda r: (r in LAST, r))
+
+
+def _denied(response: aiohttp.ClientResponse) -> bool:
+    if response.status in (401, 403, 423):
+        return True
+    location = response.headers.get("Location", "")
+    return response.status in (302, 303) and location.startswith(("/signin?next=", "/unlock?next="))
+
+
+async def _csrf(client: aiohttp.ClientSession, path: str) -> str:
+    async with client.get(path) as response:
+        match = CSRF.search(await response.text())
+    assert match, f"no form token on {path}"
+    return match.group(1)
+
+
+async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    routes = _routes(server)
+    missing = [route for route in routes if route not in MATRIX]
+    assert not missing, f"routes without an authorization entry: {missing}"
+    stale = [route for route in MATRIX if route not in routes]
+    assert not stale, f"matrix entries for routes that no longer exist: {stale}"
+
+    group = demo["groups"][0]
+    patient = group["patients"][1]
+    async with await signed_in(server, *staff_login(demo, "admin")) as admin:
+        spare = await admin.post(
+            "/api/staff",
+            json={
+                "program_id": demo["program"]["id"],
+                "email": "spare@demo.iop.example",
+                "display_name": "Spare",
+                "role": "clinician",
+                "password": "a long spare password",
+            },
+        )
+        spare_id = (await spare.json())["id"]
+        await enrol_totp(server, spare_id)
+        spare_link = await admin.post(
+            f"/api/patients/{patient['id']}/join-links", json={"standing": True}
+        )
+        link_id = (await spare_link.json())["id"]
+    params = {
+        "group_id": group["id"],
+        "patient_id": patient["id"],
+        "program_id": demo["program"]["id"],
+        "staff_id": spare_id,
+        "link_id": link_id,
+        "token": "not-a-real-token-but-long-enough-0000",
+    }
+    passwords = {m["role"]: m["password"] for m in demo["staff"]}
+
+    callers: dict[str, aiohttp.ClientSession] = {}
+    callers[ANON] = server.client()
+    callers[PATIENT] = server.client()
+    async with callers[PATIENT].get(group["patients"][0]["join_url"]) as opened:
+        assert opened.status == 200
+    for role in (ADMIN, SUPERVISOR, CLINICIAN):
+        callers[role] = await signed_in(server, *staff_login(demo, role))
+    tokens = {
+        who: await _csrf(client, "/signin" if who in (ANON, PATIENT) else "/dashboard")
+        for who, client in callers.items()
+    }
+    failures = []
+    try:
+        for who, client in callers.items():
+            for method, pattern in routes:
+                path = "/static/app.css" if pattern == "/static" else pattern.format(**params)
+                kwargs: dict[str, Any] = {"allow_redirects": False}
+                if method != "GET" and path.startswith("/api/"):
+                    kwargs["json"] = {}
+                elif method != "GET":
+                    form = {"csrf_token": tokens[who]}
+                    if pattern == "/unlock" and who in passwords:
+                        form["password"] = passwords[who]
+                    kwargs["data"] = form
+                async with client.request(method, path, **kwargs) as response:
+                    await response.read()
+                    refused = _denied(response)
+                    expected = who in MATRIX[(method, pattern)]
+                    if refused == expected:
+                        failures.append(f"{who} {method} {pattern}: {response.status}")
+    finally:
+        for client in callers.values():
+            await client.close()
+    assert not failures, "\n".join(failures)
