@@ -24,9 +24,30 @@ CANARY = {
     "legal_name": "Zebulon Canarywood",
     "display_name": "Zeb Canary",
     "backup_phone": "(555) 010-0177",
+    "alternate_phone": "(555) 010-0178",
     "home_address": "4417 Canaryfeather Court, Modesto, CA 95354",
     "date_of_birth": "1977-07-17",
+    "preferred_ed": "Canaryvale Memorial Hospital",
+    "support_person": {
+        "name": "Quentin Canarysupport",
+        "relationship": "brother",
+        "phone": "(555) 010-0179",
+    },
+    "support_release": True,
 }
+CANARY_VALUES = [
+    "Zebulon",
+    "Canarywood",
+    "Zeb Canary",
+    "010-0177",
+    "010-0178",
+    "010-0179",
+    "4417 Canaryfeather",
+    "1977-07-17",
+    "Canaryvale",
+    "Quentin",
+    "Canarysupport",
+]
 
 
 def _env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
@@ -159,6 +180,22 @@ def test_demo_json_describes_staff_and_a_group_of_eight_once(tmp_path: Path) -> 
     assert "already exists" in again.stderr
 
 
+def test_key_rotation_command_reencrypts_and_leaves_the_audit_chain_intact(
+    tmp_path: Path,
+) -> None:
+    env = _env(tmp_path, 9443)
+    assert _run(["demo", "--json"], env).returncode == 0
+    rotated = _run(["keys", "rotate", "--batch", "3"], env)
+    # 8 patients x 5 sealed fields in the demo, and 4 staff TOTP secrets.
+    assert rotated.returncode == 0, rotated.stderr
+    assert "new key k2 is current; re-encrypted 44 values" in rotated.stdout
+    again = _run(["keys", "rotate"], env)
+    assert "new key k3 is current" in again.stdout
+    verified = _run(["audit", "verify"], env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "audit trail intact" in verified.stdout
+
+
 def test_migrate_command_reports_the_schema(tmp_path: Path) -> None:
     result = _run(["migrate"], _env(tmp_path, 9443))
     assert result.returncode == 0, result.stderr
@@ -197,8 +234,22 @@ async def test_phi_sent_through_the_api_never_reaches_the_logs(
         assert signed.status == 200
         created = await client.post("/api/patients", json={"program_id": program_id, **CANARY})
         assert created.status == 201, await created.text()
+        patient_id = (await created.json())["id"]
         listed = await client.get("/api/patients")
         assert CANARY["legal_name"] in await listed.text()
+        record = await client.get(f"/api/patients/{patient_id}")
+        assert (await record.json())["support_person"]["name"] == "Quentin Canarysupport"
+        page = await client.get(f"/patients/{patient_id}")
+        assert "Canaryvale Memorial Hospital" in await page.text()
+        edit = await client.get(f"/admin/patients/{patient_id}/edit")
+        assert "Quentin Canarysupport" in await edit.text()
+        link = await client.post(
+            f"/api/patients/{patient_id}/join-links", json={"standing": True}
+        )
+        assert link.status == 201
+        async with running.client() as phone:
+            landing = await phone.get((await link.json())["url"])
+            assert landing.status == 200
         refused = await client.post(
             "/api/patients",
             json={"program_id": program_id, **CANARY, "backup_phone": "canary 0177 x"},
@@ -211,11 +262,12 @@ async def test_phi_sent_through_the_api_never_reaches_the_logs(
     code, output = await running.stop()
     assert code == 0
     assert "patient.created" in output
-    for value in CANARY.values():
+    for value in CANARY_VALUES:
         assert value not in output, f"a PHI canary reached the logs: {value}"
     assert "Canary" not in output and "0177" not in output
+    assert "patient.phi_read" in output
     database = (running.data_dir / "iop.sqlite3").read_bytes()
     wal = running.data_dir / "iop.sqlite3-wal"
     stored = database + (wal.read_bytes() if wal.exists() else b"")
-    for value in CANARY.values():
+    for value in CANARY_VALUES:
         assert value.encode() not in stored, f"PHI stored in plain text: {value}"
