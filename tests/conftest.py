@@ -157,10 +157,13 @@ class RunningServer:
         )
 
 
-def make_settings(data_dir: Path, database_url: str, port: int) -> Settings:
+def make_settings(
+    data_dir: Path, database_url: str, port: int, extra: dict[str, str] | None = None
+) -> Settings:
     """Settings for a test server on loopback."""
     return Settings.from_env(
-        {
+        (extra or {})
+        | {
             "IOP_HOST": "127.0.0.1",
             "IOP_PORT": str(port),
             "IOP_PUBLIC_URL": f"https://127.0.0.1:{port}",
@@ -172,10 +175,12 @@ def make_settings(data_dir: Path, database_url: str, port: int) -> Settings:
     )
 
 
-async def start_server(data_dir: Path, database_url: str) -> RunningServer:
+async def start_server(
+    data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None
+) -> RunningServer:
     """Start the real application over TLS on a free loopback port."""
     port = free_port()
-    settings = make_settings(data_dir, database_url, port)
+    settings = make_settings(data_dir, database_url, port, extra_env)
     keyring, _ = ensure_keyring(settings.secret_key_file)
     ca = ensure_development_certificates(settings.certs_dir).ca_cert
     app = create_app(settings, keyring)

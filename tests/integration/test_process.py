@@ -243,9 +243,7 @@ async def test_phi_sent_through_the_api_never_reaches_the_logs(
         assert "Canaryvale Memorial Hospital" in await page.text()
         edit = await client.get(f"/admin/patients/{patient_id}/edit")
         assert "Quentin Canarysupport" in await edit.text()
-        link = await client.post(
-            f"/api/patients/{patient_id}/join-links", json={"standing": True}
-        )
+        link = await client.post(f"/api/patients/{patient_id}/join-links", json={"standing": True})
         assert link.status == 201
         async with running.client() as phone:
             landing = await phone.get((await link.json())["url"])
