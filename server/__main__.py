@@ -116,17 +116,21 @@ async def _migrate(settings: Settings) -> int:
     return await _with_engine(settings, done)
 
 
+async def _seed(engine: Any, keyring: Keyring, settings: Settings) -> dict[str, Any]:
+    return await seed_demo(
+        engine,
+        keyring,
+        settings.public_url,
+        utcnow(),
+        settings.schedule_horizon_days,
+        settings.join_link_grace_minutes,
+    )
+
+
 async def _demo(settings: Settings, keyring: Keyring, *, as_json: bool) -> int:
     async def seed(engine: Any) -> int:
         try:
-            demo = await seed_demo(
-                engine,
-                keyring,
-                settings.public_url,
-                utcnow(),
-                settings.schedule_horizon_days,
-                settings.join_link_grace_minutes,
-            )
+            demo = await _seed(engine, keyring, settings)
         except DemoExistsError as exc:
             print(str(exc), file=sys.stderr)
             return 1
@@ -174,15 +178,7 @@ def _serve(settings: Settings, keyring: Keyring, *, demo_if_empty: bool) -> int:
 
         async def seed_if_empty(engine: Any) -> int:
             if await database_is_empty(engine):
-                demo = await seed_demo(
-                    engine,
-                    keyring,
-                    settings.public_url,
-                    utcnow(),
-                    settings.schedule_horizon_days,
-                    settings.join_link_grace_minutes,
-                )
-                print(describe(demo), flush=True)
+                print(describe(await _seed(engine, keyring, settings)), flush=True)
             return 0
 
         asyncio.run(_with_engine(settings, seed_if_empty))

@@ -117,13 +117,14 @@ async def forget_failures(conn: AsyncConnection, email: str, older_than: dt.date
 # Second factor ---------------------------------------------------------------------------
 
 
-def _totp_context(staff_id: str) -> str:
+def totp_context(staff_id: str) -> str:
+    """The encryption context of a staff member's TOTP secret."""
     return f"staff/{staff_id}/totp_secret"
 
 
 def totp_secret(keyring: Keyring, row: Any) -> str | None:
     """The staff member's TOTP secret, decrypted."""
-    return keyring.open_optional(row.totp_secret_enc, context=_totp_context(row.id))
+    return keyring.open_optional(row.totp_secret_enc, context=totp_context(row.id))
 
 
 async def enrol_totp(
@@ -134,7 +135,7 @@ async def enrol_totp(
         staff.update()
         .where(staff.c.id == staff_id)
         .values(
-            totp_secret_enc=keyring.seal(secret, context=_totp_context(staff_id)),
+            totp_secret_enc=keyring.seal(secret, context=totp_context(staff_id)),
             totp_enrolled_at=now,
             totp_last_step=step,
         )

@@ -22,6 +22,7 @@ from server.auth import (
     requires,
     sign_out,
 )
+from server.linkissue import issue_for, link_url
 from server.logs import get_logger
 from server.middleware import ApiError
 from server.permissions import Action, Role
@@ -229,36 +230,16 @@ async def get_patient(request: web.Request) -> web.Response:
 async def create_join_link(request: web.Request) -> web.Response:
     """Issue a join link for one session or a standing one; the URL is returned once."""
     body = await parse_body(request, JoinLinkIn)
-    who = identity(request)
-    settings = request.app[SETTINGS]
     patient_id = request.match_info["patient_id"]
     async with request.app[ENGINE].begin() as conn:
-        if not await patient_visible(conn, who, patient_id):
-            raise web.HTTPNotFound(reason="no such patient on your caseload")
         try:
-            link = await joinlinks.issue(
-                conn,
-                patient_id=patient_id,
-                session_id=body.session_id,
-                issued_by=who.id,
-                now=request.app[CLOCK].now(),
-                grace=dt.timedelta(minutes=settings.join_link_grace_minutes),
-                standing_for=dt.timedelta(days=settings.standing_link_days),
-            )
+            link = await issue_for(request, conn, patient_id, body.session_id)
         except catalog.CatalogError as exc:
             raise _catalog_error(exc) from None
-        await audit_event(
-            request,
-            conn,
-            "join_link.issued",
-            target_type="patient",
-            target_id=patient_id,
-            detail={"join_link_id": link.id, "standing": link.session_id is None},
-        )
     return _created(
         {
             "id": link.id,
-            "url": f"{settings.public_url}/j/{link.token}",
+            "url": link_url(request, link),
             "session_id": link.session_id,
             "expires_at": link.expires_at.isoformat(),
         }

@@ -177,7 +177,8 @@ async def _require_clinician(
 # Patients -------------------------------------------------------------------------------
 
 
-def _patient_context(patient_id: str, field: str) -> str:
+def patient_context(patient_id: str, field: str) -> str:
+    """The encryption context that binds a sealed value to its patient and field."""
     return f"patients/{patient_id}/{field}"
 
 
@@ -195,7 +196,7 @@ def _sealed_patient_fields(keyring: Keyring, patient_id: str, data: PatientIn) -
         elif isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         values[f"{field}_enc"] = keyring.seal_optional(
-            value, context=_patient_context(patient_id, field)
+            value, context=patient_context(patient_id, field)
         )
     return values
 
@@ -253,7 +254,7 @@ def _patient_record(keyring: Keyring, row: Any) -> Record:
     }
     for field in PATIENT_PHI:
         value = keyring.open_optional(
-            data[f"{field}_enc"], context=_patient_context(data["id"], field)
+            data[f"{field}_enc"], context=patient_context(data["id"], field)
         )
         out[field] = json.loads(value) if field == "support_person" and value else value
     return out
@@ -270,7 +271,7 @@ async def display_names(
         sa.select(patients.c.id, patients.c.display_name_enc).where(patients.c.id.in_(ids))
     )
     return {
-        row.id: keyring.open(row.display_name_enc, context=_patient_context(row.id, "display_name"))
+        row.id: keyring.open(row.display_name_enc, context=patient_context(row.id, "display_name"))
         for row in rows
     }
 

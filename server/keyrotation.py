@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.accounts import totp_context
+from server.catalog import PATIENT_PHI, patient_context
 from server.phi import Keyring
 from server.storage.tables import patients, staff
 
@@ -22,25 +24,13 @@ class SealedColumn:
 
 
 def _patient(field: str) -> SealedColumn:
-    return SealedColumn(patients, f"{field}_enc", lambda rid: f"patients/{rid}/{field}")
+    return SealedColumn(patients, f"{field}_enc", lambda rid: patient_context(rid, field))
 
 
 # Every sealed column in the schema; a new one must be added here to be rotated.
 SEALED_COLUMNS: tuple[SealedColumn, ...] = (
-    *(
-        _patient(field)
-        for field in (
-            "legal_name",
-            "display_name",
-            "date_of_birth",
-            "home_address",
-            "backup_phone",
-            "alternate_phone",
-            "support_person",
-            "preferred_ed",
-        )
-    ),
-    SealedColumn(staff, "totp_secret_enc", lambda rid: f"staff/{rid}/totp_secret"),
+    *(_patient(field) for field in PATIENT_PHI),
+    SealedColumn(staff, "totp_secret_enc", totp_context),
 )
 
 

@@ -13,6 +13,7 @@ from server import audit, joinlinks
 from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import audit_event as audit_request
 from server.auth import csrf_token, public, read_form
+from server.catalog import patient_context
 from server.logs import get_logger
 from server.render import render
 
@@ -87,7 +88,7 @@ async def link_dob(request: web.Request) -> web.StreamResponse:
         return await _gone(request, state, row)
     typed = form.get("date_of_birth", "").strip()
     stored = request.app[KEYRING].open_optional(
-        row.date_of_birth_enc, context=f"patients/{row.patient_id}/date_of_birth"
+        row.date_of_birth_enc, context=patient_context(row.patient_id, "date_of_birth")
     )
     if stored is not None and _same_date(typed, stored):
         (await get_session(request))[DOB_OK] = row.id

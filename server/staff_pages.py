@@ -9,8 +9,9 @@ from aiohttp import web
 
 from rooms.schedule import zone
 from server import catalog, joinlinks
-from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
+from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import audit_event, csrf_token, identity, read_form, requires
+from server.linkissue import issue_for, link_url
 from server.logs import get_logger
 from server.permissions import Action, Role
 from server.render import render
@@ -143,39 +144,18 @@ async def patient_page(request: web.Request) -> web.Response:
 async def issue_link(request: web.Request) -> web.Response:
     """Issue a join link and show it once."""
     form = await read_form(request)
-    who = identity(request)
     patient_id = request.match_info["patient_id"]
-    settings = request.app[SETTINGS]
-    now = request.app[CLOCK].now()
     choice = form.get("session_id", "")
     async with request.app[ENGINE].begin() as conn:
-        if not await patient_visible(conn, who, patient_id):
-            raise web.HTTPNotFound(
-                reason="There is no such patient, or they are not on your caseload."
-            )
         try:
-            link = await joinlinks.issue(
-                conn,
-                patient_id=patient_id,
-                session_id=None if choice == "standing" else choice,
-                issued_by=who.id,
-                now=now,
-                grace=dt.timedelta(minutes=settings.join_link_grace_minutes),
-                standing_for=dt.timedelta(days=settings.standing_link_days),
+            link = await issue_for(
+                request, conn, patient_id, None if choice == "standing" else choice
             )
         except catalog.CatalogError as exc:
             raise web.HTTPBadRequest(reason=f"Could not issue a link: {exc.reason}.") from None
-        await audit_event(
-            request,
-            conn,
-            "join_link.issued",
-            target_type="patient",
-            target_id=patient_id,
-            detail={"join_link_id": link.id, "standing": link.session_id is None},
-        )
     context = await _patient_context(request, patient_id)
     context["new_link"] = {
-        "url": f"{settings.public_url}/j/{link.token}",
+        "url": link_url(request, link),
         "expires_local": local_time(link.expires_at, context["patient"]["time_zone"]),
     }
     return await render(request, "patient.html", context, status=201)
