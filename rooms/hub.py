@@ -1,0 +1,392 @@
+"""A live room: its connections, the sequenced message log, chat, and the message handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rooms import protocol as p
+from rooms.model import (
+    Identity,
+    Member,
+    Presence,
+    Room,
+    RoomAction,
+    RoomError,
+    RoomRole,
+    RoomState,
+)
+
+LOG_SIZE = 1000
+CLOSE_REMOVED = 4001
+CLOSE_ENDED = 4002
+CLOSE_REPLACED = 4003
+
+
+class Participant(Protocol):
+    """One connection as the room sees it (the server adapts a WebSocket to this)."""
+
+    member_id: str
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Queue a message; a connection that cannot keep up closes itself (False)."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the connection."""
+
+
+Recorder = Callable[[Member, str, dt.datetime], None]
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A sequenced server message and who was entitled to it when it was sent."""
+
+    seq: int
+    recipients: frozenset[str]
+    payload: dict[str, Any]
+
+
+def member_view(member: Member) -> dict[str, Any]:
+    """How a member is described on the wire."""
+    return {
+        "id": member.id,
+        "name": member.name,
+        "role": member.role.value,
+        "presence": member.presence.value,
+        "since": member.since.isoformat(),
+        "hand_raised": member.hand_raised,
+        "audio_blocked": member.audio_blocked,
+        "video_blocked": member.video_blocked,
+        "unmute_requested": member.unmute_requested,
+    }
+
+
+class RoomHub:
+    """Runs one room: every change is a sequenced message to the members entitled to it."""
+
+    def __init__(
+        self,
+        room: Room,
+        *,
+        clock: Clock,
+        record: Recorder,
+        grace_s: float = 30.0,
+        log_size: int = LOG_SIZE,
+    ) -> None:
+        self.room = room
+        self._clock = clock
+        self._record = record
+        self._grace_s = grace_s
+        self._connections: dict[str, Participant] = {}
+        self._log: deque[Entry] = deque(maxlen=log_size)
+        self._chat: list[Entry] = []
+        self._seq = 0
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._handlers: dict[type[Any], Callable[[Member, Any], None]] = {
+            p.Ping: self._on_ping,
+            p.Admit: self._on_admit,
+            p.AdmitAll: self._on_admit_all,
+            p.Lock: self._on_lock,
+            p.Remove: self._on_remove,
+            p.Mute: self._on_mute,
+            p.LowerHand: self._on_lower_hand,
+            p.RaiseHand: self._on_raise_hand,
+            p.React: self._on_react,
+            p.AskUnmute: self._on_ask_unmute,
+            p.Chat: self._on_chat,
+            p.Note: self._on_note,
+            p.Start: self._on_start,
+            p.End: self._on_end,
+        }
+        self._closing: list[tuple[Participant, int, str]] = []
+
+    @property
+    def seq(self) -> int:
+        """The last sequence number used."""
+        return self._seq
+
+    @property
+    def connected(self) -> int:
+        """How many members are connected now."""
+        return len(self._connections)
+
+    # Publishing ---------------------------------------------------------------------------
+
+    def _audience(self, kind: str, extra: Iterable[str] = ()) -> frozenset[str]:
+        members = self.room.members.values()
+        if kind == "in_room":
+            ids = {m.id for m in members if m.in_room}
+        elif kind == "staff":
+            ids = {m.id for m in members if m.is_staff}
+        else:
+            ids = set()
+        return frozenset(ids | set(extra))
+
+    def publish(self, recipients: frozenset[str], payload: dict[str, Any]) -> Entry:
+        """Give `payload` the next seq, log it, and send it to the connected recipients."""
+        self._seq += 1
+        entry = Entry(self._seq, recipients, {**payload, "seq": self._seq})
+        self._log.append(entry)
+        for member_id in recipients:
+            connection = self._connections.get(member_id)
+            if connection is not None:
+                self._deliver(connection, entry.payload)
+        return entry
+
+    def _deliver(self, connection: Participant, payload: dict[str, Any]) -> None:
+        # A connection whose outbox is full closes itself; the client resyncs on reconnect.
+        connection.send(payload)
+
+    def _publish_member(self, member: Member) -> None:
+        if member.presence in (Presence.WAITING, Presence.REMOVED) or not (
+            member.visible_to_patients
+        ):
+            recipients = self._audience("staff", [member.id])
+        elif member.presence is Presence.LEFT:
+            recipients = self._audience("in_room", [member.id]) | self._audience("staff")
+        else:
+            recipients = self._audience("in_room") | self._audience("staff")
+        self.publish(recipients, {"type": "member", "member": member_view(member)})
+
+    def _publish_room(self) -> None:
+        self.publish(
+            self._audience("in_room") | self._audience("staff"),
+            {"type": "room", "state": self.room.state.value, "locked": self.room.locked},
+        )
+
+    # Connections --------------------------------------------------------------------------
+
+    def connect(
+        self,
+        participant: Participant,
+        identity: Identity,
+        role: RoomRole,
+        name: str,
+        last_seq: int | None,
+    ) -> Member:
+        """A member's connection said hello: arrive, then resync or send a snapshot."""
+        now = self._clock()
+        known = identity.key in self.room.members
+        member = self.room.arrive(identity, role, name, now)
+        timer = self._timers.pop(member.id, None)
+        if timer is not None:
+            timer.cancel()
+        previous = self._connections.get(member.id)
+        if previous is not None and previous is not participant:
+            self._closing.append((previous, CLOSE_REPLACED, "opened on another device"))
+        self._connections[member.id] = participant
+        oldest = self._log[0].seq if self._log else self._seq + 1
+        if known and last_seq is not None and last_seq >= oldest - 1 and last_seq <= self._seq:
+            for entry in self._log:
+                if entry.seq > last_seq and member.id in entry.recipients:
+                    participant.send(entry.payload)
+            participant.send({"type": "resync", "seq": self._seq, "you": member_view(member)})
+        else:
+            participant.send(self.snapshot(member))
+        self._record(member, "joined" if member.in_room else "waiting", now)
+        self._publish_member(member)
+        return member
+
+    def disconnect(self, participant: Participant) -> None:
+        """A connection ended; an admitted member gets the reconnect grace period."""
+        member_id = participant.member_id
+        if self._connections.get(member_id) is not participant:
+            return
+        del self._connections[member_id]
+        member = self.room.members.get(member_id)
+        if member is None or member.presence in (Presence.REMOVED, Presence.LEFT):
+            return
+        now = self._clock()
+        self.room.disconnect(member_id, now)
+        self._record(member, "disconnected", now)
+        self._publish_member(member)
+        if member.presence is Presence.RECONNECTING:
+            loop = asyncio.get_running_loop()
+            self._timers[member_id] = loop.call_later(self._grace_s, self._expire, member_id)
+
+    def _expire(self, member_id: str) -> None:
+        self._timers.pop(member_id, None)
+        now = self._clock()
+        member = self.room.expire(member_id, now)
+        if member is not None:
+            self._record(member, "left", now)
+            self._publish_member(member)
+
+    def snapshot(self, viewer: Member) -> dict[str, Any]:
+        """Everything `viewer` may see of the room now, to start or restart from."""
+        return {
+            "type": "snapshot",
+            "seq": self._seq,
+            "protocol": p.PROTOCOL_VERSION,
+            "you": member_view(viewer),
+            "room": {
+                "id": self.room.id,
+                "title": self.room.title,
+                "kind": self.room.kind,
+                "starts_at": self.room.starts_at.isoformat(),
+                "state": self.room.state.value,
+                "locked": self.room.locked,
+            },
+            "members": [member_view(m) for m in self.room.visible_to(viewer)],
+            "chat": [e.payload for e in self._chat if viewer.id in e.recipients],
+        }
+
+    # Messages -----------------------------------------------------------------------------
+
+    def handle(self, participant: Participant, message: Any) -> list[tuple[Participant, int, str]]:
+        """Apply one validated message; return connections the server must now close."""
+        member = self.room.members[participant.member_id]
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            raise p.ProtocolError("unexpected", f"{message.type} is not expected now")
+        try:
+            handler(member, message)
+        except RoomError as exc:
+            raise p.ProtocolError(exc.code, exc.reason) from None
+        closing, self._closing = self._closing, []
+        return closing
+
+    def take_closing(self) -> list[tuple[Participant, int, str]]:
+        """Connections to close after a connect or disconnect."""
+        closing, self._closing = self._closing, []
+        return closing
+
+    def _on_ping(self, member: Member, message: p.Ping) -> None:
+        connection = self._connections[member.id]
+        connection.send({"type": "pong", "t": message.t, "server_time": self._clock().timestamp()})
+
+    def _on_admit(self, member: Member, message: p.Admit) -> None:
+        admitted = self.room.admit(member, message.member_id, self._clock())
+        if admitted.presence is Presence.ADMITTED:
+            self._record(admitted, "admitted", self._clock())
+            self._send_snapshot(admitted)
+        self._publish_member(admitted)
+
+    def _on_admit_all(self, member: Member, _message: p.AdmitAll) -> None:
+        now = self._clock()
+        for admitted in self.room.admit_all(member, now):
+            self._record(admitted, "admitted", now)
+            self._send_snapshot(admitted)
+            self._publish_member(admitted)
+
+    def _send_snapshot(self, member: Member) -> None:
+        connection = self._connections.get(member.id)
+        if connection is not None:
+            self._deliver(connection, self.snapshot(member))
+
+    def _on_lock(self, member: Member, message: p.Lock) -> None:
+        self.room.set_locked(member, message.locked)
+        self._publish_room()
+
+    def _on_remove(self, member: Member, message: p.Remove) -> None:
+        removed = self.room.remove(member, message.member_id, self._clock())
+        self._record(removed, "removed", self._clock())
+        self._publish_member(removed)
+        connection = self._connections.pop(removed.id, None)
+        if connection is not None:
+            self._closing.append((connection, CLOSE_REMOVED, "removed by the clinician"))
+
+    def _on_mute(self, member: Member, message: p.Mute) -> None:
+        if message.audio is None and message.video is None:
+            raise RoomError("invalid", "say audio, video or both")
+        muted = self.room.block_media(
+            member, message.member_id, audio=message.audio, video=message.video
+        )
+        self._publish_member(muted)
+
+    def _on_lower_hand(self, member: Member, message: p.LowerHand) -> None:
+        self._publish_member(self.room.set_hand(member, message.member_id, False))
+
+    def _on_raise_hand(self, member: Member, message: p.RaiseHand) -> None:
+        self._publish_member(self.room.set_hand(member, member.id, message.raised))
+
+    def _on_react(self, member: Member, message: p.React) -> None:
+        self.room.check(member, RoomAction.REACT)
+        self.publish(
+            self._audience("in_room"),
+            {"type": "reaction", "from": member.id, "reaction": message.reaction},
+        )
+
+    def _on_ask_unmute(self, member: Member, _message: p.AskUnmute) -> None:
+        self._publish_member(self.room.ask_unmute(member))
+
+    def _on_chat(self, member: Member, message: p.Chat) -> None:
+        text = message.text.strip()
+        if not text:
+            raise RoomError("invalid", "the message is empty")
+        base = {
+            "type": "chat",
+            "from": member.id,
+            "from_name": member.name,
+            "text": text,
+            "at": self._clock().isoformat(),
+        }
+        if message.to == "room":
+            self.room.check(member, RoomAction.CHAT_ROOM)
+            recipients = self._audience("in_room")
+            payload = {**base, "channel": "room"}
+        else:
+            self.room.check(member, RoomAction.CHAT_PRIVATE)
+            if member.is_staff:
+                patient = self.room.members.get(message.to)
+                if patient is None or patient.is_staff:
+                    raise RoomError("unknown_member", "private replies go to a patient")
+                thread = patient.id
+            elif message.to == "staff":
+                thread = member.id
+            else:
+                raise RoomError("forbidden", "patients write privately to the clinicians only")
+            recipients = self._audience("staff", [thread])
+            payload = {**base, "channel": "private", "thread": thread}
+        self._chat.append(self.publish(recipients, payload))
+
+    def _on_note(self, member: Member, message: p.Note) -> None:
+        self.room.check(member, RoomAction.STAFF_NOTE)
+        if message.about is not None and message.about not in self.room.members:
+            raise RoomError("unknown_member", "no such member in this room")
+        payload = {
+            "type": "chat",
+            "channel": "note",
+            "from": member.id,
+            "from_name": member.name,
+            "about": message.about,
+            "text": message.text.strip(),
+            "at": self._clock().isoformat(),
+        }
+        self._chat.append(self.publish(self._audience("staff"), payload))
+
+    def _on_start(self, member: Member, _message: p.Start) -> None:
+        self.room.start(member)
+        self._publish_room()
+
+    def _on_end(self, member: Member, _message: p.End) -> None:
+        self.room.end(member)
+        now = self._clock()
+        self._publish_room()
+        for other in list(self.room.members.values()):
+            if other.in_room or other.presence is Presence.WAITING:
+                self._record(other, "left", now)
+        for connection in self._connections.values():
+            self._closing.append((connection, CLOSE_ENDED, "the session has ended"))
+        self._connections.clear()
+
+    # Shutdown -----------------------------------------------------------------------------
+
+    def close(self) -> list[Participant]:
+        """Cancel timers and hand back every connection for the server to close."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        connections = list(self._connections.values())
+        self._connections.clear()
+        return connections
+
+    @property
+    def ended(self) -> bool:
+        return self.room.state is RoomState.ENDED

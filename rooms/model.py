@@ -1,0 +1,343 @@
+"""A room: who is in it, in what role and state, and the moderator's controls."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class RoomRole(StrEnum):
+    """A person's role in one room."""
+
+    HOST = "host"  # the lead clinician
+    COHOST = "cohost"  # the co-facilitator
+    PARTICIPANT = "participant"  # a patient
+    OBSERVER = "observer"  # a supervisor
+
+
+class RoomState(StrEnum):
+    """scheduled -> open (staff may enter) -> live -> ended."""
+
+    SCHEDULED = "scheduled"
+    OPEN = "open"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+class Presence(StrEnum):
+    """Where a member is."""
+
+    WAITING = "waiting"  # in the waiting room
+    ADMITTED = "admitted"  # in the room, connected
+    RECONNECTING = "reconnecting"  # socket dropped; within the grace period
+    LEFT = "left"
+    REMOVED = "removed"  # removed by a host; needs re-admission
+
+
+class RoomAction(StrEnum):
+    """What members may do; checked in one place (`PERMISSIONS`)."""
+
+    ADMIT = "admit"
+    LOCK = "lock"
+    REMOVE = "remove"
+    MUTE = "mute"
+    LOWER_HAND = "lower_hand"
+    END = "end"
+    START = "start"
+    CHAT_ROOM = "chat_room"
+    CHAT_PRIVATE = "chat_private"
+    STAFF_NOTE = "staff_note"
+    RAISE_HAND = "raise_hand"
+    REACT = "react"
+    ASK_UNMUTE = "ask_unmute"
+    SEE_WAITING = "see_waiting"
+
+
+_STAFF_CONTROLS = frozenset(
+    {
+        RoomAction.ADMIT,
+        RoomAction.LOCK,
+        RoomAction.REMOVE,
+        RoomAction.MUTE,
+        RoomAction.LOWER_HAND,
+        RoomAction.START,
+        RoomAction.CHAT_ROOM,
+        RoomAction.CHAT_PRIVATE,
+        RoomAction.STAFF_NOTE,
+        RoomAction.REACT,
+        RoomAction.SEE_WAITING,
+    }
+)
+PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
+    RoomRole.HOST: _STAFF_CONTROLS | {RoomAction.END},
+    RoomRole.COHOST: _STAFF_CONTROLS,
+    RoomRole.OBSERVER: frozenset(
+        {RoomAction.CHAT_PRIVATE, RoomAction.STAFF_NOTE, RoomAction.SEE_WAITING}
+    ),
+    RoomRole.PARTICIPANT: frozenset(
+        {
+            RoomAction.CHAT_ROOM,
+            RoomAction.CHAT_PRIVATE,
+            RoomAction.RAISE_HAND,
+            RoomAction.REACT,
+            RoomAction.ASK_UNMUTE,
+        }
+    ),
+}
+STAFF_ROLES = frozenset({RoomRole.HOST, RoomRole.COHOST, RoomRole.OBSERVER})
+
+
+class RoomError(Exception):
+    """A refused room operation, with a machine-readable code."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a member is across devices: a staff member or a patient."""
+
+    kind: str  # "staff" | "patient"
+    id: str
+
+    @property
+    def key(self) -> str:
+        """A stable member id within a room."""
+        return f"{self.kind}:{self.id}"
+
+
+@dataclass(slots=True)
+class Member:
+    """One person in a room."""
+
+    identity: Identity
+    role: RoomRole
+    name: str
+    presence: Presence
+    since: dt.datetime  # when the current presence began
+    hand_raised: bool = False
+    audio_blocked: bool = False  # a host muted this member; the server stops forwarding
+    video_blocked: bool = False
+    unmute_requested: bool = False
+    visible_to_patients: bool = True
+    readmitted: bool = False  # removed, then let back in by a host: skips the waiting room
+
+    @property
+    def id(self) -> str:
+        return self.identity.key
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    @property
+    def in_room(self) -> bool:
+        return self.presence in (Presence.ADMITTED, Presence.RECONNECTING)
+
+
+@dataclass(slots=True)
+class Room:
+    """A room for one session instance (a group occurrence or a one-on-one)."""
+
+    id: str
+    title: str
+    kind: str  # "group" | "individual"
+    starts_at: dt.datetime
+    state: RoomState = RoomState.OPEN
+    locked: bool = False
+    observers_visible: bool = False  # program policy: may patients see a supervisor?
+    members: dict[str, Member] = field(default_factory=dict)
+
+    # Membership -------------------------------------------------------------------------
+
+    def arrive(
+        self, identity: Identity, role: RoomRole, name: str, now: dt.datetime
+    ) -> Member:
+        """Someone connects: staff go straight in, patients wait unless already admitted."""
+        if self.state is RoomState.ENDED:
+            raise RoomError("ended", "this session has ended")
+        member = self.members.get(identity.key)
+        if member is not None and member.presence is Presence.REMOVED:
+            raise RoomError("removed", "a clinician needs to let you back in")
+        if member is not None and member.presence in (Presence.ADMITTED, Presence.RECONNECTING):
+            # The same person on a new device, or back within the grace period.
+            member.presence = Presence.ADMITTED
+            member.since = now
+            return member
+        if member is not None and member.readmitted:
+            member.presence = Presence.ADMITTED
+            member.since = now
+            member.readmitted = False
+            return member
+        if role is RoomRole.PARTICIPANT:
+            if self.locked and member is None:
+                raise RoomError("locked", "the session is not taking new arrivals")
+            presence = Presence.WAITING
+        else:
+            presence = Presence.ADMITTED
+        member = Member(
+            identity,
+            role,
+            name,
+            presence,
+            now,
+            visible_to_patients=role is not RoomRole.OBSERVER or self.observers_visible,
+        )
+        if identity.key in self.members:
+            old = self.members[identity.key]
+            member.audio_blocked, member.video_blocked = old.audio_blocked, old.video_blocked
+        self.members[identity.key] = member
+        return member
+
+    def disconnect(self, member_id: str, now: dt.datetime) -> Member:
+        """A member's socket dropped: admitted members are `reconnecting`, waiters leave."""
+        member = self._member(member_id)
+        if member.presence is Presence.ADMITTED:
+            member.presence = Presence.RECONNECTING
+            member.since = now
+        elif member.presence is Presence.WAITING:
+            member.presence = Presence.LEFT
+            member.since = now
+        return member
+
+    def expire(self, member_id: str, now: dt.datetime) -> Member | None:
+        """The reconnect grace ran out: the member has left."""
+        member = self.members.get(member_id)
+        if member is None or member.presence is not Presence.RECONNECTING:
+            return None
+        member.presence = Presence.LEFT
+        member.since = now
+        member.hand_raised = False
+        return member
+
+    # Moderation -------------------------------------------------------------------------
+
+    def check(self, actor: Member, action: RoomAction) -> None:
+        """Raise unless `actor`'s role allows `action` (the one permission check)."""
+        if action not in PERMISSIONS[actor.role]:
+            raise RoomError("forbidden", f"{actor.role.value} may not {action.value}")
+        if not actor.in_room:
+            raise RoomError("not_admitted", "wait to be admitted first")
+
+    def admit(self, actor: Member, member_id: str, now: dt.datetime) -> Member:
+        """Let a waiting (or removed) patient in."""
+        self.check(actor, RoomAction.ADMIT)
+        member = self._member(member_id)
+        if member.presence not in (Presence.WAITING, Presence.REMOVED):
+            raise RoomError("not_waiting", "that person is not waiting")
+        if member.presence is Presence.REMOVED:
+            # Re-admission: the removed person may come back, straight into the room.
+            member.presence = Presence.LEFT
+            member.since = now
+            member.readmitted = True
+            return member
+        member.presence = Presence.ADMITTED
+        member.since = now
+        return member
+
+    def admit_all(self, actor: Member, now: dt.datetime) -> list[Member]:
+        """Admit everyone waiting."""
+        self.check(actor, RoomAction.ADMIT)
+        waiting = [m for m in self.members.values() if m.presence is Presence.WAITING]
+        for member in waiting:
+            member.presence = Presence.ADMITTED
+            member.since = now
+        return waiting
+
+    def set_locked(self, actor: Member, locked: bool) -> None:
+        """Stop (or resume) taking new arrivals."""
+        self.check(actor, RoomAction.LOCK)
+        self.locked = locked
+
+    def remove(self, actor: Member, member_id: str, now: dt.datetime) -> Member:
+        """Remove a patient; they cannot come back this session unless re-admitted."""
+        self.check(actor, RoomAction.REMOVE)
+        member = self._member(member_id)
+        if member.is_staff:
+            raise RoomError("forbidden", "staff cannot be removed from the room")
+        member.presence = Presence.REMOVED
+        member.since = now
+        member.hand_raised = False
+        return member
+
+    def block_media(
+        self, actor: Member, member_id: str, *, audio: bool | None, video: bool | None
+    ) -> Member:
+        """Mute a member's audio or stop their video (True), or allow it again (False)."""
+        self.check(actor, RoomAction.MUTE)
+        member = self._member(member_id)
+        if member.is_staff:
+            raise RoomError("forbidden", "staff media cannot be blocked")
+        if audio is not None:
+            member.audio_blocked = audio
+        if video is not None:
+            member.video_blocked = video
+        if audio is False or video is False:
+            member.unmute_requested = False
+        return member
+
+    def ask_unmute(self, actor: Member) -> Member:
+        """A muted member asks to be heard again."""
+        self.check(actor, RoomAction.ASK_UNMUTE)
+        if not (actor.audio_blocked or actor.video_blocked):
+            raise RoomError("not_muted", "you are not muted")
+        actor.unmute_requested = True
+        return actor
+
+    def set_hand(self, actor: Member, member_id: str, raised: bool) -> Member:
+        """Raise one's own hand, lower one's own, or (staff) lower anyone's."""
+        member = self._member(member_id)
+        if member is actor:
+            self.check(actor, RoomAction.RAISE_HAND)
+        else:
+            if raised:
+                raise RoomError("forbidden", "only the member can raise their hand")
+            self.check(actor, RoomAction.LOWER_HAND)
+        member.hand_raised = raised
+        return member
+
+    def start(self, actor: Member) -> None:
+        """The session is live."""
+        self.check(actor, RoomAction.START)
+        if self.state is RoomState.ENDED:
+            raise RoomError("ended", "this session has ended")
+        self.state = RoomState.LIVE
+
+    def end(self, actor: Member) -> None:
+        """End the session for everyone."""
+        self.check(actor, RoomAction.END)
+        self.state = RoomState.ENDED
+
+    # Views ------------------------------------------------------------------------------
+
+    def _member(self, member_id: str) -> Member:
+        member = self.members.get(member_id)
+        if member is None:
+            raise RoomError("unknown_member", "no such member in this room")
+        return member
+
+    def in_room(self) -> Iterator[Member]:
+        """Members admitted or reconnecting."""
+        return (m for m in self.members.values() if m.in_room)
+
+    def waiting(self) -> list[Member]:
+        """Waiting members, longest-waiting first."""
+        return sorted(
+            (m for m in self.members.values() if m.presence is Presence.WAITING),
+            key=lambda m: m.since,
+        )
+
+    def visible_to(self, viewer: Member) -> list[Member]:
+        """The members `viewer` may see listed: staff see all, patients see who is in."""
+        if viewer.is_staff:
+            return list(self.members.values())
+        return [
+            m
+            for m in self.members.values()
+            if m.in_room and (m.visible_to_patients or m is viewer)
+        ]

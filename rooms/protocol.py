@@ -1,0 +1,166 @@
+"""The signaling protocol: one declared, validated schema per client message type.
+
+Version 1. Every client message is a JSON object with a `type`; anything else (unknown
+types, missing or extra fields, wrong types, long strings, frames over 64 KiB) is refused
+with a `ProtocolError` whose code the server sends back in an `error` message. Server
+messages carry a per-room `seq`; see PROTOCOL.md beside this file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 64 * 1024
+MAX_CHAT_CHARS = 1000
+MemberId = Annotated[str, StringConstraints(min_length=3, max_length=80, pattern=r"^[a-z]+:[\w-]+$")]
+ChatText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CHAT_CHARS)]
+REACTIONS = ("thumbs_up", "need_a_moment")
+
+
+class ProtocolError(Exception):
+    """A message the server refuses, with a reason code for the client."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Hello(_Message):
+    type: Literal["hello"]
+    protocol: int
+    last_seq: Annotated[int, Field(ge=0)] | None = None
+
+
+class Ping(_Message):
+    type: Literal["ping"]
+    t: float
+
+
+class Admit(_Message):
+    type: Literal["admit"]
+    member_id: MemberId
+
+
+class AdmitAll(_Message):
+    type: Literal["admit_all"]
+
+
+class Lock(_Message):
+    type: Literal["lock"]
+    locked: bool
+
+
+class Remove(_Message):
+    type: Literal["remove"]
+    member_id: MemberId
+
+
+class Mute(_Message):
+    """Block (True) or allow (False) a member's audio and/or video."""
+
+    type: Literal["mute"]
+    member_id: MemberId
+    audio: bool | None = None
+    video: bool | None = None
+
+
+class LowerHand(_Message):
+    type: Literal["lower_hand"]
+    member_id: MemberId
+
+
+class RaiseHand(_Message):
+    type: Literal["raise_hand"]
+    raised: bool
+
+
+class React(_Message):
+    type: Literal["react"]
+    reaction: Literal["thumbs_up", "need_a_moment"]
+
+
+class AskUnmute(_Message):
+    type: Literal["ask_unmute"]
+
+
+class Chat(_Message):
+    """`to`: "room" (everyone admitted), "staff" (a patient to the clinicians), or a
+    patient's member id (staff replying privately to that patient)."""
+
+    type: Literal["chat"]
+    to: Annotated[str, StringConstraints(min_length=3, max_length=80)]
+    text: ChatText
+
+
+class Note(_Message):
+    """A staff-only note; it never reaches a patient."""
+
+    type: Literal["note"]
+    about: MemberId | None = None
+    text: ChatText
+
+
+class Start(_Message):
+    type: Literal["start"]
+
+
+class End(_Message):
+    type: Literal["end"]
+
+
+ClientMessage = Annotated[
+    Hello
+    | Ping
+    | Admit
+    | AdmitAll
+    | Lock
+    | Remove
+    | Mute
+    | LowerHand
+    | RaiseHand
+    | React
+    | AskUnmute
+    | Chat
+    | Note
+    | Start
+    | End,
+    Field(discriminator="type"),
+]
+_ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+MESSAGE_TYPES = frozenset(
+    model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    for model in (
+        Hello, Ping, Admit, AdmitAll, Lock, Remove, Mute, LowerHand, RaiseHand, React,
+        AskUnmute, Chat, Note, Start, End,
+    )
+)
+
+
+def parse(frame: str | bytes) -> ClientMessage:
+    """Validate one client frame, or raise `ProtocolError` saying what is wrong."""
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
+    try:
+        data = json.loads(frame)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ProtocolError("bad_json", "a message must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_json", "a message must be a JSON object")
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
+        raise ProtocolError("unknown_type", "unknown message type")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "message"
+        raise ProtocolError("invalid", f"{where}: {first['msg']}") from None
