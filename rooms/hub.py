@@ -263,17 +263,17 @@ class RoomHub:
 
     def _on_admit(self, member: Member, message: p.Admit) -> None:
         admitted = self.room.admit(member, message.member_id, self._clock())
+        self._publish_member(admitted)
         if admitted.presence is Presence.ADMITTED:
             self._record(admitted, "admitted", self._clock())
             self._send_snapshot(admitted)
-        self._publish_member(admitted)
 
     def _on_admit_all(self, member: Member, _message: p.AdmitAll) -> None:
         now = self._clock()
         for admitted in self.room.admit_all(member, now):
             self._record(admitted, "admitted", now)
-            self._send_snapshot(admitted)
             self._publish_member(admitted)
+            self._send_snapshot(admitted)
 
     def _send_snapshot(self, member: Member) -> None:
         connection = self._connections.get(member.id)

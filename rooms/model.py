@@ -155,9 +155,7 @@ class Room:
 
     # Membership -------------------------------------------------------------------------
 
-    def arrive(
-        self, identity: Identity, role: RoomRole, name: str, now: dt.datetime
-    ) -> Member:
+    def arrive(self, identity: Identity, role: RoomRole, name: str, now: dt.datetime) -> Member:
         """Someone connects: staff go straight in, patients wait unless already admitted."""
         if self.state is RoomState.ENDED:
             raise RoomError("ended", "this session has ended")
@@ -337,7 +335,5 @@ class Room:
         if viewer.is_staff:
             return list(self.members.values())
         return [
-            m
-            for m in self.members.values()
-            if m.in_room and (m.visible_to_patients or m is viewer)
+            m for m in self.members.values() if m.in_room and (m.visible_to_patients or m is viewer)
         ]

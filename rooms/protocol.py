@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHAT_CHARS = 1000
-MemberId = Annotated[str, StringConstraints(min_length=3, max_length=80, pattern=r"^[a-z]+:[\w-]+$")]
+MemberId = Annotated[
+    str, StringConstraints(min_length=3, max_length=80, pattern=r"^[a-z]+:[\w-]+$")
+]
 ChatText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CHAT_CHARS)]
 REACTIONS = ("thumbs_up", "need_a_moment")
 
@@ -139,8 +141,21 @@ _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 MESSAGE_TYPES = frozenset(
     model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
     for model in (
-        Hello, Ping, Admit, AdmitAll, Lock, Remove, Mute, LowerHand, RaiseHand, React,
-        AskUnmute, Chat, Note, Start, End,
+        Hello,
+        Ping,
+        Admit,
+        AdmitAll,
+        Lock,
+        Remove,
+        Mute,
+        LowerHand,
+        RaiseHand,
+        React,
+        AskUnmute,
+        Chat,
+        Note,
+        Start,
+        End,
     )
 )
 

@@ -16,7 +16,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import web as web_assets
 from certs import ensure_development_certificates
-from server import admin_pages, api, pages, patient_pages, signin, staff_pages
+from server import (
+    admin_pages,
+    api,
+    pages,
+    patient_pages,
+    room_pages,
+    signin,
+    staff_pages,
+    ws,
+)
 from server.appkeys import BACKGROUND, CLOCK, ENGINE, KEYRING, SETTINGS
 from server.catalog import extend_all_group_sessions
 from server.clock import Clock
@@ -65,10 +74,12 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     staff_pages.add_routes(app)
     admin_pages.add_routes(app)
     patient_pages.add_routes(app)
+    room_pages.add_routes(app)
     api.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)
+    ws.setup(app)
     return app
 
 

@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from rooms.registry import RoomRegistry
 from server.clock import Clock
 from server.config import Settings
 from server.phi import Keyring
@@ -16,3 +17,5 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 KEYRING = web.AppKey("keyring", Keyring)
 CLOCK = web.AppKey("clock", Clock)
 BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])
+ROOMS = web.AppKey("rooms", RoomRegistry)
+SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])

@@ -211,7 +211,7 @@ def requires(action: Action, *, phi: bool = False) -> Callable[[Handler], Handle
 
 
 def public(handler: Handler) -> Handler:
-    """Mark a route open to anyone (the authorization matrix test reads the mark)."""
+    """Mark a route as open to anyone, for readers; the matrix test checks what it does."""
     handler.access = "public"  # type: ignore[attr-defined]
     return handler
 

@@ -50,6 +50,7 @@ class Settings:
     signin_window_minutes: int = 15
     signin_max_failures_account: int = 5
     signin_max_failures_address: int = 20
+    reconnect_grace_s: float = 30.0
 
     @property
     def certs_dir(self) -> Path:
@@ -87,11 +88,12 @@ class Settings:
         horizon = reader.get("IOP_SCHEDULE_HORIZON_DAYS", 28, _int_between(1, 366))
         mfa_required = reader.get("IOP_MFA_REQUIRED", True, _bool)
         idle = reader.get("IOP_IDLE_LOCK_MINUTES", 15, _int_between(1, 240))
-        grace = reader.get("IOP_JOIN_LINK_GRACE_MINUTES", 60, _int_between(0, 24 * 60))
+        link_grace = reader.get("IOP_JOIN_LINK_GRACE_MINUTES", 60, _int_between(0, 24 * 60))
         standing = reader.get("IOP_STANDING_LINK_DAYS", 30, _int_between(1, 366))
         window = reader.get("IOP_SIGNIN_WINDOW_MINUTES", 15, _int_between(1, 24 * 60))
         per_account = reader.get("IOP_SIGNIN_MAX_FAILURES_ACCOUNT", 5, _int_between(1, 1000))
         per_address = reader.get("IOP_SIGNIN_MAX_FAILURES_ADDRESS", 20, _int_between(1, 10000))
+        grace = reader.get("IOP_RECONNECT_GRACE_SECONDS", 30, _int_between(1, 600))
         return cls(
             host=host,
             port=port,
@@ -108,11 +110,12 @@ class Settings:
             schedule_horizon_days=horizon,
             mfa_required=mfa_required,
             idle_lock_minutes=idle,
-            join_link_grace_minutes=grace,
+            join_link_grace_minutes=link_grace,
             standing_link_days=standing,
             signin_window_minutes=window,
             signin_max_failures_account=per_account,
             signin_max_failures_address=per_address,
+            reconnect_grace_s=float(grace),
         )
 
 

@@ -262,3 +262,17 @@ audit_head = sa.Table(
     sa.Column("seq", sa.BigInteger(), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+# Every arrival, admission, drop, return and departure in a room, as it happened.
+attendance_events = sa.Table(
+    "attendance_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("person_type", sa.String(16), nullable=False),
+    sa.Column("person_id", sa.String(36), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("event", sa.String(20), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_attendance_session", "session_id", "at"),
+)

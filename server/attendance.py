@@ -1,0 +1,95 @@
+"""Writing room presence events to storage without holding up the room."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from rooms.model import Member
+from server.logs import get_logger
+from server.storage.tables import attendance_events
+
+log = get_logger(__name__)
+BATCH = 200
+
+
+class AttendanceWriter:
+    """Queues presence events from rooms and writes them in batches, in order."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin writing."""
+        self._task = asyncio.create_task(self._run(), name="attendance-writer")
+
+    def record(self, session_id: str, member: Member, event: str, at: dt.datetime) -> None:
+        """Queue one event (rooms call this synchronously)."""
+        self._queue.put_nowait(
+            {
+                "session_id": session_id,
+                "person_type": member.identity.kind,
+                "person_id": member.identity.id,
+                "role": member.role.value,
+                "event": event,
+                "at": at,
+            }
+        )
+
+    async def _run(self) -> None:
+        while True:
+            rows = [await self._queue.get()]
+            while not self._queue.empty() and len(rows) < BATCH:
+                rows.append(self._queue.get_nowait())
+            await self._write(rows)
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        for attempt in range(5):
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(attendance_events.insert(), rows)
+                return
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("attendance.write_failed", error_type=type(exc).__name__, count=attempt)
+                await asyncio.sleep(0.2 * 2**attempt)
+        log.error("attendance.dropped", count=len(rows))
+
+    async def flush(self) -> None:
+        """Write everything queued so far."""
+        rows = []
+        while not self._queue.empty():
+            rows.append(self._queue.get_nowait())
+        if rows:
+            await self._write(rows)
+
+    async def close(self) -> None:
+        """Stop the writer and write what is still queued."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+
+def attendance_ctx(key: web.AppKey[AttendanceWriter], engine_key: Any) -> Any:
+    """A cleanup_ctx that runs the writer for the application's lifetime."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        writer = AttendanceWriter(app[engine_key])
+        writer.start()
+        app[key] = writer
+        try:
+            yield
+        finally:
+            await writer.close()
+
+    return ctx

@@ -1,0 +1,53 @@
+"""Room pages: the staff view of a session's room and the patient's waiting room and room."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server.appkeys import CLOCK, ENGINE
+from server.joinlinks import link_state, patient_sessions
+from server.render import render
+from server.roomaccess import current_link, resolve
+from server.staff_pages import local_time
+
+
+async def staff_room(request: web.Request) -> web.Response:
+    """A session's room for its host, co-host or an observing supervisor."""
+    entry = await resolve(request, request.match_info["room_id"])
+    if entry.identity.kind != "staff":
+        raise web.HTTPSeeOther("/room")
+    context = {
+        "entry": entry,
+        "starts_local": local_time(entry.room.starts_at, entry.room.time_zone),
+        "ws_path": f"/ws/rooms/{entry.room.id}",
+    }
+    return await render(request, "room.html", context)
+
+
+async def patient_room(request: web.Request) -> web.Response:
+    """The patient's waiting room, which becomes the room when a clinician admits them."""
+    now = request.app[CLOCK].now()
+    async with request.app[ENGINE].connect() as conn:
+        link = await current_link(request, conn)
+        if link is None or link_state(link, now) != "active":
+            raise web.HTTPUnauthorized(reason="Open the link your program sent you.")
+        session_id = link.session_id
+        if session_id is None:
+            upcoming = await patient_sessions(conn, link.patient_id, now)
+            if not upcoming:
+                raise web.HTTPNotFound(reason="There is no session for you right now.")
+            session_id = upcoming[0].session_id
+    entry = await resolve(request, session_id)
+    context = {
+        "entry": entry,
+        "starts_local": local_time(entry.room.starts_at, entry.room.time_zone),
+        "ws_path": f"/ws/rooms/{entry.room.id}",
+        "program_phone": link.program_phone,
+    }
+    return await render(request, "patient_room.html", context)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the room pages."""
+    app.router.add_get("/rooms/{room_id}", staff_room)
+    app.router.add_get("/room", patient_room)

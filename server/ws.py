@@ -1,0 +1,229 @@
+"""The room WebSocket: one read loop and one write loop per connection, over rooms/hub.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from rooms import protocol
+from rooms.hub import RoomHub
+from rooms.model import Member, Room, RoomError, RoomRole
+from rooms.registry import RoomRegistry
+from server.appkeys import CLOCK, ENGINE, ROOMS, SETTINGS, SOCKETS
+from server.attendance import AttendanceWriter, attendance_ctx
+from server.logs import get_logger
+from server.roomaccess import Entry, resolve
+
+log = get_logger(__name__)
+OUTBOX_LIMIT = 256
+HELLO_TIMEOUT_S = 10.0
+# Clients ping every 10 s; a connection silent for three of those is gone.
+IDLE_TIMEOUT_S = 35.0
+ERROR_BUDGET = 20  # invalid messages tolerated per window before the connection is closed
+ERROR_WINDOW_S = 10.0
+CLOSE_PROTOCOL = 4400
+CLOSE_REFUSED = 4403
+CLOSE_FLOOD = 4429
+CLOSE_SLOW = 4408
+CLOSE_SHUTDOWN = 1001
+ATTENDANCE = web.AppKey("attendance", AttendanceWriter)
+
+
+class SocketParticipant:
+    """A WebSocket as the room sees it: a bounded outbox drained by one writer task."""
+
+    def __init__(self, ws: web.WebSocketResponse, member_id: str) -> None:
+        self.member_id = member_id
+        self._ws = ws
+        self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin draining the outbox."""
+        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.member_id}")
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Queue a message; a client too slow to take it is closed and will resync."""
+        try:
+            self._outbox.put_nowait(json.dumps(message, separators=(",", ":")))
+        except asyncio.QueueFull:
+            if self._closer is None:
+                self._closer = asyncio.create_task(self.close(CLOSE_SLOW, "too slow to keep up"))
+            return False
+        return True
+
+    async def _write_loop(self) -> None:
+        while True:
+            frame = await self._outbox.get()
+            try:
+                await self._ws.send_str(frame)
+            except (ConnectionResetError, RuntimeError):
+                return
+            finally:
+                self._outbox.task_done()
+
+    async def close(self, code: int, reason: str) -> None:
+        """Flush what is queued, then close with a code the client understands."""
+        if self._writer is not None and not self._writer.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), timeout=2.0)
+        await self._ws.close(code=code, message=reason.encode())
+
+    async def stop(self) -> None:
+        """Stop the writer (and a pending close) and wait for them."""
+        for task in (self._writer, self._closer):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
+    attendance = request.app[ATTENDANCE]
+    clock = request.app[CLOCK]
+    room_id = entry.room.id
+
+    def record(member: Member, event: str, at: Any) -> None:
+        attendance.record(room_id, member, event, at)
+
+    def make() -> RoomHub:
+        info = entry.room
+        room = Room(info.id, info.title, info.kind, info.starts_at)
+        return RoomHub(
+            room,
+            clock=clock.now,
+            record=record,
+            grace_s=request.app[SETTINGS].reconnect_grace_s,
+        )
+
+    return request.app[ROOMS].get_or_create(room_id, make)
+
+
+async def _refuse(ws: web.WebSocketResponse, code: str, reason: str, close: int) -> None:
+    await ws.send_json({"type": "error", "code": code, "reason": reason})
+    await ws.close(code=close, message=reason.encode())
+
+
+async def _hello(ws: web.WebSocketResponse) -> protocol.Hello | None:
+    try:
+        first = await ws.receive(timeout=HELLO_TIMEOUT_S)
+    except TimeoutError:
+        await _refuse(ws, "hello_required", "say hello first", CLOSE_PROTOCOL)
+        return None
+    if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        return None
+    try:
+        message = protocol.parse(first.data)
+    except protocol.ProtocolError as exc:
+        await _refuse(ws, exc.code, exc.reason, CLOSE_PROTOCOL)
+        return None
+    if not isinstance(message, protocol.Hello):
+        await _refuse(ws, "hello_required", "the first message must be hello", CLOSE_PROTOCOL)
+        return None
+    if message.protocol != protocol.PROTOCOL_VERSION:
+        await _refuse(
+            ws,
+            "protocol_version",
+            f"this server speaks protocol {protocol.PROTOCOL_VERSION}",
+            CLOSE_PROTOCOL,
+        )
+        return None
+    return message
+
+
+async def _close_all(closing: list[tuple[Any, int, str]]) -> None:
+    for connection, code, reason in closing:
+        await connection.close(code, reason)
+
+
+async def room_socket(request: web.Request) -> web.StreamResponse:
+    """GET /ws/rooms/{room_id}: the signaling connection for staff and patients."""
+    entry = await resolve(request, request.match_info["room_id"])
+    ws = web.WebSocketResponse(max_msg_size=4 * protocol.MAX_FRAME_BYTES)
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    participant: SocketParticipant | None = None
+    hub: RoomHub | None = None
+    try:
+        hello = await _hello(ws)
+        if hello is None:
+            return ws
+        if entry.role is RoomRole.PARTICIPANT:
+            try:
+                request.app[ROOMS].check_single_room(entry.identity.key, entry.room.id)
+            except RoomError as exc:
+                await _refuse(ws, exc.code, exc.reason, CLOSE_REFUSED)
+                return ws
+        hub = _hub_for(request, entry)
+        participant = SocketParticipant(ws, entry.identity.key)
+        participant.start()
+        try:
+            hub.connect(participant, entry.identity, entry.role, entry.name, hello.last_seq)
+        except RoomError as exc:
+            participant.send({"type": "error", "code": exc.code, "reason": exc.reason})
+            await participant.close(CLOSE_REFUSED, exc.reason)
+            hub = None
+            return ws
+        await _close_all(hub.take_closing())
+        log.info("room.connected", room_id=entry.room.id, role=entry.role.value)
+        await _read_loop(ws, hub, participant)
+    finally:
+        if hub is not None and participant is not None:
+            hub.disconnect(participant)
+            await _close_all(hub.take_closing())
+            if hub.ended and hub.connected == 0:
+                request.app[ROOMS].drop(entry.room.id)
+        if participant is not None:
+            await participant.stop()
+        request.app[SOCKETS].discard(ws)
+    return ws
+
+
+async def _read_loop(ws: web.WebSocketResponse, hub: RoomHub, me: SocketParticipant) -> None:
+    errors: list[float] = []
+    while not ws.closed:
+        try:
+            message = await ws.receive(timeout=IDLE_TIMEOUT_S)
+        except TimeoutError:
+            await me.close(CLOSE_PROTOCOL, "no heartbeat")
+            return
+        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return
+        if message.type is WSMsgType.ERROR:
+            return
+        try:
+            parsed = protocol.parse(message.data)
+            if isinstance(parsed, protocol.Hello):
+                raise protocol.ProtocolError("unexpected", "hello was already said")
+            await _close_all(hub.handle(me, parsed))
+        except protocol.ProtocolError as exc:
+            me.send({"type": "error", "code": exc.code, "reason": exc.reason})
+            now = time.monotonic()
+            errors = [t for t in errors if now - t < ERROR_WINDOW_S] + [now]
+            if len(errors) > ERROR_BUDGET:
+                await me.close(CLOSE_FLOOD, "too many invalid messages")
+                return
+
+
+async def _close_sockets(app: web.Application) -> None:
+    # on_shutdown runs before handlers are awaited: open sockets would otherwise hold
+    # shutdown up until its timeout.
+    for hub in app[ROOMS]:
+        hub.close()
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=CLOSE_SHUTDOWN, message=b"server shutting down")
+
+
+def setup(app: web.Application) -> None:
+    """Register the room socket, the live-room registry and the attendance writer."""
+    app[ROOMS] = RoomRegistry()
+    app[SOCKETS] = set()
+    app.router.add_get("/ws/rooms/{room_id}", room_socket)
+    app.cleanup_ctx.append(attendance_ctx(ATTENDANCE, ENGINE))
+    app.on_shutdown.append(_close_sockets)

@@ -1,0 +1,271 @@
+// Room client: one WebSocket to the server (protocol 1), reconnecting with backoff and
+// jitter and resuming from the last sequence number it saw. Everything is rendered with
+// textContent: chat text and names never become markup.
+(function () {
+  "use strict";
+  const root = document.getElementById("room");
+  if (!root) return;
+  const role = root.dataset.role;
+  const me = root.dataset.me;
+  const isStaff = role !== "participant";
+  const canModerate = role === "host" || role === "cohost";
+  const state = { seq: null, members: new Map(), room: null, you: null, chat: [], closed: false };
+  let socket = null;
+  let attempt = 0;
+  let heartbeat = null;
+
+  const $ = (id) => document.getElementById(id);
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = text;
+    if (cls) node.className = cls;
+    return node;
+  }
+  function setStatus(text, offline) {
+    const status = $("status");
+    status.textContent = text;
+    status.classList.toggle("offline", Boolean(offline));
+  }
+  function send(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  // Connection ------------------------------------------------------------------------------
+  function connect() {
+    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + root.dataset.ws;
+    socket = new WebSocket(url);
+    socket.addEventListener("open", () => {
+      attempt = 0;
+      send({ type: "hello", protocol: 1, last_seq: state.seq });
+      heartbeat = setInterval(() => send({ type: "ping", t: Date.now() / 1000 }), 10000);
+    });
+    socket.addEventListener("message", (event) => receive(JSON.parse(event.data)));
+    socket.addEventListener("close", (event) => {
+      clearInterval(heartbeat);
+      if (event.code === 4001) return gone("You have been removed from this session. If you think this is a mistake, call your program.");
+      if (event.code === 4002) return gone("This session has ended. Thank you for coming.");
+      if (event.code === 4003) return gone("This session was opened on another device.");
+      if (event.code === 4403 || state.closed) return;
+      attempt += 1;
+      const delay = Math.min(15000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
+      setStatus("Connection lost. Reconnecting…", true);
+      setTimeout(connect, delay);
+    });
+  }
+
+  function gone(text) {
+    state.closed = true;
+    setStatus(text, true);
+    if (!isStaff) {
+      $("waiting-view").hidden = true;
+      $("room-view").hidden = true;
+      $("gone-view").hidden = false;
+      $("gone-text").textContent = text;
+    }
+  }
+
+  // Incoming --------------------------------------------------------------------------------
+  function receive(message) {
+    if (typeof message.seq === "number") state.seq = message.seq;
+    switch (message.type) {
+      case "snapshot":
+        state.room = message.room;
+        state.you = message.you;
+        state.members = new Map(message.members.map((m) => [m.id, m]));
+        state.chat = message.chat;
+        break;
+      case "resync":
+        state.you = message.you;
+        break;
+      case "member":
+        state.members.set(message.member.id, message.member);
+        if (message.member.id === me) state.you = message.member;
+        break;
+      case "room":
+        if (state.room) { state.room.state = message.state; state.room.locked = message.locked; }
+        break;
+      case "chat":
+        state.chat.push(message);
+        break;
+      case "reaction":
+        return showReaction(message);
+      case "error":
+        return setStatus("Not done: " + message.reason, false);
+      case "pong":
+        return;
+      default:
+        return;
+    }
+    render();
+  }
+
+  function showReaction(message) {
+    const who = state.members.get(message.from);
+    const text = (who ? who.name : "Someone") + (message.reaction === "thumbs_up" ? " 👍" : " needs a moment");
+    const item = el("li", text, "reaction");
+    $("chat").append(item);
+  }
+
+  // Rendering -------------------------------------------------------------------------------
+  const PRESENCE = { waiting: "waiting", admitted: "in the room", reconnecting: "reconnecting…", left: "left", removed: "removed" };
+
+  function render() {
+    const you = state.you;
+    if (!you) return;
+    const live = state.room && state.room.state === "live";
+    setStatus(state.room && state.room.locked ? "Connected · room locked" : (live ? "Connected · session live" : "Connected"));
+    if (!isStaff) {
+      const inRoom = you.presence === "admitted" || you.presence === "reconnecting";
+      $("waiting-view").hidden = inRoom;
+      $("room-view").hidden = !inRoom;
+      $("hand").textContent = you.hand_raised ? "Lower hand" : "Raise hand";
+      $("hand").setAttribute("aria-pressed", String(you.hand_raised));
+      const muted = you.audio_blocked || you.video_blocked;
+      $("ask-unmute").hidden = !muted;
+      $("ask-unmute").disabled = you.unmute_requested;
+      const notice = $("notice");
+      notice.hidden = !muted;
+      notice.textContent = muted ? ("A clinician has " + [you.audio_blocked ? "muted your microphone" : null, you.video_blocked ? "turned off your camera" : null].filter(Boolean).join(" and ") + ". You can ask to be unmuted.") : "";
+    } else {
+      const lock = $("lock");
+      if (lock && state.room) {
+        lock.textContent = state.room.locked ? "Unlock room" : "Lock room";
+        lock.setAttribute("aria-pressed", String(state.room.locked));
+      }
+      const start = $("start");
+      if (start) start.disabled = live;
+      renderWaiting();
+    }
+    renderPeople();
+    renderChat();
+  }
+
+  function person(member, actions) {
+    const item = el("li");
+    item.dataset.member = member.id;
+    item.append(el("span", member.name + (member.id === me ? " (you)" : ""), "person-name"));
+    const badges = el("span", null, "badges");
+    if (member.role !== "participant") badges.append(el("span", { host: "Clinician", cohost: "Co-facilitator", observer: "Observer" }[member.role], "badge"));
+    if (member.presence === "reconnecting") badges.append(el("span", "reconnecting…", "badge alert"));
+    if (member.hand_raised) badges.append(el("span", "✋ hand raised", "badge alert"));
+    if (member.audio_blocked) badges.append(el("span", "muted", "badge"));
+    if (member.video_blocked) badges.append(el("span", "video off", "badge"));
+    if (isStaff && member.unmute_requested) badges.append(el("span", "asks to be unmuted", "badge alert"));
+    item.append(badges);
+    if (actions.length) {
+      const row = el("span", null, "person-actions");
+      for (const [label, message] of actions) {
+        const button = el("button", label);
+        button.type = "button";
+        button.setAttribute("aria-label", label + " " + member.name);
+        button.addEventListener("click", () => send(message));
+        row.append(button);
+      }
+      item.append(row);
+    }
+    return item;
+  }
+
+  function renderWaiting() {
+    const list = $("waiting");
+    list.replaceChildren();
+    const waiting = [...state.members.values()].filter((m) => m.presence === "waiting").sort((a, b) => a.since.localeCompare(b.since));
+    for (const member of waiting) {
+      const minutes = Math.max(0, Math.round((Date.now() - Date.parse(member.since)) / 60000));
+      const item = person(member, canModerate ? [["Admit", { type: "admit", member_id: member.id }]] : []);
+      item.querySelector(".badges").append(el("span", "waiting " + minutes + " min", "badge"));
+      list.append(item);
+    }
+    $("waiting-empty").hidden = waiting.length > 0;
+    const select = $("chat-to");
+    if (select) {
+      const keep = select.value;
+      select.replaceChildren(el("option", "Everyone in the room"));
+      select.firstChild.value = "room";
+      for (const member of state.members.values()) {
+        if (member.role === "participant" && member.presence !== "left") {
+          const option = el("option", "Privately to " + member.name);
+          option.value = member.id;
+          select.append(option);
+        }
+      }
+      select.value = [...select.options].some((o) => o.value === keep) ? keep : "room";
+    }
+  }
+
+  function renderPeople() {
+    const list = $("people");
+    list.replaceChildren();
+    const present = [...state.members.values()].filter((m) => m.presence === "admitted" || m.presence === "reconnecting");
+    present.sort((a, b) => (a.role === "participant") - (b.role === "participant") || a.name.localeCompare(b.name));
+    for (const member of present) {
+      const actions = [];
+      if (canModerate && member.role === "participant") {
+        actions.push([member.audio_blocked ? "Allow audio" : "Mute", { type: "mute", member_id: member.id, audio: !member.audio_blocked }]);
+        actions.push([member.video_blocked ? "Allow video" : "Stop video", { type: "mute", member_id: member.id, video: !member.video_blocked }]);
+        if (member.hand_raised) actions.push(["Lower hand", { type: "lower_hand", member_id: member.id }]);
+        actions.push(["Remove", { type: "remove", member_id: member.id }]);
+      }
+      list.append(person(member, actions));
+    }
+  }
+
+  function renderChat() {
+    const log = $("chat");
+    log.replaceChildren();
+    for (const message of state.chat) {
+      let label = message.from_name;
+      if (message.channel === "private") {
+        const thread = state.members.get(message.thread);
+        label += isStaff ? " (private with " + (thread ? thread.name : "a patient") + ")" : " (private)";
+      } else if (message.channel === "note") {
+        label += " (staff note)";
+      }
+      const item = el("li", null, message.channel);
+      item.append(el("strong", label + ": "), el("span", message.text));
+      log.append(item);
+    }
+    log.scrollTop = log.scrollHeight;
+  }
+
+  // Controls --------------------------------------------------------------------------------
+  function bind(id, handler) {
+    const node = $(id);
+    if (node) node.addEventListener("click", handler);
+  }
+  bind("start", () => send({ type: "start" }));
+  bind("lock", () => send({ type: "lock", locked: !(state.room && state.room.locked) }));
+  bind("admit-all", () => send({ type: "admit_all" }));
+  bind("end", () => { if (confirm("End the session for everyone?")) send({ type: "end" }); });
+  bind("hand", () => send({ type: "raise_hand", raised: !(state.you && state.you.hand_raised) }));
+  bind("react-thumbs", () => send({ type: "react", reaction: "thumbs_up" }));
+  bind("react-moment", () => send({ type: "react", reaction: "need_a_moment" }));
+  bind("ask-unmute", () => send({ type: "ask_unmute" }));
+  bind("test-media", async () => {
+    const result = $("test-result");
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+      const preview = $("preview");
+      preview.srcObject = stream;
+      preview.hidden = false;
+      result.textContent = "Your camera and microphone work.";
+    } catch (error) {
+      result.textContent = "We could not use your camera or microphone. Check your browser's permissions.";
+    }
+  });
+  function bindForm(formId, textId, build) {
+    const form = $(formId);
+    if (!form) return;
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = $(textId).value.trim();
+      if (!text) return;
+      send(build(text));
+      $(textId).value = "";
+    });
+  }
+  bindForm("chat-form", "chat-text", (text) => ({ type: "chat", to: $("chat-to").value, text }));
+  bindForm("note-form", "note-text", (text) => ({ type: "note", text }));
+
+  connect();
+})();
