@@ -111,7 +111,7 @@ class Identity:
         return f"{self.kind}:{self.id}"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Member:
     """One person in a room."""
 
@@ -331,9 +331,12 @@ class Room:
         )
 
     def visible_to(self, viewer: Member) -> list[Member]:
-        """The members `viewer` may see listed: staff see all, patients see who is in."""
+        """The members `viewer` may see listed: staff see all; an admitted patient sees who
+        is in the room; a waiting patient sees only themself."""
         if viewer.is_staff:
             return list(self.members.values())
+        if not viewer.in_room:
+            return [viewer]
         return [
             m for m in self.members.values() if m.in_room and (m.visible_to_patients or m is viewer)
         ]

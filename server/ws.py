@@ -138,8 +138,9 @@ async def _hello(ws: web.WebSocketResponse) -> protocol.Hello | None:
 
 
 async def _close_all(closing: list[tuple[Any, int, str]]) -> None:
-    for connection, code, reason in closing:
-        await connection.close(code, reason)
+    # Concurrently: each close waits for its client's reply, and one slow client must not
+    # hold up telling the others.
+    await asyncio.gather(*(connection.close(code, reason) for connection, code, reason in closing))
 
 
 async def room_socket(request: web.Request) -> web.StreamResponse:
