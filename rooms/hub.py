@@ -144,15 +144,19 @@ class RoomHub:
         connection.send(payload)
 
     def _publish_member(self, member: Member) -> None:
-        if member.presence in (Presence.WAITING, Presence.REMOVED) or not (
-            member.visible_to_patients
-        ):
-            recipients = self._audience("staff", [member.id])
-        elif member.presence is Presence.LEFT:
-            recipients = self._audience("in_room", [member.id]) | self._audience("staff")
+        staff = self._audience("staff")
+        view = member_view(member)
+        if not member.visible_to_patients or member.presence is Presence.WAITING:
+            self.publish(staff | {member.id}, {"type": "member", "member": view})
+        elif member.presence is Presence.REMOVED:
+            # Other patients see someone leave; only staff and the person know why.
+            self.publish(staff | {member.id}, {"type": "member", "member": view})
+            others = self._audience("in_room") - staff - {member.id}
+            left = {**view, "presence": Presence.LEFT.value}
+            self.publish(others, {"type": "member", "member": left})
         else:
-            recipients = self._audience("in_room") | self._audience("staff")
-        self.publish(recipients, {"type": "member", "member": member_view(member)})
+            recipients = self._audience("in_room") | staff | {member.id}
+            self.publish(recipients, {"type": "member", "member": view})
 
     def _publish_room(self) -> None:
         self.publish(

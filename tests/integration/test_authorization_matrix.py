@@ -34,6 +34,10 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/j/{token}"): EVERYONE,
     ("POST", "/j/{token}"): EVERYONE,
     ("GET", "/join"): frozenset({PATIENT}),
+    ("GET", "/room"): frozenset({PATIENT}),
+    # A session's room: its host (the demo clinician), an observing supervisor, its patients.
+    ("GET", "/rooms/{room_id}"): frozenset({CLINICIAN, SUPERVISOR, PATIENT}),
+    ("GET", "/ws/rooms/{room_id}"): frozenset({CLINICIAN, SUPERVISOR, PATIENT}),
     ("GET", "/dashboard"): STAFF,
     ("GET", "/groups/{group_id}"): STAFF,
     ("GET", "/patients/{patient_id}"): CARE,
@@ -145,6 +149,7 @@ async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
         "program_id": demo["program"]["id"],
         "staff_id": spare_id,
         "link_id": link_id,
+        "room_id": group["patients"][0]["join_session_id"],
         "token": "not-a-real-token-but-long-enough-0000",
     }
     passwords = {m["role"]: m["password"] for m in demo["staff"]}

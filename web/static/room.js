@@ -55,7 +55,7 @@
 
   function gone(text) {
     state.closed = true;
-    setStatus(text, true);
+    setStatus(isStaff ? text : "", true);
     if (!isStaff) {
       $("waiting-view").hidden = true;
       $("room-view").hidden = true;
