@@ -40,6 +40,7 @@ class Participant(Protocol):
 
 
 Recorder = Callable[[Member, str, dt.datetime], None]
+StateRecorder = Callable[[RoomState], None]
 Clock = Callable[[], dt.datetime]
 
 
@@ -78,10 +79,12 @@ class RoomHub:
         record: Recorder,
         grace_s: float = 30.0,
         log_size: int = LOG_SIZE,
+        record_state: StateRecorder | None = None,
     ) -> None:
         self.room = room
         self._clock = clock
         self._record = record
+        self._record_state = record_state
         self._grace_s = grace_s
         self._connections: dict[str, Participant] = {}
         self._log: deque[Entry] = deque(maxlen=log_size)
@@ -159,6 +162,8 @@ class RoomHub:
             self.publish(recipients, {"type": "member", "member": view})
 
     def _publish_room(self) -> None:
+        if self._record_state is not None:
+            self._record_state(self.room.state)
         self.publish(
             self._audience("in_room") | self._audience("staff"),
             {"type": "room", "state": self.room.state.value, "locked": self.room.locked},

@@ -73,9 +73,8 @@ _STAFF_CONTROLS = frozenset(
 PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
     RoomRole.HOST: _STAFF_CONTROLS | {RoomAction.END},
     RoomRole.COHOST: _STAFF_CONTROLS,
-    RoomRole.OBSERVER: frozenset(
-        {RoomAction.CHAT_PRIVATE, RoomAction.STAFF_NOTE, RoomAction.SEE_WAITING}
-    ),
+    # An observer watches and writes staff notes; a private message would reveal them.
+    RoomRole.OBSERVER: frozenset({RoomAction.STAFF_NOTE, RoomAction.SEE_WAITING}),
     RoomRole.PARTICIPANT: frozenset(
         {
             RoomAction.CHAT_ROOM,

@@ -14,18 +14,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rooms.model import Member
 from server.logs import get_logger
-from server.storage.tables import attendance_events
+from server.storage.tables import attendance_events, sessions
 
 log = get_logger(__name__)
 BATCH = 200
 
 
 class AttendanceWriter:
-    """Queues presence events from rooms and writes them in batches, in order."""
+    """Queues presence events and session states from rooms and writes them in order."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._states: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -45,6 +46,11 @@ class AttendanceWriter:
             }
         )
 
+    def session_state(self, session_id: str, state: str) -> None:
+        """Remember a room's new state (open, live, ended) for its session row."""
+        self._states[session_id] = state
+        self._queue.put_nowait({})
+
     async def _run(self) -> None:
         while True:
             rows = [await self._queue.get()]
@@ -53,10 +59,17 @@ class AttendanceWriter:
             await self._write(rows)
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
+        events = [row for row in rows if row]
+        states, self._states = self._states, {}
         for attempt in range(5):
             try:
                 async with self._engine.begin() as conn:
-                    await conn.execute(attendance_events.insert(), rows)
+                    if events:
+                        await conn.execute(attendance_events.insert(), events)
+                    for session_id, state in states.items():
+                        await conn.execute(
+                            sessions.update().where(sessions.c.id == session_id).values(state=state)
+                        )
                 return
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("attendance.write_failed", error_type=type(exc).__name__, count=attempt)
@@ -68,7 +81,7 @@ class AttendanceWriter:
         rows = []
         while not self._queue.empty():
             rows.append(self._queue.get_nowait())
-        if rows:
+        if rows or self._states:
             await self._write(rows)
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 
 from rooms import protocol
 from rooms.hub import RoomHub
-from rooms.model import Member, Room, RoomError, RoomRole
+from rooms.model import Member, Room, RoomError, RoomRole, RoomState
 from rooms.registry import RoomRegistry
 from server.appkeys import CLOCK, ENGINE, ROOMS, SETTINGS, SOCKETS
 from server.attendance import AttendanceWriter, attendance_ctx
@@ -92,13 +92,24 @@ def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
     def record(member: Member, event: str, at: Any) -> None:
         attendance.record(room_id, member, event, at)
 
+    def record_state(state: RoomState) -> None:
+        attendance.session_state(room_id, state.value)
+
     def make() -> RoomHub:
         info = entry.room
-        room = Room(info.id, info.title, info.kind, info.starts_at)
+        # A supervisor may watch a group unseen; a one-on-one is never observed silently.
+        room = Room(
+            info.id,
+            info.title,
+            info.kind,
+            info.starts_at,
+            observers_visible=info.kind == "individual",
+        )
         return RoomHub(
             room,
             clock=clock.now,
             record=record,
+            record_state=record_state,
             grace_s=request.app[SETTINGS].reconnect_grace_s,
         )
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.appkeys import ENGINE
-from server.storage.tables import attendance_events
+from server.storage.tables import attendance_events, sessions
 from server.ws import ATTENDANCE
 from tests.conftest import RunningServer, signed_in, staff_login, start_server
 
@@ -434,3 +434,32 @@ async def test_shutdown_closes_open_sockets(tmp_path: Path, sqlite_url: str) -> 
         assert await host.closed() == 1001
     finally:
         await opened.close()
+
+
+async def test_start_and_end_are_kept_on_the_session_and_an_ended_room_stays_shut(
+    room: Room,
+) -> None:
+    host = await room.staff()
+    await host.send({"type": "start"})
+    await host.until(lambda m: m["type"] == "room" and m["state"] == "live")
+    await host.send({"type": "end"})
+    assert await host.closed() == 4002
+    await room.server.app[ATTENDANCE].flush()
+    async with room.server.app[ENGINE].connect() as conn:
+        state = await conn.scalar(sa.select(sessions.c.state).where(sessions.c.id == room.room_id))
+    assert state == "ended"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await host.http.ws_connect(f"/ws/rooms/{room.room_id}")
+    assert refused.value.status == 410
+
+
+async def test_a_supervisor_observes_a_group_unseen_by_patients(room: Room) -> None:
+    host = await room.staff()
+    observer = await room.staff("supervisor")
+    patient = await room.admitted(host, 0)
+    snapshot = next(m for m in reversed(patient.received) if m["type"] == "snapshot")
+    roles = {m["role"] for m in snapshot["members"]}
+    assert roles == {"host", "participant"}
+    await host.until(lambda m: _member(m, observer.me, "admitted") or m["type"] == "snapshot")
+    await observer.send({"type": "chat", "to": patient.me, "text": "hello"})
+    assert (await observer.until(lambda m: m["type"] == "error"))["code"] == "forbidden"
