@@ -20,6 +20,7 @@ async def staff_room(request: web.Request) -> web.Response:
         "entry": entry,
         "starts_local": local_time(entry.room.starts_at, entry.room.time_zone),
         "ws_path": f"/ws/rooms/{entry.room.id}",
+        "live_room": True,
     }
     return await render(request, "room.html", context)
 

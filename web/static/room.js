@@ -267,5 +267,7 @@
   bindForm("chat-form", "chat-text", (text) => ({ type: "chat", to: $("chat-to").value, text }));
   bindForm("note-form", "note-text", (text) => ({ type: "note", text }));
 
+  // Waiting times count up while nothing else changes.
+  setInterval(() => { if (isStaff && state.you) renderWaiting(); }, 30000);
   connect();
 })();
