@@ -53,9 +53,9 @@ class Entry:
     payload: dict[str, Any]
 
 
-def member_view(member: Member) -> dict[str, Any]:
-    """How a member is described on the wire."""
-    return {
+def member_view(member: Member, *, staff: bool = False) -> dict[str, Any]:
+    """How a member is described on the wire (staff also get `staff_info`)."""
+    view = {
         "id": member.id,
         "name": member.name,
         "role": member.role.value,
@@ -66,6 +66,9 @@ def member_view(member: Member) -> dict[str, Any]:
         "video_blocked": member.video_blocked,
         "unmute_requested": member.unmute_requested,
     }
+    if staff:
+        view["staff_info"] = member.staff_info
+    return view
 
 
 class RoomHub:
@@ -148,18 +151,24 @@ class RoomHub:
 
     def _publish_member(self, member: Member) -> None:
         staff = self._audience("staff")
+        full = {"type": "member", "member": member_view(member, staff=True)}
         view = member_view(member)
+        self.publish(staff, full)
         if not member.visible_to_patients or member.presence is Presence.WAITING:
-            self.publish(staff | {member.id}, {"type": "member", "member": view})
-        elif member.presence is Presence.REMOVED:
-            # Other patients see someone leave; only staff and the person know why.
-            self.publish(staff | {member.id}, {"type": "member", "member": view})
-            others = self._audience("in_room") - staff - {member.id}
-            left = {**view, "presence": Presence.LEFT.value}
-            self.publish(others, {"type": "member", "member": left})
+            others: frozenset[str] = frozenset()
         else:
-            recipients = self._audience("in_room") | staff | {member.id}
-            self.publish(recipients, {"type": "member", "member": view})
+            others = self._audience("in_room") - staff
+        if member.presence is Presence.REMOVED:
+            # Other patients see someone leave; only staff and the person know why.
+            others -= {member.id}
+            self.publish(
+                others, {"type": "member", "member": {**view, "presence": Presence.LEFT.value}}
+            )
+            others = frozenset()
+        if not member.is_staff:
+            others |= {member.id}
+        if others:
+            self.publish(others, {"type": "member", "member": view})
 
     def _publish_room(self) -> None:
         if self._record_state is not None:
@@ -178,11 +187,14 @@ class RoomHub:
         role: RoomRole,
         name: str,
         last_seq: int | None,
+        staff_info: dict[str, Any] | None = None,
     ) -> Member:
         """A member's connection said hello: arrive, then resync or send a snapshot."""
         now = self._clock()
         known = identity.key in self.room.members
         member = self.room.arrive(identity, role, name, now)
+        if staff_info is not None:
+            member.staff_info = staff_info
         timer = self._timers.pop(member.id, None)
         if timer is not None:
             timer.cancel()
@@ -195,7 +207,8 @@ class RoomHub:
             for entry in self._log:
                 if entry.seq > last_seq and member.id in entry.recipients:
                     participant.send(entry.payload)
-            participant.send({"type": "resync", "seq": self._seq, "you": member_view(member)})
+            you = member_view(member, staff=member.is_staff)
+            participant.send({"type": "resync", "seq": self._seq, "you": you})
         else:
             participant.send(self.snapshot(member))
         self._record(member, "joined" if member.in_room else "waiting", now)
@@ -233,7 +246,7 @@ class RoomHub:
             "type": "snapshot",
             "seq": self._seq,
             "protocol": p.PROTOCOL_VERSION,
-            "you": member_view(viewer),
+            "you": member_view(viewer, staff=viewer.is_staff),
             "room": {
                 "id": self.room.id,
                 "title": self.room.title,
@@ -242,7 +255,9 @@ class RoomHub:
                 "state": self.room.state.value,
                 "locked": self.room.locked,
             },
-            "members": [member_view(m) for m in self.room.visible_to(viewer)],
+            "members": [
+                member_view(m, staff=viewer.is_staff) for m in self.room.visible_to(viewer)
+            ],
             "chat": [e.payload for e in self._chat if viewer.id in e.recipients],
         }
 

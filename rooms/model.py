@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class RoomRole(StrEnum):
@@ -125,6 +126,8 @@ class Member:
     unmute_requested: bool = False
     visible_to_patients: bool = True
     readmitted: bool = False  # removed, then let back in by a host: skips the waiting room
+    # What staff (only) see about a patient, supplied by the server (e.g. consent status).
+    staff_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:

@@ -19,6 +19,7 @@ from server.app import create_app, tls_context
 from server.clock import utcnow
 from server.config import ConfigError, Settings
 from server.demo import DemoExistsError, database_is_empty, describe, seed_demo
+from server.consent_templates import ensure_shipped
 from server.keyrotation import reencrypt
 from server.logs import configure_logging, get_logger
 from server.phi import KeyFileError, Keyring, add_key, ensure_keyring, load_keyring
@@ -103,6 +104,8 @@ async def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[int]]
     engine = create_engine(settings.database_url)
     try:
         await upgrade(engine)
+        async with engine.begin() as conn:
+            await ensure_shipped(conn, utcnow())
         return await work(engine)
     finally:
         await engine.dispose()

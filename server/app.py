@@ -30,6 +30,7 @@ from server.appkeys import BACKGROUND, CLOCK, ENGINE, KEYRING, SETTINGS
 from server.catalog import extend_all_group_sessions
 from server.clock import Clock
 from server.config import Settings
+from server.consent_templates import ensure_shipped
 from server.logs import get_logger
 from server.middleware import request_context, same_origin
 from server.phi import Keyring
@@ -87,6 +88,8 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = create_engine(settings.database_url)
     revision = await upgrade(engine)
+    async with engine.begin() as conn:
+        await ensure_shipped(conn, app[CLOCK].now())
     log.info("storage.ready", engine=engine.dialect.name, revision=revision)
     app[ENGINE] = engine
     try:

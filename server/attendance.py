@@ -56,7 +56,11 @@ class AttendanceWriter:
             rows = [await self._queue.get()]
             while not self._queue.empty() and len(rows) < BATCH:
                 rows.append(self._queue.get_nowait())
-            await self._write(rows)
+            try:
+                await self._write(rows)
+            finally:
+                for _ in rows:
+                    self._queue.task_done()
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         events = [row for row in rows if row]
@@ -77,10 +81,14 @@ class AttendanceWriter:
         log.error("attendance.dropped", count=len(rows))
 
     async def flush(self) -> None:
-        """Write everything queued so far."""
+        """Wait until everything queued so far is written."""
+        await self._queue.join()
+
+    async def _drain(self) -> None:
         rows = []
         while not self._queue.empty():
             rows.append(self._queue.get_nowait())
+            self._queue.task_done()
         if rows or self._states:
             await self._write(rows)
 
@@ -90,7 +98,7 @@ class AttendanceWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+        await self._drain()
 
 
 def attendance_ctx(key: web.AppKey[AttendanceWriter], engine_key: Any) -> Any:

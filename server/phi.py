@@ -9,7 +9,12 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 FORMAT = "v1"
@@ -38,6 +43,9 @@ class Keyring:
     current: str
     path: Path | None = field(default=None, compare=False)
     mtime_ns: int = field(default=0, compare=False)
+    # Ed25519 keys that sign consent records, by id (private keys, raw 32 bytes).
+    signing_keys: dict[str, bytes] = field(default_factory=dict)
+    signing_current: str = ""
 
     def _reload(self) -> None:
         if self.path is None:
@@ -45,6 +53,8 @@ class Keyring:
         fresh = load_keyring(self.path)
         self.phi_keys = fresh.phi_keys
         self.current = fresh.current
+        self.signing_keys = fresh.signing_keys
+        self.signing_current = fresh.signing_current
         self.mtime_ns = fresh.mtime_ns
 
     def _follow_file(self) -> None:
@@ -87,6 +97,24 @@ class Keyring:
             raise DecryptionError("value does not authenticate") from None
         return plain.decode("utf-8")
 
+    def sign(self, data: bytes) -> tuple[str, str]:
+        """Sign with the current signing key: (key id, base64 signature)."""
+        self._follow_file()
+        key = Ed25519PrivateKey.from_private_bytes(self.signing_keys[self.signing_current])
+        return self.signing_current, base64.b64encode(key.sign(data)).decode("ascii")
+
+    def public_keys(self) -> dict[str, str]:
+        """Every signing key's public half, base64 raw bytes, by id (for offline checks)."""
+        self._follow_file()
+        return {
+            kid: base64.b64encode(
+                Ed25519PrivateKey.from_private_bytes(raw)
+                .public_key()
+                .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            ).decode("ascii")
+            for kid, raw in self.signing_keys.items()
+        }
+
     def seal_optional(self, plaintext: str | None, *, context: str) -> str | None:
         """`seal`, passing None through."""
         return None if plaintext is None else self.seal(plaintext, context=context)
@@ -112,13 +140,33 @@ def _unb64(text: object, what: str) -> bytes:
     return value
 
 
+def _new_signing_key() -> bytes:
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+
+
 def new_keyring() -> Keyring:
-    """A fresh keyring with one PHI key."""
+    """A fresh keyring with one PHI key and one signing key."""
     return Keyring(
         session_key=secrets.token_bytes(32),
         phi_keys={"k1": AESGCM.generate_key(bit_length=256)},
         current="k1",
+        signing_keys={"s1": _new_signing_key()},
+        signing_current="s1",
     )
+
+
+def verify_signature(public_key_b64: str, data: bytes, signature_b64: str) -> bool:
+    """Check an Ed25519 signature against a base64 raw public key."""
+    try:
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+        public.verify(base64.b64decode(signature_b64), data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def load_keyring(path: Path) -> Keyring:
@@ -135,12 +183,21 @@ def load_keyring(path: Path) -> Keyring:
     current = data.get("phi_current")
     if current not in keys:
         raise KeyFileError(f"{path}: phi_current names no key")
+    signing = {
+        str(kid): _unb64(value, f"signing key {kid}")
+        for kid, value in (data.get("signing_keys") or {}).items()
+    }
+    signing_current = str(data.get("signing_current") or "")
+    if signing and signing_current not in signing:
+        raise KeyFileError(f"{path}: signing_current names no key")
     return Keyring(
         session_key=_unb64(data.get("session_key"), "session_key"),
         phi_keys=keys,
         current=str(current),
         path=path,
         mtime_ns=path.stat().st_mtime_ns,
+        signing_keys=signing,
+        signing_current=signing_current,
     )
 
 
@@ -152,6 +209,8 @@ def save_keyring(path: Path, keyring: Keyring) -> None:
             "session_key": _b64(keyring.session_key),
             "phi_keys": {kid: _b64(key) for kid, key in keyring.phi_keys.items()},
             "phi_current": keyring.current,
+            "signing_keys": {kid: _b64(key) for kid, key in keyring.signing_keys.items()},
+            "signing_current": keyring.signing_current,
         },
         indent=2,
     )
@@ -167,7 +226,14 @@ def save_keyring(path: Path, keyring: Keyring) -> None:
 def ensure_keyring(path: Path) -> tuple[Keyring, bool]:
     """Load the key file, creating it on first start; say whether it was created."""
     if path.exists():
-        return load_keyring(path), False
+        keyring = load_keyring(path)
+        if not keyring.signing_keys:
+            # Key files from before consent signing gain their first signing key.
+            keyring.signing_keys = {"s1": _new_signing_key()}
+            keyring.signing_current = "s1"
+            save_keyring(path, keyring)
+            keyring = load_keyring(path)
+        return keyring, False
     save_keyring(path, new_keyring())
     return load_keyring(path), True
 
@@ -179,5 +245,16 @@ def add_key(path: Path) -> str:
     key_id = f"k{number}"
     keyring.phi_keys[key_id] = AESGCM.generate_key(bit_length=256)
     keyring.current = key_id
+    save_keyring(path, keyring)
+    return key_id
+
+
+def add_signing_key(path: Path) -> str:
+    """Add a new consent signing key and make it current; old keys still verify."""
+    keyring = load_keyring(path)
+    numbers = [int(kid[1:]) for kid in keyring.signing_keys if kid[1:].isdigit()]
+    key_id = f"s{1 + max(numbers, default=0)}"
+    keyring.signing_keys[key_id] = _new_signing_key()
+    keyring.signing_current = key_id
     save_keyring(path, keyring)
     return key_id

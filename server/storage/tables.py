@@ -65,6 +65,10 @@ programs = sa.Table(
     sa.Column("phone", sa.String(32), nullable=False),
     sa.Column("join_link_mode", sa.String(20), nullable=False, server_default="per_session"),
     sa.Column("join_requires_dob", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Consent kinds each session type requires; NULL means the defaults (rooms/consent.py).
+    sa.Column("consent_group", sa.JSON(), nullable=True),
+    sa.Column("consent_individual", sa.JSON(), nullable=True),
+    sa.Column("recording_enabled", sa.Boolean(), nullable=False, server_default=sa.false()),
     _created(),
     sa.CheckConstraint(f"kind IN {PROGRAM_KINDS}", name="kind"),
     sa.CheckConstraint(f"join_link_mode IN {JOIN_LINK_MODES}", name="join_link_mode"),
@@ -275,4 +279,73 @@ attendance_events = sa.Table(
     sa.Column("event", sa.String(20), nullable=False),
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Index("ix_attendance_session", "session_id", "at"),
+)
+
+# Versioned consent documents. Old versions stay forever; records point at them.
+consent_templates = sa.Table(
+    "consent_templates",
+    metadata,
+    _id(),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("source", sa.Text(), nullable=False),
+    sa.Column("source_sha256", sa.String(64), nullable=False),
+    sa.Column("effective_on", sa.Date(), nullable=False),
+    sa.Column("requires_reconsent", sa.Boolean(), nullable=False),
+    sa.Column("published_by", sa.ForeignKey("staff.id"), nullable=True),
+    sa.Column("published_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("kind", "language", "version"),
+)
+
+# The exact text a patient was shown (template filled with program and clinician), by hash.
+consent_texts = sa.Table(
+    "consent_texts",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("text", sa.Text(), nullable=False),
+)
+
+# The consent ledger: append-only, hash-chained, each row signed with Ed25519.
+consent_events = sa.Table(
+    "consent_events",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("patient_id", sa.ForeignKey("patients.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    # consented | refused | revoked | copy_provided
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("template_id", sa.String(36), nullable=True),
+    sa.Column("template_version", sa.Integer(), nullable=True),
+    sa.Column("text_sha256", sa.String(64), nullable=True),
+    sa.Column("language", sa.String(8), nullable=True),
+    sa.Column("session_id", sa.String(36), nullable=True),
+    sa.Column("presented_at", UTCDateTime(), nullable=True),
+    sa.Column("consented_at", UTCDateTime(), nullable=True),
+    sa.Column("method", sa.String(20), nullable=True),
+    sa.Column("obtained_by", sa.String(36), nullable=True),
+    sa.Column("witness_id", sa.String(36), nullable=True),
+    sa.Column("signer_role", sa.String(20), nullable=True),
+    # The typed name and the capture context (user agent, address) are sealed like PHI;
+    # the hash covers their plain values, so re-encryption never breaks the chain.
+    sa.Column("signature_enc", sa.Text(), nullable=True),
+    sa.Column("context_enc", sa.Text(), nullable=True),
+    sa.Column("supersedes", sa.BigInteger(), nullable=True),
+    sa.Column("revokes", sa.BigInteger(), nullable=True),
+    sa.Column("reason_enc", sa.Text(), nullable=True),
+    sa.Column("recorded_by", sa.String(36), nullable=True),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False),
+    sa.Index("ix_consent_events_patient", "patient_id", "seq"),
+)
+
+consent_head = sa.Table(
+    "consent_head",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
 )
