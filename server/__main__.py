@@ -14,15 +14,22 @@ from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 from sqlalchemy.exc import SQLAlchemyError
 
-from server import audit
+from server import audit, consent_ledger
 from server.app import create_app, tls_context
 from server.clock import utcnow
 from server.config import ConfigError, Settings
-from server.demo import DemoExistsError, database_is_empty, describe, seed_demo
 from server.consent_templates import ensure_shipped
+from server.demo import DemoExistsError, database_is_empty, describe, seed_demo
 from server.keyrotation import reencrypt
 from server.logs import configure_logging, get_logger
-from server.phi import KeyFileError, Keyring, add_key, ensure_keyring, load_keyring
+from server.phi import (
+    KeyFileError,
+    Keyring,
+    add_key,
+    add_signing_key,
+    ensure_keyring,
+    load_keyring,
+)
 from server.storage.engine import create_engine
 from server.storage.migrate import upgrade
 
@@ -47,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         "rotate", help="add a new key and re-encrypt every PHI value under it"
     )
     rotate.add_argument("--batch", type=int, default=200, help="rows per transaction")
+    keys_commands.add_parser(
+        "rotate-signing", help="add a new consent signing key (older ones still verify)"
+    )
+    consent = commands.add_parser("consent", help="the consent ledger")
+    consent_commands = consent.add_subparsers(dest="consent_command", required=True)
+    consent_commands.add_parser("verify", help="check the chain and every signature")
+    export = consent_commands.add_parser("export", help="one patient's consents as JSON")
+    export.add_argument("--patient", required=True, help="patient id")
     audit_cmd = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit_cmd.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("verify", help="walk the hash chain and report the first broken row")
@@ -89,8 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_migrate(settings))
         if command == "demo":
             return asyncio.run(_demo(settings, keyring, as_json=args.json))
+        if command == "keys" and args.keys_command == "rotate-signing":
+            print(f"new signing key {add_signing_key(settings.secret_key_file)} is current")
+            return 0
         if command == "keys":
             return asyncio.run(_rotate(settings, args.batch))
+        if command == "consent":
+            return asyncio.run(_consent(settings, keyring, args))
         if command == "audit":
             return asyncio.run(_verify_audit(settings))
         return _serve(settings, keyring, demo_if_empty=getattr(args, "demo_if_empty", False))
@@ -171,6 +191,24 @@ async def _verify_audit(settings: Settings) -> int:
             print(f"audit trail intact: {result.rows} rows")
             return 0
         print(f"audit trail broken at row {result.broken_at}: {result.reason}")
+        return 1
+
+    return await _with_engine(settings, work)
+
+
+async def _consent(settings: Settings, keyring: Keyring, args: argparse.Namespace) -> int:
+    async def work(engine: Any) -> int:
+        async with engine.connect() as conn:
+            if args.consent_command == "export":
+                print(
+                    json.dumps(await consent_ledger.export(conn, keyring, args.patient), indent=2)
+                )
+                return 0
+            result = await consent_ledger.verify(conn, keyring)
+        if result.ok:
+            print(f"consent ledger intact: {result.rows} rows, every signature valid")
+            return 0
+        print(f"consent ledger broken at row {result.broken_at}: {result.reason}")
         return 1
 
     return await _with_engine(settings, work)

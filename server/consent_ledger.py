@@ -43,7 +43,8 @@ HASHED = (
 )
 
 
-def _context(seq: int, field: str) -> str:
+def context_for(seq: int, field: str) -> str:
+    """The encryption context of a sealed ledger field."""
     return f"consent/{seq}/{field}"
 
 
@@ -66,7 +67,7 @@ async def append(conn: AsyncConnection, keyring: Keyring, **fields: Any) -> int:
     key_id, signature = keyring.sign(digest.encode("ascii"))
     stored = {name: value for name, value in plain.items() if name not in SEALED}
     for name in SEALED:
-        stored[f"{name}_enc"] = keyring.seal_optional(plain[name], context=_context(seq, name))
+        stored[f"{name}_enc"] = keyring.seal_optional(plain[name], context=context_for(seq, name))
     await conn.execute(
         consent_events.insert().values(
             **stored, prev_hash=head.hash, hash=digest, key_id=key_id, signature=signature
@@ -80,7 +81,9 @@ def _plain(keyring: Keyring, row: Any) -> dict[str, Any]:
     data = dict(row._mapping)
     plain = {name: data.get(name) for name in HASHED if name not in SEALED}
     for name in SEALED:
-        plain[name] = keyring.open_optional(data[f"{name}_enc"], context=_context(data["seq"], name))
+        plain[name] = keyring.open_optional(
+            data[f"{name}_enc"], context=context_for(data["seq"], name)
+        )
     return plain
 
 
@@ -105,9 +108,7 @@ async def events_of(
     return found
 
 
-async def standing(
-    conn: AsyncConnection, keyring: Keyring, patient_id: str
-) -> dict[str, Standing]:
+async def standing(conn: AsyncConnection, keyring: Keyring, patient_id: str) -> dict[str, Standing]:
     """The patient's current consent per kind."""
     return current_consents(await events_of(conn, keyring, patient_id))
 

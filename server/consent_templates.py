@@ -177,9 +177,7 @@ async def session_terms(conn: AsyncConnection, session_id: str) -> SessionTerms 
     return SessionTerms(row.id, required, values)
 
 
-async def document_for(
-    conn: AsyncConnection, template: Any, values: dict[str, str]
-) -> Document:
+async def document_for(conn: AsyncConnection, template: Any, values: dict[str, str]) -> Document:
     """The filled document a patient sees; its exact text is kept by hash."""
     document = parse_document(template.source).filled(values)
     digest = document.sha256()

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.accounts import totp_context
 from server.catalog import PATIENT_PHI, patient_context
+from server.consent_ledger import SEALED, context_for
 from server.phi import Keyring
-from server.storage.tables import patients, staff
+from server.storage.tables import consent_events, patients, staff
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +23,8 @@ class SealedColumn:
 
     table: sa.Table
     column: str
-    context: Callable[[str], str]
+    context: Callable[[Any], str]
+    key: str = "id"
 
 
 def _patient(field: str) -> SealedColumn:
@@ -31,6 +35,10 @@ def _patient(field: str) -> SealedColumn:
 SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     *(_patient(field) for field in PATIENT_PHI),
     SealedColumn(staff, "totp_secret_enc", totp_context),
+    *(
+        SealedColumn(consent_events, f"{field}_enc", partial(context_for, field=field), "seq")
+        for field in SEALED
+    ),
 )
 
 
@@ -41,15 +49,16 @@ async def reencrypt(engine: AsyncEngine, keyring: Keyring, batch_size: int = 200
     for sealed in SEALED_COLUMNS:
         table = sealed.table
         column = table.c[sealed.column]
-        last_id = ""
+        key = table.c[sealed.key]
+        last_id: Any = "" if sealed.key == "id" else 0
         while True:
             # One short transaction per batch: readers and writers are never held up long.
             async with engine.begin() as conn:
                 rows = (
                     await conn.execute(
-                        sa.select(table.c.id, column)
-                        .where(table.c.id > last_id, column.is_not(None))
-                        .order_by(table.c.id)
+                        sa.select(key, column)
+                        .where(key > last_id, column.is_not(None))
+                        .order_by(key)
                         .limit(batch_size)
                     )
                 ).all()
@@ -61,7 +70,7 @@ async def reencrypt(engine: AsyncEngine, keyring: Keyring, batch_size: int = 200
                     # Only replace the value that was read, so a concurrent update wins.
                     await conn.execute(
                         table.update()
-                        .where(table.c.id == row_id, column == value)
+                        .where(key == row_id, column == value)
                         .values({sealed.column: fresh})
                     )
                     rewritten += 1

@@ -7,7 +7,7 @@ from aiohttp import web
 from server.appkeys import CLOCK, ENGINE
 from server.joinlinks import link_state, patient_sessions
 from server.render import render
-from server.roomaccess import current_link, resolve
+from server.roomaccess import ConsentRequired, current_link, resolve
 from server.staff_pages import local_time
 
 
@@ -38,7 +38,10 @@ async def patient_room(request: web.Request) -> web.Response:
             if not upcoming:
                 raise web.HTTPNotFound(reason="There is no session for you right now.")
             session_id = upcoming[0].session_id
-    entry = await resolve(request, session_id)
+    try:
+        entry = await resolve(request, session_id)
+    except ConsentRequired:
+        raise web.HTTPSeeOther("/consent") from None
     context = {
         "entry": entry,
         "starts_local": local_time(entry.room.starts_at, entry.room.time_zone),

@@ -11,10 +11,12 @@ from aiohttp import web
 from aiohttp_session import get_session
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from rooms.consent import Missing
 from rooms.model import Identity, RoomRole
-from server import catalog, joinlinks
+from server import catalog, consent_ledger, joinlinks
 from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import current_staff
+from server.consent_templates import missing_for, session_terms
 from server.patient_pages import DEVICE, LINK
 from server.permissions import Role
 from server.storage.tables import appointments, group_members, groups, sessions
@@ -42,6 +44,16 @@ class Entry:
     role: RoomRole
     name: str
     room: RoomInfo
+    staff_info: dict[str, Any] | None = None
+
+
+class ConsentRequired(web.HTTPForbidden):
+    """The gate: a patient's required consents are missing, revoked or out of date."""
+
+    def __init__(self, missing: list[Missing]) -> None:
+        kinds = ", ".join(m.kind for m in missing)
+        super().__init__(reason=f"consent required before joining: {kinds}")
+        self.missing = missing
 
 
 async def room_info(conn: AsyncConnection, session_id: str) -> tuple[RoomInfo, Any] | None:
@@ -123,9 +135,28 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
             conn, row, link.patient_id
         ):
             raise web.HTTPForbidden(reason="Your link is for a different session.")
+        terms = await session_terms(conn, session_id)
+        assert terms is not None
+        missing = await missing_for(conn, request.app[KEYRING], link.patient_id, terms)
+        if missing:
+            raise ConsentRequired(missing)
         names = await catalog.display_names(conn, request.app[KEYRING], [link.patient_id])
+        current = await consent_ledger.standing(conn, request.app[KEYRING], link.patient_id)
+    consents = [
+        {
+            "kind": kind,
+            "version": current[kind].version,
+            "at": current[kind].consented_at.isoformat(),
+            "method": current[kind].method,
+        }
+        for kind in terms.required
+    ]
     return Entry(
-        Identity("patient", link.patient_id), RoomRole.PARTICIPANT, names[link.patient_id], info
+        Identity("patient", link.patient_id),
+        RoomRole.PARTICIPANT,
+        names[link.patient_id],
+        info,
+        {"consents": consents},
     )
 
 

@@ -11,6 +11,7 @@ from rooms.schedule import zone
 from server import catalog, joinlinks
 from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import audit_event, csrf_token, identity, read_form, requires
+from server.consent_pages import staff_consents
 from server.linkissue import issue_for, link_url
 from server.logs import get_logger
 from server.permissions import Action, Role
@@ -118,6 +119,12 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         )
         links = await joinlinks.links_of_patient(conn, patient_id)
         upcoming = await joinlinks.patient_sessions(conn, patient_id, now)
+        consents = await staff_consents(request, conn, patient_id)
+        colleagues = [
+            s
+            for s in await catalog.list_staff(conn, who.program_id)
+            if s["id"] != who.id and not s["disabled"]
+        ]
     assert patient is not None
     log.info("patient.phi_read", patient_id=patient_id)
     return {
@@ -129,6 +136,8 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
             for slot in upcoming[:10]
         ],
         "can_issue": who.role in (Role.ADMIN, Role.CLINICIAN),
+        "consents": consents,
+        "colleagues": colleagues,
         "csrf": await csrf_token(request),
     }
 

@@ -176,7 +176,14 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
         participant = SocketParticipant(ws, entry.identity.key)
         participant.start()
         try:
-            hub.connect(participant, entry.identity, entry.role, entry.name, hello.last_seq)
+            hub.connect(
+                participant,
+                entry.identity,
+                entry.role,
+                entry.name,
+                hello.last_seq,
+                staff_info=entry.staff_info,
+            )
         except RoomError as exc:
             participant.send({"type": "error", "code": exc.code, "reason": exc.reason})
             await participant.close(CLOSE_REFUSED, exc.reason)

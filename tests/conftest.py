@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from certs import ensure_development_certificates
-from server import accounts
+from server import accounts, consent_ledger, consent_templates
 from server.app import create_app, tls_context
 from server.appkeys import CLOCK, ENGINE
 from server.config import Settings
@@ -255,6 +255,41 @@ async def enrol_totp(running: RunningServer, staff_id: str) -> str:
             conn, running.keyring, staff_id, secret, int(now.timestamp()) // 30 - 2, now
         )
     return secret
+
+
+async def give_consents(running: RunningServer, patient_id: str, session_id: str) -> None:
+    """Record the patient's e-signed consent to every document the session requires."""
+    now = running.app[CLOCK].now()
+    async with running.app[ENGINE].begin() as conn:
+        terms = await consent_templates.session_terms(conn, session_id)
+        assert terms is not None
+        for kind in terms.required:
+            template = await consent_templates.latest(conn, kind)
+            document = await consent_templates.document_for(conn, template, terms.values)
+            await consent_ledger.append(
+                conn,
+                running.keyring,
+                patient_id=patient_id,
+                kind=kind,
+                event="consented",
+                template_id=template.id,
+                template_version=template.version,
+                text_sha256=document.sha256(),
+                language="en",
+                session_id=session_id,
+                presented_at=now,
+                consented_at=now,
+                method="e_signature",
+                signer_role="patient",
+                signature="Test Signature",
+                recorded_at=now,
+            )
+
+
+async def consent_group(running: RunningServer, demo: dict[str, Any]) -> None:
+    """Every demo group patient consents to what their next session requires."""
+    for patient in demo["groups"][0]["patients"]:
+        await give_consents(running, patient["id"], patient["join_session_id"])
 
 
 def staff_login(demo: dict[str, Any], role: str, index: int = 0) -> tuple[str, str, str]:

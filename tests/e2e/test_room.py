@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import RunningServer, staff_login, totp_code
+from tests.conftest import RunningServer, consent_group, staff_login, totp_code
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +26,7 @@ async def _window(browser: Any, errors: list[str], phone: bool = False) -> Any:
 async def test_two_patients_wait_the_clinician_admits_them_and_all_see_each_other(
     server: RunningServer, demo: dict[str, Any], browser: Any
 ) -> None:
+    await consent_group(server, demo)
     errors: list[str] = []
     group = demo["groups"][0]
     avery, blake = group["patients"][0], group["patients"][1]

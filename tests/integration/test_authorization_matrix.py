@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import RunningServer, enrol_totp, signed_in, staff_login
+from tests.conftest import RunningServer, consent_group, enrol_totp, signed_in, staff_login
 
 ANON, PATIENT, ADMIN, SUPERVISOR, CLINICIAN = "anon", "patient", "admin", "supervisor", "clinician"
 EVERYONE = frozenset({ANON, PATIENT, ADMIN, SUPERVISOR, CLINICIAN})
@@ -35,6 +35,17 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/j/{token}"): EVERYONE,
     ("GET", "/join"): frozenset({PATIENT}),
     ("GET", "/room"): frozenset({PATIENT}),
+    ("GET", "/consent"): frozenset({PATIENT}),
+    ("POST", "/consent/{kind}"): frozenset({PATIENT}),
+    ("GET", "/consent/receipts"): frozenset({PATIENT}),
+    ("GET", "/consent/receipt/{seq}"): frozenset({PATIENT}),
+    ("GET", "/consent/receipt/{seq}/download"): frozenset({PATIENT}),
+    ("POST", "/consent/receipt/{seq}/revoke"): frozenset({PATIENT}),
+    ("POST", "/patients/{patient_id}/consents/verbal"): CARE,
+    ("POST", "/patients/{patient_id}/consents/revoke"): CARE,
+    ("GET", "/admin/consents"): ADMIN_ONLY,
+    ("POST", "/admin/consents"): ADMIN_ONLY,
+    ("GET", "/admin/consents/{template_id}"): ADMIN_ONLY,
     # A session's room: its host (the demo clinician), an observing supervisor, its patients.
     ("GET", "/rooms/{room_id}"): frozenset({CLINICIAN, SUPERVISOR, PATIENT}),
     ("GET", "/ws/rooms/{room_id}"): frozenset({CLINICIAN, SUPERVISOR, PATIENT}),
@@ -85,7 +96,11 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/signout"): EVERYONE,
 }
 # Routes that end the caller's session run last for each caller.
-LAST = {("POST", "/signout"), ("DELETE", "/api/auth/session")}
+LAST = [
+    ("POST", "/consent/receipt/{seq}/revoke"),  # closes the patient's gate
+    ("POST", "/signout"),
+    ("DELETE", "/api/auth/session"),
+]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -98,7 +113,7 @@ def _routes(server: RunningServer) -> list[tuple[str, str]]:
         assert resource is not None
         canonical = resource.canonical
         found.add((route.method, "/static" if canonical.startswith("/static") else canonical))
-    return sorted(found, key=lambda r: (r in LAST, r))
+    return sorted(found, key=lambda r: (LAST.index(r) if r in LAST else -1, r))
 
 
 def _denied(response: aiohttp.ClientResponse) -> bool:
@@ -126,6 +141,7 @@ async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
 
     group = demo["groups"][0]
     patient = group["patients"][1]
+    await consent_group(server, demo)
     async with await signed_in(server, *staff_login(demo, "admin")) as admin:
         spare = await admin.post(
             "/api/staff",
@@ -150,6 +166,9 @@ async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
         "staff_id": spare_id,
         "link_id": link_id,
         "room_id": group["patients"][0]["join_session_id"],
+        "kind": "telehealth",
+        "seq": "1",  # the calling patient's first consent (consent_group goes in order)
+        "template_id": "00000000-0000-0000-0000-000000000000",
         "token": "not-a-real-token-but-long-enough-0000",
     }
     passwords = {m["role"]: m["password"] for m in demo["staff"]}

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from server.appkeys import ENGINE
 from server.storage.tables import attendance_events, sessions
 from server.ws import ATTENDANCE
-from tests.conftest import RunningServer, signed_in, staff_login, start_server
+from tests.conftest import RunningServer, consent_group, signed_in, staff_login, start_server
 
 TIMEOUT = 5.0
 
@@ -132,6 +132,7 @@ class Room:
 
 @pytest.fixture
 async def room(server: RunningServer, demo: dict[str, Any]) -> AsyncIterator[Room]:
+    await consent_group(server, demo)
     opened = Room(server, demo)
     try:
         yield opened
@@ -402,6 +403,7 @@ async def test_joins_and_leaves_are_recorded_with_reconnect_grace(
     server = await start_server(tmp_path / "d", sqlite_url, {"IOP_RECONNECT_GRACE_SECONDS": "1"})
     try:
         demo = await server.seed_demo()
+        await consent_group(server, demo)
         opened = Room(server, demo)
         try:
             host = await opened.staff()

@@ -174,6 +174,11 @@
       const minutes = Math.max(0, Math.round((Date.now() - Date.parse(member.since)) / 60000));
       const item = person(member, canModerate ? [["Admit", { type: "admit", member_id: member.id }]] : []);
       item.querySelector(".badges").append(el("span", "waiting " + minutes + " min", "badge"));
+      const consents = (member.staff_info && member.staff_info.consents) || [];
+      if (consents.length) {
+        const text = "Consents: " + consents.map((c) => c.kind.replace(/_/g, " ") + " v" + c.version + " (" + c.at.slice(0, 10) + ")").join(", ");
+        item.append(el("span", text, "muted consents"));
+      }
       list.append(item);
     }
     $("waiting-empty").hidden = waiting.length > 0;
