@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -269,3 +270,28 @@ async def test_phi_sent_through_the_api_never_reaches_the_logs(
     stored = database + (wal.read_bytes() if wal.exists() else b"")
     for value in CANARY_VALUES:
         assert value.encode() not in stored, f"PHI stored in plain text: {value}"
+
+
+async def test_signatures_and_consent_text_never_reach_the_logs(
+    served: tuple[ServerProcess, dict[str, Any]],
+) -> None:
+    running, demo = served
+    patient = demo["groups"][0]["patients"][0]
+    signature = "Zebulon Q. Canarysignature"
+    async with running.client() as phone:
+        assert (await phone.get(patient["join_url"])).status == 200
+        for _ in range(3):
+            page = await (await phone.get("/consent")).text()
+            kind = re.search(r'action="/consent/([a-z_0-9]+)"', page)
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+            assert kind is not None and token is not None
+            acks = len(re.findall(r'name="ack_\d+"', page))
+            form = {"csrf_token": token.group(1), "full_name": signature, "decision": "agree"}
+            form |= {f"ack_{i}": "on" for i in range(acks)}
+            await phone.post(f"/consent/{kind.group(1)}", data=form)
+        assert (await phone.get("/room")).status == 200
+    code, output = await running.stop()
+    assert code == 0
+    assert "consent.recorded" in output
+    for secret in ("Canarysignature", "Zebulon", "Your clinician for this session is"):
+        assert secret not in output
