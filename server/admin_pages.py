@@ -8,6 +8,7 @@ from aiohttp import web
 from multidict import MultiDict
 from pydantic import BaseModel, ValidationError
 
+from rooms.consent import KIND_TITLES, KINDS
 from rooms.schedule import WEEKDAYS
 from server import accounts, catalog
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
@@ -61,6 +62,11 @@ async def _programs(request: web.Request) -> list[dict[str, Any]]:
 
 
 def _program_data(form: MultiDict[str]) -> dict[str, Any]:
+    def kinds(prefix: str) -> list[str] | None:
+        if form.get(f"{prefix}_custom") != "on":
+            return None
+        return form.getall(prefix, [])
+
     return {
         "name": form.get("name", ""),
         "kind": form.get("kind", ""),
@@ -68,6 +74,9 @@ def _program_data(form: MultiDict[str]) -> dict[str, Any]:
         "phone": form.get("phone", ""),
         "join_link_mode": form.get("join_link_mode", ""),
         "join_requires_dob": form.get("join_requires_dob") == "on",
+        "consent_group": kinds("consent_group"),
+        "consent_individual": kinds("consent_individual"),
+        "recording_enabled": form.get("recording_enabled") == "on",
     }
 
 
@@ -135,6 +144,8 @@ async def _program_view(
         "values": values,
         "errors": errors,
         "time_zones": TIME_ZONES,
+        "consent_kinds": [k for k in KINDS if k != "recording"],
+        "consent_titles": KIND_TITLES,
         "csrf": await csrf_token(request),
     }
     return await render(request, "admin_program.html", context, status)

@@ -62,6 +62,9 @@ class SignIn(Strict):
     code: Annotated[str, StringConstraints(max_length=64)] | None = None
 
 
+ConsentKind = Literal["telehealth", "group_confidentiality", "emergency_plan", "part2"]
+
+
 class ProgramIn(Strict):
     name: Name
     kind: Literal["mental_health", "substance_use"] = "mental_health"
@@ -69,6 +72,10 @@ class ProgramIn(Strict):
     phone: Phone
     join_link_mode: Literal["per_session", "standing"] = "per_session"
     join_requires_dob: bool = False
+    # Consents each session type requires; None keeps the defaults (rooms/consent.py).
+    consent_group: list[ConsentKind] | None = None
+    consent_individual: list[ConsentKind] | None = None
+    recording_enabled: bool = False
 
 
 class SupportPerson(Strict):

@@ -295,3 +295,42 @@ async def test_the_ledger_verifies_and_exports_for_offline_checking(
         assert row_hash(event["prev_hash"], fields) == event["hash"]
         key = exported["public_keys"][event["key_id"]]
         assert verify_signature(key, event["hash"].encode(), event["signature_b64"])
+
+
+async def test_the_program_chooses_what_each_session_type_requires(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo)
+    program_id = demo["program"]["id"]
+    form = {
+        "name": "Demo Evening IOP (example data)",
+        "kind": "mental_health",
+        "time_zone": "America/Los_Angeles",
+        "phone": "(555) 010-0100",
+        "join_link_mode": "per_session",
+        "consent_group_custom": "on",
+        "consent_group": "telehealth",
+    }
+    async with await signed_in(server, *staff_login(demo, "admin")) as admin:
+        page = await (await admin.get(f"/admin/programs/{program_id}")).text()
+        token = CSRF.search(page)
+        assert token is not None
+        saved = await admin.post(
+            f"/admin/programs/{program_id}",
+            data={"csrf_token": token.group(1), **form},
+            allow_redirects=False,
+        )
+        assert saved.status == 303
+        async with await _opened(server, patient) as phone:
+            assert "Step 1 of 1" in await (await phone.get("/consent")).text()
+            assert await _agree_to_next(phone) == "telehealth"
+            assert await _gate_open(server, phone, patient["join_session_id"])
+        saved = await admin.post(
+            f"/admin/programs/{program_id}",
+            data={"csrf_token": token.group(1), **form, "recording_enabled": "on"},
+            allow_redirects=False,
+        )
+        assert saved.status == 303
+    async with await _opened(server, patient) as phone:
+        assert not await _gate_open(server, phone, patient["join_session_id"])
+        assert "Consent to record a session" in await (await phone.get("/consent")).text()
