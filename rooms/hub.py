@@ -55,7 +55,7 @@ class Entry:
 
 def member_view(member: Member, *, staff: bool = False) -> dict[str, Any]:
     """How a member is described on the wire (staff also get `staff_info`)."""
-    view = {
+    view: dict[str, Any] = {
         "id": member.id,
         "name": member.name,
         "role": member.role.value,
