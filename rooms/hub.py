@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rooms import protocol as p
+from rooms.clock import ClockError, SessionClock
 from rooms.model import (
     Identity,
     Member,
@@ -41,6 +42,7 @@ class Participant(Protocol):
 
 Recorder = Callable[[Member, str, dt.datetime], None]
 StateRecorder = Callable[[RoomState], None]
+ClockRecorder = Callable[[SessionClock, str, Member | None], None]
 Clock = Callable[[], dt.datetime]
 
 
@@ -83,8 +85,12 @@ class RoomHub:
         grace_s: float = 30.0,
         log_size: int = LOG_SIZE,
         record_state: StateRecorder | None = None,
+        clock_state: SessionClock | None = None,
+        record_clock: ClockRecorder | None = None,
     ) -> None:
         self.room = room
+        self.clock = clock_state
+        self._record_clock = record_clock
         self._clock = clock
         self._record = record
         self._record_state = record_state
@@ -109,6 +115,10 @@ class RoomHub:
             p.Note: self._on_note,
             p.Start: self._on_start,
             p.End: self._on_end,
+            p.Clock: self._on_clock,
+            p.Checkin: self._on_checkin,
+            p.Grounding: self._on_grounding,
+            p.Plan: self._on_plan,
         }
         self._closing: list[tuple[Participant, int, str]] = []
 
@@ -258,6 +268,8 @@ class RoomHub:
             "members": [
                 member_view(m, staff=viewer.is_staff) for m in self.room.visible_to(viewer)
             ],
+            "clock": self._clock_view() if viewer.in_room else None,
+            "server_time": self._clock().timestamp(),
             "chat": [e.payload for e in self._chat if viewer.id in e.recipients],
         }
 
@@ -291,6 +303,17 @@ class RoomHub:
         if admitted.presence is Presence.ADMITTED:
             self._record(admitted, "admitted", self._clock())
             self._send_snapshot(admitted)
+            self._late_to_checkin()
+
+    def _late_to_checkin(self) -> None:
+        clock = self.clock
+        if clock is not None and clock.checkin is not None and clock.phase.kind == "checkin_round":
+            before = clock.checkin.to_json()
+            self._fill_checkin()
+            if clock.checkin.to_json() != before:
+                if self._record_clock is not None:
+                    self._record_clock(clock, "checkin_late_arrival", None)
+                self._publish_clock()
 
     def _on_admit_all(self, member: Member, _message: p.AdmitAll) -> None:
         now = self._clock()
@@ -298,6 +321,7 @@ class RoomHub:
             self._record(admitted, "admitted", now)
             self._publish_member(admitted)
             self._send_snapshot(admitted)
+        self._late_to_checkin()
 
     def _send_snapshot(self, member: Member) -> None:
         connection = self._connections.get(member.id)
@@ -388,10 +412,14 @@ class RoomHub:
     def _on_start(self, member: Member, _message: p.Start) -> None:
         self.room.start(member)
         self._publish_room()
+        if self.clock is not None and self.clock.status == "not_started":
+            self._clock_op(member, "start", lambda clock, now: clock.start(now))
 
     def _on_end(self, member: Member, _message: p.End) -> None:
         self.room.end(member)
         now = self._clock()
+        if self.clock is not None and self.clock.status != "ended":
+            self._clock_op(member, "end", lambda clock, at: clock.end(at))
         self._publish_room()
         for other in list(self.room.members.values()):
             if other.in_room or other.presence is Presence.WAITING:
@@ -399,6 +427,143 @@ class RoomHub:
         for connection in self._connections.values():
             self._closing.append((connection, CLOSE_ENDED, "the session has ended"))
         self._connections.clear()
+
+    # The session clock ------------------------------------------------------------------
+
+    def _clock_view(self) -> dict[str, Any] | None:
+        return None if self.clock is None else self.clock.view(self._clock())
+
+    def _publish_clock(self) -> None:
+        self.publish(
+            self._audience("in_room") | self._audience("staff"),
+            {
+                "type": "clock",
+                "clock": self._clock_view(),
+                "server_time": self._clock().timestamp(),
+            },
+        )
+
+    def _require_clock(self) -> SessionClock:
+        if self.clock is None:
+            raise RoomError("no_clock", "this room has no session plan")
+        return self.clock
+
+    def _clock_op(
+        self, member: Member, op: str, change: Callable[[SessionClock, dt.datetime], None]
+    ) -> None:
+        clock = self._require_clock()
+        try:
+            change(clock, self._clock())
+        except ClockError as exc:
+            raise RoomError(exc.code, exc.reason) from None
+        self._fill_checkin()
+        if self._record_clock is not None:
+            self._record_clock(clock, op, member)
+        self._publish_clock()
+
+    def _fill_checkin(self) -> None:
+        """In the check-in round, everyone admitted is in the queue; late arrivals at its end."""
+        clock = self.clock
+        if clock is None or clock.checkin is None or clock.phase.kind != "checkin_round":
+            return
+        if clock.status != "running" and clock.checkin.turn_started_at is None:
+            return
+        now = self._clock()
+        admitted = sorted(
+            (m for m in self.room.in_room() if m.role is RoomRole.PARTICIPANT),
+            key=lambda m: m.since,
+        )
+        for member in admitted:
+            clock.checkin.add_late(member.id, now)
+
+    def _on_clock(self, member: Member, message: p.Clock) -> None:
+        self.room.check(member, RoomAction.RUN_CLOCK)
+        op = message.op
+        if op == "extend":
+            minutes = message.minutes
+            if minutes is None:
+                raise RoomError("invalid", "say how many minutes")
+            self._clock_op(member, op, lambda clock, _now: clock.extend(minutes))
+        elif op == "jump":
+            index = message.index
+            if index is None:
+                raise RoomError("invalid", "say which phase")
+            self._clock_op(member, op, lambda clock, now: clock.jump(index, now))
+        elif op == "hand_off":
+            to = message.to
+            if to is None:
+                raise RoomError("invalid", "say who holds the clock")
+            pause = bool(message.pause)
+            self._clock_op(member, op, lambda clock, now: clock.hand_off(to, now, pause=pause))
+        else:
+            self._clock_op(member, op, lambda clock, now: getattr(clock, op)(now))
+        if op == "start" and self.room.state is RoomState.OPEN:
+            self.room.start(member)
+            self._publish_room()
+
+    def _on_checkin(self, member: Member, message: p.Checkin) -> None:
+        clock = self._require_clock()
+        checkin = clock.checkin
+        if checkin is None or clock.phase.kind != "checkin_round":
+            raise RoomError("no_checkin", "the check-in round is not on")
+        own_turn = checkin.current == member.id and message.op in ("next", "pass")
+        if not own_turn:
+            self.room.check(member, RoomAction.RUN_CLOCK)
+        target = message.member_id or member.id
+
+        def change(_clock: SessionClock, now: dt.datetime) -> None:
+            if message.op == "next":
+                checkin.next(now)
+            elif message.op == "pass":
+                checkin.pass_turn(target, now)
+            elif message.op == "skip":
+                checkin.skip(target, now)
+            elif message.op == "to_end":
+                checkin.to_end(target, now)
+            else:
+                checkin.reorder(list(message.order or []))
+
+        self._clock_op(member, f"checkin_{message.op}", change)
+
+    def _on_grounding(self, member: Member, message: p.Grounding) -> None:
+        self.room.check(member, RoomAction.RUN_CLOCK)
+        step = 1 if message.op == "next" else -1
+
+        def change(clock: SessionClock, _now: dt.datetime) -> None:
+            if clock.phase.kind != "grounding":
+                raise ClockError("no_grounding", "the grounding exercise is not on")
+            clock.grounding_step = max(0, min(4, clock.grounding_step + step))
+
+        self._clock_op(member, f"grounding_{message.op}", change)
+
+    def _on_plan(self, member: Member, message: p.Plan) -> None:
+        self.room.check(member, RoomAction.RUN_CLOCK)
+        index, minutes, order = message.index, message.minutes, message.order
+
+        def change(clock: SessionClock, _now: dt.datetime) -> None:
+            if message.op == "reorder":
+                clock.reorder(list(order or []))
+            elif index is None:
+                raise ClockError("invalid", "say which phase")
+            elif message.op == "drop":
+                clock.drop(index)
+            elif minutes is None:
+                raise ClockError("invalid", "say how many minutes")
+            else:
+                clock.set_minutes(index, minutes)
+
+        self._clock_op(member, f"plan_{message.op}", change)
+
+    def hand_off_clock(self, to: str, *, pause: bool) -> None:
+        """The crisis path's hook: the co-host takes the clock, or it pauses."""
+        clock = self._require_clock()
+        try:
+            clock.hand_off(to, self._clock(), pause=pause)
+        except ClockError as exc:
+            raise RoomError(exc.code, exc.reason) from None
+        if self._record_clock is not None:
+            self._record_clock(clock, "hand_off", None)
+        self._publish_clock()
 
     # Shutdown -----------------------------------------------------------------------------
 

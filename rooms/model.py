@@ -54,6 +54,7 @@ class RoomAction(StrEnum):
     REACT = "react"
     ASK_UNMUTE = "ask_unmute"
     SEE_WAITING = "see_waiting"
+    RUN_CLOCK = "run_clock"
 
 
 _STAFF_CONTROLS = frozenset(
@@ -69,6 +70,7 @@ _STAFF_CONTROLS = frozenset(
         RoomAction.STAFF_NOTE,
         RoomAction.REACT,
         RoomAction.SEE_WAITING,
+        RoomAction.RUN_CLOCK,
     }
 )
 PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {

@@ -9,7 +9,7 @@ messages carry a per-room `seq`; see PROTOCOL.md beside this file.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
@@ -111,6 +111,43 @@ class Note(_Message):
     text: ChatText
 
 
+class Clock(_Message):
+    """Run the session clock (host and co-host)."""
+
+    type: Literal["clock"]
+    op: Literal["start", "pause", "resume", "extend", "next", "previous", "jump", "hand_off"]
+    minutes: Annotated[int, Field(ge=1, le=60)] | None = None
+    index: Annotated[int, Field(ge=0, le=40)] | None = None
+    to: Literal["host", "cohost"] | None = None
+    pause: bool | None = None
+
+
+class Checkin(_Message):
+    """Run the check-in round; a speaker may also end or pass their own turn."""
+
+    type: Literal["checkin"]
+    op: Literal["next", "pass", "skip", "to_end", "reorder"]
+    member_id: MemberId | None = None
+    order: Annotated[list[MemberId], Field(max_length=40)] | None = None
+
+
+class Grounding(_Message):
+    """Host-paced steps of the 5-4-3-2-1 exercise."""
+
+    type: Literal["grounding"]
+    op: Literal["next", "previous"]
+
+
+class Plan(_Message):
+    """Adjust this session's plan: a phase's minutes, drop one, or reorder those to come."""
+
+    type: Literal["plan"]
+    op: Literal["minutes", "drop", "reorder"]
+    index: Annotated[int, Field(ge=0, le=40)] | None = None
+    minutes: Annotated[int, Field(ge=1, le=240)] | None = None
+    order: Annotated[list[Annotated[int, Field(ge=0, le=40)]], Field(max_length=40)] | None = None
+
+
 class Start(_Message):
     type: Literal["start"]
 
@@ -133,30 +170,18 @@ ClientMessage = Annotated[
     | AskUnmute
     | Chat
     | Note
+    | Clock
+    | Checkin
+    | Grounding
+    | Plan
     | Start
     | End,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 MESSAGE_TYPES = frozenset(
-    model.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
-    for model in (
-        Hello,
-        Ping,
-        Admit,
-        AdmitAll,
-        Lock,
-        Remove,
-        Mute,
-        LowerHand,
-        RaiseHand,
-        React,
-        AskUnmute,
-        Chat,
-        Note,
-        Start,
-        End,
-    )
+    get_args(model.model_fields["type"].annotation)[0]
+    for model in get_args(get_args(ClientMessage)[0])
 )
 
 

@@ -32,6 +32,8 @@ from server.phi import (
 )
 from server.storage.engine import create_engine
 from server.storage.migrate import upgrade
+from server.structure_store import ensure_shipped as ensure_shipped_templates
+from server.structure_store import templates as all_templates
 
 log = get_logger("server")
 
@@ -62,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     consent_commands.add_parser("verify", help="check the chain and every signature")
     export = consent_commands.add_parser("export", help="one patient's consents as JSON")
     export.add_argument("--patient", required=True, help="patient id")
+    templates_cmd = commands.add_parser("templates", help="session templates")
+    templates_cmd.add_argument("--json", action="store_true", help="print them as a JSON array")
     audit_cmd = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit_cmd.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("verify", help="walk the hash chain and report the first broken row")
@@ -109,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if command == "keys":
             return asyncio.run(_rotate(settings, args.batch))
+        if command == "templates":
+            return asyncio.run(_templates(settings, as_json=args.json))
         if command == "consent":
             return asyncio.run(_consent(settings, keyring, args))
         if command == "audit":
@@ -126,6 +132,7 @@ async def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[int]]
         await upgrade(engine)
         async with engine.begin() as conn:
             await ensure_shipped(conn, utcnow())
+            await ensure_shipped_templates(conn, utcnow())
         return await work(engine)
     finally:
         await engine.dispose()
@@ -192,6 +199,21 @@ async def _verify_audit(settings: Settings) -> int:
             return 0
         print(f"audit trail broken at row {result.broken_at}: {result.reason}")
         return 1
+
+    return await _with_engine(settings, work)
+
+
+async def _templates(settings: Settings, *, as_json: bool) -> int:
+    async def work(engine: Any) -> int:
+        async with engine.connect() as conn:
+            found = await all_templates(conn)
+        if as_json:
+            print(json.dumps([t.summary() for t in found], indent=2))
+            return 0
+        for t in found:
+            phases = ", ".join(f"{p.title} {p.minutes}" for p in t.phases)
+            print(f"{t.name} ({t.minutes} min): {phases}")
+        return 0
 
     return await _with_engine(settings, work)
 

@@ -37,6 +37,7 @@ from server.middleware import request_context, same_origin
 from server.phi import Keyring
 from server.storage.engine import create_engine
 from server.storage.migrate import upgrade
+from server.structure_store import ensure_shipped as ensure_shipped_templates
 
 log = get_logger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -92,6 +93,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     revision = await upgrade(engine)
     async with engine.begin() as conn:
         await ensure_shipped(conn, app[CLOCK].now())
+        await ensure_shipped_templates(conn, app[CLOCK].now())
     log.info("storage.ready", engine=engine.dialect.name, revision=revision)
     app[ENGINE] = engine
     try:

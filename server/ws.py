@@ -11,13 +11,16 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from rooms import protocol
+from rooms.clock import SessionClock
 from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
 from rooms.registry import RoomRegistry
+from server import audit
 from server.appkeys import CLOCK, ENGINE, ROOMS, SETTINGS, SOCKETS
-from server.attendance import AttendanceWriter, attendance_ctx
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
+from server.roomrecorder import RoomRecorder, recorder_ctx
+from server.structure_store import load_clock
 
 log = get_logger(__name__)
 OUTBOX_LIMIT = 256
@@ -31,7 +34,7 @@ CLOSE_REFUSED = 4403
 CLOSE_FLOOD = 4429
 CLOSE_SLOW = 4408
 CLOSE_SHUTDOWN = 1001
-ATTENDANCE = web.AppKey("attendance", AttendanceWriter)
+ATTENDANCE = web.AppKey("attendance", RoomRecorder)
 
 
 class SocketParticipant:
@@ -84,16 +87,42 @@ class SocketParticipant:
                     await task
 
 
-def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
-    attendance = request.app[ATTENDANCE]
+AUDITED_CLOCK_OPS = frozenset({"start", "end", "hand_off"})
+
+
+async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
+    existing = request.app[ROOMS].get(entry.room.id)
+    if existing is not None:
+        return existing
+    recorder = request.app[ATTENDANCE]
     clock = request.app[CLOCK]
     room_id = entry.room.id
+    async with request.app[ENGINE].connect() as conn:
+        clock_state = await load_clock(conn, room_id)
 
     def record(member: Member, event: str, at: Any) -> None:
-        attendance.record(room_id, member, event, at)
+        recorder.record(room_id, member, event, at)
 
     def record_state(state: RoomState) -> None:
-        attendance.session_state(room_id, state.value)
+        recorder.session_state(room_id, state.value)
+
+    def record_clock(state: SessionClock, op: str, member: Member | None) -> None:
+        audit_row = None
+        if op in AUDITED_CLOCK_OPS:
+            actor = (
+                audit.Actor("staff", member.identity.id, member.role.value)
+                if member is not None
+                else audit.SYSTEM
+            )
+            audit_row = {
+                "actor": actor,
+                "action": f"clock.{op}",
+                "now": clock.now(),
+                "target_type": "session",
+                "target_id": room_id,
+                "detail": {"held_by": state.held_by, "status": state.status},
+            }
+        recorder.clock(room_id, state.to_json(), audit_row)
 
     def make() -> RoomHub:
         info = entry.room
@@ -110,6 +139,8 @@ def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             clock=clock.now,
             record=record,
             record_state=record_state,
+            clock_state=clock_state,
+            record_clock=record_clock,
             grace_s=request.app[SETTINGS].reconnect_grace_s,
         )
 
@@ -172,7 +203,7 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
             except RoomError as exc:
                 await _refuse(ws, exc.code, exc.reason, CLOSE_REFUSED)
                 return ws
-        hub = _hub_for(request, entry)
+        hub = await _hub_for(request, entry)
         participant = SocketParticipant(ws, entry.identity.key)
         participant.start()
         try:
@@ -244,5 +275,5 @@ def setup(app: web.Application) -> None:
     app[ROOMS] = RoomRegistry()
     app[SOCKETS] = set()
     app.router.add_get("/ws/rooms/{room_id}", room_socket)
-    app.cleanup_ctx.append(attendance_ctx(ATTENDANCE, ENGINE))
+    app.cleanup_ctx.append(recorder_ctx(ATTENDANCE, ENGINE))
     app.on_shutdown.append(_close_sockets)

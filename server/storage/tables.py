@@ -349,3 +349,34 @@ consent_head = sa.Table(
     sa.Column("seq", sa.BigInteger(), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+# Session templates: ordered phases with planned minutes (rooms/structure.py).
+session_templates = sa.Table(
+    "session_templates",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("title", sa.String(120), nullable=False),
+    sa.Column("phases", sa.JSON(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(36), nullable=True),
+)
+
+# Each live session's clock: absolute times, so any restart or node computes the same.
+session_clocks = sa.Table(
+    "session_clocks",
+    metadata,
+    sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("state", sa.JSON(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# A clinician's attestation of a session's attendance figures.
+attendance_attestations = sa.Table(
+    "attendance_attestations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("staff_id", sa.ForeignKey("staff.id"), nullable=False),
+    sa.Column("figures_sha256", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+)

@@ -1,4 +1,4 @@
-"""Writing room presence events to storage without holding up the room."""
+"""Writing what rooms do (presence, session state, clock) to storage without holding them up."""
 
 from __future__ import annotations
 
@@ -13,20 +13,24 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rooms.model import Member
+from server import audit
 from server.logs import get_logger
 from server.storage.tables import attendance_events, sessions
+from server.structure_store import save_clock
 
 log = get_logger(__name__)
 BATCH = 200
 
 
-class AttendanceWriter:
-    """Queues presence events and session states from rooms and writes them in order."""
+class RoomRecorder:
+    """Queues presence events, session states and clock changes and writes them in order."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._states: dict[str, str] = {}
+        self._clocks: dict[str, dict[str, Any]] = {}
+        self._audits: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -51,6 +55,15 @@ class AttendanceWriter:
         self._states[session_id] = state
         self._queue.put_nowait({})
 
+    def clock(
+        self, session_id: str, state: dict[str, Any], audit_row: dict[str, Any] | None
+    ) -> None:
+        """Remember a clock's latest state; `audit_row` goes to the audit trail with it."""
+        self._clocks[session_id] = state
+        if audit_row is not None:
+            self._audits.append(audit_row)
+        self._queue.put_nowait({})
+
     async def _run(self) -> None:
         while True:
             rows = [await self._queue.get()]
@@ -65,6 +78,8 @@ class AttendanceWriter:
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         events = [row for row in rows if row]
         states, self._states = self._states, {}
+        clocks, self._clocks = self._clocks, {}
+        audits, self._audits = self._audits, []
         for attempt in range(5):
             try:
                 async with self._engine.begin() as conn:
@@ -74,6 +89,11 @@ class AttendanceWriter:
                         await conn.execute(
                             sessions.update().where(sessions.c.id == session_id).values(state=state)
                         )
+                    now = dt.datetime.now(dt.UTC)
+                    for session_id, clock in clocks.items():
+                        await save_clock(conn, session_id, clock, now)
+                    for row in audits:
+                        await audit.record(conn, **row)
                 return
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("attendance.write_failed", error_type=type(exc).__name__, count=attempt)
@@ -89,7 +109,7 @@ class AttendanceWriter:
         while not self._queue.empty():
             rows.append(self._queue.get_nowait())
             self._queue.task_done()
-        if rows or self._states:
+        if rows or self._states or self._clocks or self._audits:
             await self._write(rows)
 
     async def close(self) -> None:
@@ -101,11 +121,11 @@ class AttendanceWriter:
         await self._drain()
 
 
-def attendance_ctx(key: web.AppKey[AttendanceWriter], engine_key: Any) -> Any:
+def recorder_ctx(key: web.AppKey[RoomRecorder], engine_key: Any) -> Any:
     """A cleanup_ctx that runs the writer for the application's lifetime."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        writer = AttendanceWriter(app[engine_key])
+        writer = RoomRecorder(app[engine_key])
         writer.start()
         app[key] = writer
         try:
