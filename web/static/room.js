@@ -9,7 +9,8 @@
   const me = root.dataset.me;
   const isStaff = role !== "participant";
   const canModerate = role === "host" || role === "cohost";
-  const state = { seq: null, members: new Map(), room: null, you: null, chat: [], closed: false };
+  const state = { seq: null, members: new Map(), room: null, you: null, chat: [], closed: false, clock: null };
+  const session = window.IOPSession;
   let socket = null;
   let attempt = 0;
   let heartbeat = null;
@@ -38,6 +39,7 @@
       attempt = 0;
       send({ type: "hello", protocol: 1, last_seq: state.seq });
       heartbeat = setInterval(() => send({ type: "ping", t: Date.now() / 1000 }), 10000);
+      session.connected();
     });
     socket.addEventListener("message", (event) => receive(JSON.parse(event.data)));
     socket.addEventListener("close", (event) => {
@@ -73,6 +75,10 @@
         state.you = message.you;
         state.members = new Map(message.members.map((m) => [m.id, m]));
         state.chat = message.chat;
+        state.clock = message.clock;
+        break;
+      case "clock":
+        state.clock = message.clock;
         break;
       case "resync":
         state.you = message.you;
@@ -92,7 +98,7 @@
       case "error":
         return setStatus("Not done: " + message.reason, false);
       case "pong":
-        return;
+        return session.onPong(message);
       default:
         return;
     }
@@ -138,6 +144,7 @@
     }
     renderPeople();
     renderChat();
+    session.update(state.clock, state.members);
   }
 
   function person(member, actions) {
@@ -274,5 +281,6 @@
 
   // Waiting times count up while nothing else changes.
   setInterval(() => { if (isStaff && state.you) renderWaiting(); }, 30000);
+  session.setup({ role, me, send });
   connect();
 })();

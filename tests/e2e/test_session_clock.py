@@ -1,0 +1,106 @@
+"""The shared session clock in three real Chromium windows."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from playwright.async_api import expect
+
+from tests.conftest import RunningServer, consent_group, staff_login, totp_code
+
+pytestmark = pytest.mark.e2e
+
+
+async def _window(browser: Any, errors: list[str]) -> Any:
+    context = await browser.new_context(
+        ignore_https_errors=True, viewport={"width": 375, "height": 740}
+    )
+    page = await context.new_page()
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page
+
+
+async def _clinician(
+    server: RunningServer, demo: dict[str, Any], browser: Any, errors: list[str]
+) -> Any:
+    page = await _window(browser, errors)
+    email, password, secret = staff_login(demo, "clinician")
+    await page.goto(server.base_url + "/signin")
+    await page.get_by_label("Work e-mail").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Continue").click()
+    await page.get_by_label("Verification code").fill(totp_code(server, secret))
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/dashboard")
+    return page
+
+
+async def test_three_screens_agree_on_the_time_and_the_host_runs_the_session(
+    server: RunningServer, demo: dict[str, Any], browser: Any
+) -> None:
+    await consent_group(server, demo)
+    errors: list[str] = []
+    group = demo["groups"][0]
+    room_id = group["patients"][0]["join_session_id"]
+    host = await _clinician(server, demo, browser, errors)
+    await host.goto(server.base_url + f"/rooms/{room_id}")
+    patients = []
+    for patient in group["patients"][:2]:
+        page = await _window(browser, errors)
+        await page.goto(patient["join_url"])
+        await page.goto(server.base_url + "/room")
+        patients.append(page)
+    await host.get_by_role("button", name="Admit everyone waiting").click()
+    for page in patients:
+        await expect(page.get_by_role("heading", name="Evening IOP Group A")).to_be_visible()
+
+    await host.get_by_role("button", name="Start the session clock").click()
+    for page in (host, *patients):
+        await expect(page.locator("#phase-title")).to_have_text(
+            "Arrival, tech and privacy check, location, screeners"
+        )
+    await asyncio.sleep(1.5)  # a few clock-sync round trips
+
+    # Read each screen's remaining time and its own clock; project to one instant.
+    readings = []
+    for page in (host, *patients):
+        readings.append(
+            await page.evaluate(
+                "() => [Date.now(), Number(document.getElementById('remaining').dataset.remainingMs)]"
+            )
+        )
+    reference = readings[0][0]
+    projected = [remaining - (reference - taken) for taken, remaining in readings]
+    assert max(projected) - min(projected) < 250, projected
+    assert 590_000 < projected[0] <= 600_000
+
+    # Grounding: everyone sees the pacer in the same breath.
+    await host.get_by_role("button", name="Next phase").click()
+    for page in patients:
+        await expect(page.locator("#breath-cue")).to_contain_text("Breathe in")
+        await expect(
+            page.get_by_text("Stop and breathe normally if you feel dizzy")
+        ).to_be_visible()
+
+    # The check-in round: an ordered queue, a turn timer, the speaker can finish.
+    await host.get_by_role("button", name="Next phase").click()
+    await expect(host.locator("#speaker")).to_contain_text("is sharing")
+    speaker = await host.locator("#speaker").inner_text()
+    first = patients[0] if speaker.startswith("Avery") else patients[1]
+    await expect(first.locator("#turn")).to_contain_text("left in this turn")
+    await first.get_by_role("button", name="I'm done").click()
+    await expect(host.locator("#speaker")).not_to_have_text(speaker)
+
+    # Pause holds everyone's time; extend adds to it.
+    await host.get_by_role("button", name="Pause").click()
+    await expect(patients[1].locator("#clock-status")).to_have_text("Paused")
+    frozen = await patients[1].locator("#remaining").inner_text()
+    await asyncio.sleep(1.2)
+    assert await patients[1].locator("#remaining").inner_text() == frozen
+    await host.get_by_role("button", name="Resume").click()
+    await host.get_by_role("button", name="Extend 5 minutes").click()
+    await expect(patients[0].locator("#remaining")).to_contain_text("29:")
+    assert errors == []
