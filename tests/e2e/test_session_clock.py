@@ -65,13 +65,8 @@ async def test_three_screens_agree_on_the_time_and_the_host_runs_the_session(
     await asyncio.sleep(1.5)  # a few clock-sync round trips
 
     # Read each screen's remaining time and its own clock; project to one instant.
-    readings = []
-    for page in (host, *patients):
-        readings.append(
-            await page.evaluate(
-                "() => [Date.now(), Number(document.getElementById('remaining').dataset.remainingMs)]"
-            )
-        )
+    read = "() => [Date.now(), Number(document.getElementById('remaining').dataset.remainingMs)]"
+    readings = [await page.evaluate(read) for page in (host, *patients)]
     reference = readings[0][0]
     projected = [remaining - (reference - taken) for taken, remaining in readings]
     assert max(projected) - min(projected) < 250, projected
