@@ -19,6 +19,7 @@ from certs import ensure_development_certificates
 from server import (
     admin_pages,
     api,
+    attendance_pages,
     consent_pages,
     pages,
     patient_pages,
@@ -79,6 +80,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     patient_pages.add_routes(app)
     room_pages.add_routes(app)
     consent_pages.add_routes(app)
+    attendance_pages.add_routes(app)
     api.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
