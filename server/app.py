@@ -26,6 +26,7 @@ from server import (
     room_pages,
     signin,
     staff_pages,
+    template_pages,
     ws,
 )
 from server.appkeys import BACKGROUND, CLOCK, ENGINE, KEYRING, SETTINGS
@@ -81,6 +82,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     room_pages.add_routes(app)
     consent_pages.add_routes(app)
     attendance_pages.add_routes(app)
+    template_pages.add_routes(app)
     api.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)

@@ -47,6 +47,9 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/sessions/{session_id}/attendance.csv"): STAFF,
     ("POST", "/sessions/{session_id}/attendance/attest"): frozenset({CLINICIAN}),
     ("GET", "/attendance/weekly"): STAFF,
+    ("GET", "/admin/templates"): ADMIN_ONLY,
+    ("GET", "/admin/templates/{name}"): ADMIN_ONLY,
+    ("POST", "/admin/templates/{name}"): ADMIN_ONLY,
     ("GET", "/admin/consents"): ADMIN_ONLY,
     ("POST", "/admin/consents"): ADMIN_ONLY,
     ("GET", "/admin/consents/{template_id}"): ADMIN_ONLY,
@@ -171,6 +174,7 @@ async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
         "link_id": link_id,
         "room_id": group["patients"][0]["join_session_id"],
         "kind": "telehealth",
+        "name": "group-90",
         "session_id": group["patients"][0]["join_session_id"],
         "seq": "1",  # the calling patient's first consent (consent_group goes in order)
         "template_id": "00000000-0000-0000-0000-000000000000",

@@ -90,6 +90,20 @@
       if (staff && clock.status !== "ended" && clock.status !== "not_started" && index !== clock.index) {
         item.append(button("Go", { type: "clock", op: "jump", index }, "Go to " + p.title));
       }
+      const upcoming = clock.status === "not_started" || index > clock.index;
+      if (staff && clock.status !== "ended" && upcoming) {
+        item.append(button("+5", { type: "plan", op: "minutes", index, minutes: Math.min(240, p.minutes + 5) }, "Lengthen " + p.title + " by 5 minutes"));
+        if (p.minutes > 5) item.append(button("−5", { type: "plan", op: "minutes", index, minutes: p.minutes - 5 }, "Shorten " + p.title + " by 5 minutes"));
+        const first = clock.status === "not_started" ? 0 : clock.index + 1;
+        if (index > first) {
+          const order = [];
+          for (let i = first; i < clock.phases.length; i += 1) order.push(i);
+          const at = order.indexOf(index);
+          [order[at - 1], order[at]] = [order[at], order[at - 1]];
+          item.append(button("Move up", { type: "plan", op: "reorder", order }, "Move " + p.title + " earlier"));
+        }
+        if (clock.phases.length > 1) item.append(button("Drop", { type: "plan", op: "drop", index }, "Drop " + p.title));
+      }
       list.append(item);
     });
     const controls = $("clock-controls");
