@@ -133,13 +133,19 @@
     $("speaker").textContent = current ? (names.get(current) || "A member") + " is sharing" : "Everyone has had a turn";
     const queue = $("queue");
     queue.replaceChildren();
-    for (const id of round.queue) {
-      const item = el("li", names.get(id) || "A member");
+    round.queue.forEach((id, at) => {
+      const name = names.get(id) || "A member";
+      const item = el("li", name);
       if (staff) {
-        item.append(button("Skip", { type: "checkin", op: "skip", member_id: id }, "Skip " + (names.get(id) || "member")));
+        if (at > 0) {
+          const order = [...round.queue];
+          [order[at - 1], order[at]] = [order[at], order[at - 1]];
+          item.append(button("Move up", { type: "checkin", op: "reorder", order }, "Move " + name + " up"));
+        }
+        item.append(button("Skip", { type: "checkin", op: "skip", member_id: id }, "Skip " + name));
       }
       queue.append(item);
-    }
+    });
     const actions = $("checkin-actions");
     actions.replaceChildren();
     if (staff && current) {
@@ -225,8 +231,12 @@
     const t = Math.max(0, until - at(clock.phase_started_at) - clock.paused_s);
     const step = Math.floor(t / count) % 4;
     const second = count - Math.floor(t % count);
+    const cycle = Math.floor(t / (4 * count)) + 1;
     const words = ["Breathe in", "Hold", "Breathe out", "Hold"];
-    $("breath-cue").textContent = words[step] + " · " + second;
+    // About ten cycles, then rest: the exercise should not go on until someone is dizzy.
+    $("breath-cue").textContent = cycle > 10
+      ? "Well done. Breathe normally."
+      : words[step] + " · " + second + " (breath " + cycle + " of 10)";
     const circle = $("breath-circle");
     circle.dataset.step = String(step);
     circle.classList.toggle("animated", !reduceMotion);
