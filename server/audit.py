@@ -11,9 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import chain
 from server.storage.tables import audit_head, audit_log
 
-GENESIS = "0" * 64
+GENESIS = chain.GENESIS
 HASHED_FIELDS = (
     "seq",
     "at",
@@ -39,19 +40,6 @@ class Actor:
 
 
 SYSTEM = Actor("system")
-
-
-@dataclass(frozen=True, slots=True)
-class Verification:
-    """The outcome of walking the chain."""
-
-    rows: int
-    broken_at: int | None = None
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.broken_at is None
 
 
 def _canonical(fields: dict[str, Any]) -> str:
@@ -82,18 +70,9 @@ async def record(
     detail: dict[str, Any] | None = None,
 ) -> int:
     """Append one row inside the caller's transaction; `detail` holds ids, never PHI."""
-    # Bumping the head first takes its row lock (PostgreSQL) or the write lock (SQLite),
-    # so concurrent appends from any process line up one after another.
-    head = (
-        await conn.execute(
-            audit_head.update()
-            .where(audit_head.c.id == 1)
-            .values(seq=audit_head.c.seq + 1)
-            .returning(audit_head.c.seq, audit_head.c.hash)
-        )
-    ).one()
+    seq, prev_hash = await chain.bump_head(conn, audit_head)
     fields: dict[str, Any] = {
-        "seq": head.seq,
+        "seq": seq,
         "at": now.astimezone(dt.UTC),
         "actor_type": actor.type,
         "actor_id": actor.id,
@@ -105,45 +84,17 @@ async def record(
         "request_id": request_id,
         "detail": detail,
     }
-    digest = row_hash(head.hash, fields)
-    await conn.execute(audit_log.insert().values(**fields, prev_hash=head.hash, hash=digest))
-    await conn.execute(audit_head.update().where(audit_head.c.id == 1).values(hash=digest))
-    return int(head.seq)
+    digest = row_hash(prev_hash, fields)
+    await conn.execute(audit_log.insert().values(**fields, prev_hash=prev_hash, hash=digest))
+    await chain.set_head(conn, audit_head, digest)
+    return seq
 
 
-async def verify(conn: AsyncConnection, batch: int = 1000) -> Verification:
+async def verify(conn: AsyncConnection) -> chain.Verification:
     """Walk the whole chain and report the first row that does not hold."""
-    expected_prev = GENESIS
-    expected_seq = 1
-    rows = 0
-    last_seq = 0
-    while True:
-        found = (
-            await conn.execute(
-                sa.select(audit_log)
-                .where(audit_log.c.seq > last_seq)
-                .order_by(audit_log.c.seq)
-                .limit(batch)
-            )
-        ).all()
-        if not found:
-            break
-        for row in found:
-            fields = dict(row._mapping)
-            if row.seq != expected_seq:
-                return Verification(rows, int(row.seq), f"row {expected_seq} is missing")
-            if row.prev_hash != expected_prev:
-                return Verification(rows, int(row.seq), "link to the previous row is broken")
-            if row_hash(row.prev_hash, fields) != row.hash:
-                return Verification(rows, int(row.seq), "row contents do not match its hash")
-            expected_prev = row.hash
-            expected_seq += 1
-            rows += 1
-            last_seq = int(row.seq)
-    head = (await conn.execute(sa.select(audit_head).where(audit_head.c.id == 1))).one()
-    if head.seq != rows or head.hash != expected_prev:
-        return Verification(rows, rows + 1, "rows after the last one present were removed")
-    return Verification(rows)
+    return await chain.walk(
+        conn, audit_log, audit_head, lambda row: row_hash(row.prev_hash, dict(row._mapping))
+    )
 
 
 async def rows_for(conn: AsyncConnection, target_type: str, target_id: str) -> list[dict[str, Any]]:

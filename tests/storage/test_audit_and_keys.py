@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import audit, catalog
+from server import audit, catalog, chain
 from server.keyrotation import SEALED_COLUMNS, reencrypt
 from server.phi import add_key, ensure_keyring, load_keyring
 from server.schemas import PatientIn, ProgramIn, SupportPerson
@@ -52,7 +52,7 @@ async def _append(engine: AsyncEngine, count: int) -> None:
             )
 
 
-async def _verify(engine: AsyncEngine) -> audit.Verification:
+async def _verify(engine: AsyncEngine) -> chain.Verification:
     async with engine.connect() as conn:
         return await audit.verify(conn)
 

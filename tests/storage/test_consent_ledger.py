@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rooms.consent import current_consents, row_hash
-from server import catalog, consent_ledger
+from server import catalog, chain, consent_ledger
 from server.phi import add_signing_key, ensure_keyring, load_keyring, verify_signature
 from server.schemas import PatientIn, ProgramIn
 from server.storage.engine import create_engine
@@ -80,7 +80,7 @@ async def ledger(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Async
         await engine.dispose()
 
 
-async def _verify(engine: AsyncEngine, key_file: Path) -> consent_ledger.Verification:
+async def _verify(engine: AsyncEngine, key_file: Path) -> chain.Verification:
     async with engine.connect() as conn:
         return await consent_ledger.verify(conn, load_keyring(key_file))
 
