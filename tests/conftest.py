@@ -337,3 +337,29 @@ async def page(browser: Any) -> AsyncIterator[Any]:
         yield new_page
     finally:
         await context.close()
+
+
+async def browser_window(browser: Any, errors: list[str], *, phone: bool = False) -> Any:
+    """A new Chromium context and page that collects console and page errors."""
+    options: dict[str, Any] = {"ignore_https_errors": True}
+    if phone:
+        options["viewport"] = {"width": 375, "height": 740}
+    context = await browser.new_context(**options)
+    page = await context.new_page()
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page
+
+
+async def browser_sign_in(
+    page: Any, running: RunningServer, demo: dict[str, Any], role: str = "clinician"
+) -> None:
+    """Sign a demo staff member in through the pages, password then TOTP."""
+    email, password, secret = staff_login(demo, role)
+    await page.goto(running.base_url + "/signin")
+    await page.get_by_label("Work e-mail").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Continue").click()
+    await page.get_by_label("Verification code").fill(totp_code(running, secret))
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/dashboard")

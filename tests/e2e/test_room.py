@@ -7,20 +7,9 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import RunningServer, consent_group, staff_login, totp_code
+from tests.conftest import RunningServer, browser_sign_in, browser_window, consent_group
 
 pytestmark = pytest.mark.e2e
-
-
-async def _window(browser: Any, errors: list[str], phone: bool = False) -> Any:
-    options: dict[str, Any] = {"ignore_https_errors": True}
-    if phone:
-        options["viewport"] = {"width": 375, "height": 667}
-    context = await browser.new_context(**options)
-    page = await context.new_page()
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return page
 
 
 async def test_two_patients_wait_the_clinician_admits_them_and_all_see_each_other(
@@ -34,7 +23,7 @@ async def test_two_patients_wait_the_clinician_admits_them_and_all_see_each_othe
 
     patients = []
     for patient in (avery, blake):
-        page = await _window(browser, errors, phone=True)
+        page = await browser_window(browser, errors, phone=True)
         await page.goto(patient["join_url"])
         await page.get_by_role("link", name="Go to the waiting room").click()
         await expect(
@@ -42,15 +31,8 @@ async def test_two_patients_wait_the_clinician_admits_them_and_all_see_each_othe
         ).to_be_visible()
         patients.append(page)
 
-    clinician = await _window(browser, errors)
-    email, password, secret = staff_login(demo, "clinician")
-    await clinician.goto(server.base_url + "/signin")
-    await clinician.get_by_label("Work e-mail").fill(email)
-    await clinician.get_by_label("Password").fill(password)
-    await clinician.get_by_role("button", name="Continue").click()
-    await clinician.get_by_label("Verification code").fill(totp_code(server, secret))
-    await clinician.get_by_role("button", name="Sign in").click()
-    await clinician.wait_for_url("**/dashboard")
+    clinician = await browser_window(browser, errors)
+    await browser_sign_in(clinician, server, demo)
     await clinician.goto(server.base_url + f"/rooms/{room_id}")
 
     waiting = clinician.get_by_role("region", name="Waiting")

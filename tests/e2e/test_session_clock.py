@@ -8,34 +8,9 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import RunningServer, consent_group, staff_login, totp_code
+from tests.conftest import RunningServer, browser_sign_in, browser_window, consent_group
 
 pytestmark = pytest.mark.e2e
-
-
-async def _window(browser: Any, errors: list[str]) -> Any:
-    context = await browser.new_context(
-        ignore_https_errors=True, viewport={"width": 375, "height": 740}
-    )
-    page = await context.new_page()
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return page
-
-
-async def _clinician(
-    server: RunningServer, demo: dict[str, Any], browser: Any, errors: list[str]
-) -> Any:
-    page = await _window(browser, errors)
-    email, password, secret = staff_login(demo, "clinician")
-    await page.goto(server.base_url + "/signin")
-    await page.get_by_label("Work e-mail").fill(email)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Continue").click()
-    await page.get_by_label("Verification code").fill(totp_code(server, secret))
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/dashboard")
-    return page
 
 
 async def test_three_screens_agree_on_the_time_and_the_host_runs_the_session(
@@ -45,11 +20,12 @@ async def test_three_screens_agree_on_the_time_and_the_host_runs_the_session(
     errors: list[str] = []
     group = demo["groups"][0]
     room_id = group["patients"][0]["join_session_id"]
-    host = await _clinician(server, demo, browser, errors)
+    host = await browser_window(browser, errors, phone=True)
+    await browser_sign_in(host, server, demo)
     await host.goto(server.base_url + f"/rooms/{room_id}")
     patients = []
     for patient in group["patients"][:2]:
-        page = await _window(browser, errors)
+        page = await browser_window(browser, errors, phone=True)
         await page.goto(patient["join_url"])
         await page.goto(server.base_url + "/room")
         patients.append(page)

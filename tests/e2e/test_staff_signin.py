@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from server.appkeys import ENGINE
 from server.storage.tables import audit_log
-from tests.conftest import RunningServer, signed_in, staff_login, totp_code
+from tests.conftest import RunningServer, browser_sign_in, signed_in, staff_login, totp_code
 
 pytestmark = pytest.mark.e2e
 
@@ -81,15 +81,8 @@ async def test_clinician_signs_in_with_totp_sees_their_group_opens_a_record_and_
 async def test_an_idle_screen_hides_patient_information_in_the_browser(
     server: RunningServer, demo: dict[str, Any], page: Any
 ) -> None:
-    email, password, secret = staff_login(demo, "clinician")
     await page.clock.install()
-    await page.goto(server.base_url + "/signin")
-    await page.get_by_label("Work e-mail").fill(email)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Continue").click()
-    await page.get_by_label("Verification code").fill(totp_code(server, secret))
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/dashboard")
+    await browser_sign_in(page, server, demo)
     patient = demo["groups"][0]["patients"][0]
     await page.goto(server.base_url + f"/patients/{patient['id']}")
     record = page.get_by_role("region", name="Intake record")
