@@ -20,6 +20,7 @@ from server import (
     admin_pages,
     api,
     attendance_pages,
+    checkin_pages,
     consent_pages,
     pages,
     patient_pages,
@@ -83,6 +84,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     consent_pages.add_routes(app)
     attendance_pages.add_routes(app)
     template_pages.add_routes(app)
+    checkin_pages.add_routes(app)
     api.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)

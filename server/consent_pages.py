@@ -25,7 +25,7 @@ from server.joinlinks import patient_sessions
 from server.logs import get_logger
 from server.permissions import Action
 from server.render import render
-from server.roomaccess import current_link
+from server.roomaccess import patient_session
 from server.scope import patient_visible
 from server.storage.tables import consent_texts, staff
 
@@ -43,25 +43,9 @@ def render_markdown(text: str) -> str:
     return MARKDOWN.render(text)
 
 
-async def _patient_context(request: web.Request) -> tuple[Any, str]:
-    """The patient's link and the session they are consenting for."""
-    now = request.app[CLOCK].now()
-    async with request.app[ENGINE].connect() as conn:
-        link = await current_link(request, conn)
-        if link is None:
-            raise web.HTTPUnauthorized(reason="Open the link your program sent you.")
-        session_id = link.session_id
-        if session_id is None:
-            upcoming = await patient_sessions(conn, link.patient_id, now)
-            if not upcoming:
-                raise web.HTTPNotFound(reason="There is no session for you right now.")
-            session_id = upcoming[0].session_id
-    return link, session_id
-
-
 async def consent_step(request: web.Request) -> web.StreamResponse:
     """The next consent the patient still owes, in full, on its own step."""
-    link, session_id = await _patient_context(request)
+    link, session_id = await patient_session(request)
     async with request.app[ENGINE].begin() as conn:
         terms = await session_terms(conn, session_id)
         assert terms is not None
@@ -92,7 +76,7 @@ async def consent_step(request: web.Request) -> web.StreamResponse:
 
 async def consent_submit(request: web.Request) -> web.StreamResponse:
     """Record the patient's agreement (or refusal) to one document."""
-    link, session_id = await _patient_context(request)
+    link, session_id = await patient_session(request)
     form = await read_form(request)
     kind = request.match_info["kind"]
     session = await get_session(request)
@@ -219,7 +203,7 @@ async def _note_copy(request: web.Request, link: Any, event: dict[str, Any], how
 
 async def receipts(request: web.Request) -> web.Response:
     """The patient's consents, each with its receipt."""
-    link, _ = await _patient_context(request)
+    link, _ = await patient_session(request)
     async with request.app[ENGINE].connect() as conn:
         events = await consent_ledger.events_of(conn, request.app[KEYRING], link.patient_id)
     revoked = {e["revokes"] for e in events if e["event"] == "revoked"}
@@ -233,7 +217,7 @@ async def receipts(request: web.Request) -> web.Response:
 
 async def receipt(request: web.Request) -> web.Response:
     """A printable copy of what the patient signed."""
-    link, _ = await _patient_context(request)
+    link, _ = await patient_session(request)
     event, text = await _own_event(request, link, int(request.match_info["seq"]))
     await _note_copy(request, link, event, "receipt_page")
     document = parse_document(text)
@@ -248,7 +232,7 @@ async def receipt(request: web.Request) -> web.Response:
 
 async def receipt_download(request: web.Request) -> web.Response:
     """The same copy as a text file."""
-    link, _ = await _patient_context(request)
+    link, _ = await patient_session(request)
     event, text = await _own_event(request, link, int(request.match_info["seq"]))
     await _note_copy(request, link, event, "download")
     signed = (
@@ -266,7 +250,7 @@ async def receipt_download(request: web.Request) -> web.Response:
 
 async def revoke_own(request: web.Request) -> web.StreamResponse:
     """The patient withdraws a consent; the gate closes for future sessions."""
-    link, _ = await _patient_context(request)
+    link, _ = await patient_session(request)
     form = await read_form(request)
     event, _ = await _own_event(request, link, int(request.match_info["seq"]))
     if not event["revoked"]:

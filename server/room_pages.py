@@ -7,7 +7,7 @@ from aiohttp import web
 from server.appkeys import CLOCK, ENGINE
 from server.joinlinks import link_state, patient_sessions
 from server.render import render
-from server.roomaccess import ConsentRequired, current_link, resolve
+from server.roomaccess import CheckinRequired, ConsentRequired, current_link, resolve
 from server.staff_pages import local_time
 
 
@@ -42,6 +42,8 @@ async def patient_room(request: web.Request) -> web.Response:
         entry = await resolve(request, session_id)
     except ConsentRequired:
         raise web.HTTPSeeOther("/consent") from None
+    except CheckinRequired:
+        raise web.HTTPSeeOther("/checkin") from None
     context = {
         "entry": entry,
         "starts_local": local_time(entry.room.starts_at, entry.room.time_zone),

@@ -16,6 +16,7 @@ from rooms.model import Identity, RoomRole
 from server import catalog, consent_ledger, joinlinks
 from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import current_staff
+from server.checkin_store import checkin_complete, staff_status
 from server.consent_templates import missing_for, session_terms
 from server.patient_pages import DEVICE, LINK
 from server.permissions import Role
@@ -45,6 +46,13 @@ class Entry:
     name: str
     room: RoomInfo
     staff_info: dict[str, Any] | None = None
+
+
+class CheckinRequired(web.HTTPForbidden):
+    """The gate: this session's safety check (and any screening due) comes first."""
+
+    def __init__(self) -> None:
+        super().__init__(reason="check-in required before joining")
 
 
 class ConsentRequired(web.HTTPForbidden):
@@ -140,8 +148,11 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
         missing = await missing_for(conn, request.app[KEYRING], link.patient_id, terms)
         if missing:
             raise ConsentRequired(missing)
+        if not await checkin_complete(conn, session_id, link.patient_id, request.app[CLOCK].now()):
+            raise CheckinRequired()
         names = await catalog.display_names(conn, request.app[KEYRING], [link.patient_id])
         current = await consent_ledger.standing(conn, request.app[KEYRING], link.patient_id)
+        checkin = await staff_status(conn, request.app[KEYRING], session_id, link.patient_id)
     consents = [
         {
             "kind": kind,
@@ -156,7 +167,7 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
         RoomRole.PARTICIPANT,
         names[link.patient_id],
         info,
-        {"consents": consents},
+        {"consents": consents, "checkin": checkin},
     )
 
 
@@ -172,3 +183,19 @@ async def current_link(request: web.Request, conn: AsyncConnection) -> Any:
     if joinlinks.link_state(link, request.app[CLOCK].now()) != "active":
         return None
     return link
+
+
+async def patient_session(request: web.Request) -> tuple[Any, str]:
+    """The patient's active link and the session it is for now (a standing link: the next)."""
+    now = request.app[CLOCK].now()
+    async with request.app[ENGINE].connect() as conn:
+        link = await current_link(request, conn)
+        if link is None:
+            raise web.HTTPUnauthorized(reason="Open the link your program sent you.")
+        session_id = link.session_id
+        if session_id is None:
+            upcoming = await joinlinks.patient_sessions(conn, link.patient_id, now)
+            if not upcoming:
+                raise web.HTTPNotFound(reason="There is no session for you right now.")
+            session_id = upcoming[0].session_id
+    return link, session_id

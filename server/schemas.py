@@ -34,7 +34,7 @@ def _time_zone(value: str) -> str:
     return value
 
 
-def _phone(value: str) -> str:
+def check_phone(value: str) -> str:
     digits = sum(ch.isdigit() for ch in value)
     if not _PHONE.match(value) or not 7 <= digits <= 15:
         raise ValueError("must be a phone number of digits, spaces, ( ) . - and an optional +")
@@ -45,7 +45,7 @@ TimeZone = Annotated[
     str, StringConstraints(min_length=1, max_length=64), AfterValidator(_time_zone)
 ]
 Phone = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=32), AfterValidator(_phone)
+    str, StringConstraints(strip_whitespace=True, max_length=32), AfterValidator(check_phone)
 ]
 Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=300)]
 

@@ -19,7 +19,8 @@ import pytest
 from aiohttp import web
 
 from certs import ensure_development_certificates
-from server import accounts, consent_ledger, consent_templates
+from crisis.questions import next_question
+from server import accounts, checkin_store, consent_ledger, consent_templates
 from server.app import create_app, tls_context
 from server.appkeys import CLOCK, ENGINE
 from server.config import Settings
@@ -286,10 +287,46 @@ async def give_consents(running: RunningServer, patient_id: str, session_id: str
             )
 
 
+async def give_checkin(running: RunningServer, patient_id: str, session_id: str) -> None:
+    """Record a calm check-in: a private safety check and all-clear answers to what is due."""
+    now = running.app[CLOCK].now()
+    async with running.app[ENGINE].begin() as conn:
+        await checkin_store.save_safety_check(
+            conn,
+            running.keyring,
+            session_id=session_id,
+            patient_id=patient_id,
+            answers={
+                "address": "1 Example Street, Fresno, CA 93701",
+                "county": "Fresno",
+                "callback_phone": "(555) 010-0150",
+                "support_reachable": "yes",
+                "private_space": True,
+                "same_as_last_time": False,
+            },
+            now=now,
+            recorded_by=None,
+        )
+        plan = await checkin_store.plan_for(conn, session_id, patient_id, now)
+        answers: dict[str, str] = {}
+        while (qid := next_question(plan, answers)) is not None:
+            answers[qid] = "no" if qid.startswith(("cssrs", "sud")) else "0"
+        await checkin_store.save_screening(
+            conn,
+            running.keyring,
+            session_id=session_id,
+            patient_id=patient_id,
+            plan=plan,
+            answers=answers,
+            now=now,
+        )
+
+
 async def consent_group(running: RunningServer, demo: dict[str, Any]) -> None:
-    """Every demo group patient consents to what their next session requires."""
+    """Every demo group patient consents and checks in for their next session."""
     for patient in demo["groups"][0]["patients"]:
         await give_consents(running, patient["id"], patient["join_session_id"])
+        await give_checkin(running, patient["id"], patient["join_session_id"])
 
 
 def staff_login(demo: dict[str, Any], role: str, index: int = 0) -> tuple[str, str, str]:

@@ -69,6 +69,8 @@ programs = sa.Table(
     sa.Column("consent_group", sa.JSON(), nullable=True),
     sa.Column("consent_individual", sa.JSON(), nullable=True),
     sa.Column("recording_enabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # {"phq9": days, "gad7": days, "cssrs": days}: how often each is asked (0 = every session).
+    sa.Column("screening_cadence", sa.JSON(), nullable=True),
     _created(),
     sa.CheckConstraint(f"kind IN {PROGRAM_KINDS}", name="kind"),
     sa.CheckConstraint(f"join_link_mode IN {JOIN_LINK_MODES}", name="join_link_mode"),
@@ -145,6 +147,7 @@ patients = sa.Table(
     sa.Column("preferred_ed_enc", sa.Text(), nullable=True),
     sa.Column("time_zone", sa.String(64), nullable=False),
     sa.Column("adolescent", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("screening_cadence", sa.JSON(), nullable=True),  # a per-patient override
     _created(),
 )
 
@@ -379,4 +382,53 @@ attendance_attestations = sa.Table(
     sa.Column("staff_id", sa.ForeignKey("staff.id"), nullable=False),
     sa.Column("figures_sha256", sa.String(64), nullable=False),
     sa.Column("at", UTCDateTime(), nullable=False),
+)
+
+# The every-session safety check: where the patient is now and how to reach them.
+safety_checks = sa.Table(
+    "safety_checks",
+    metadata,
+    _id(),
+    sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("patient_id", sa.ForeignKey("patients.id", ondelete="CASCADE"), nullable=False),
+    # JSON {address, zip, county, callback_phone, support_reachable, private_space,
+    # same_as_last_time}, sealed; the ZIP and county are kept for the local directory.
+    sa.Column("answers_enc", sa.Text(), nullable=False),
+    sa.Column("zip", sa.String(10), nullable=True),
+    sa.Column("county", sa.String(64), nullable=True),
+    sa.Column("private_space", sa.Boolean(), nullable=False),
+    sa.Column("recorded_by", sa.String(36), nullable=True),  # staff id when taken by phone
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_safety_checks_patient", "patient_id", "at"),
+)
+
+# Screening results: answers, scores and the level, sealed as one value.
+screenings = sa.Table(
+    "screenings",
+    metadata,
+    _id(),
+    sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("patient_id", sa.ForeignKey("patients.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("result_enc", sa.Text(), nullable=False),
+    sa.Column("instruments", sa.String(64), nullable=False),  # e.g. "phq9,gad7,cssrs"
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_screenings_patient", "patient_id", "at"),
+)
+
+# Concerns recorded by crisis/escalation.py until the crisis path acts on them.
+crisis_requests = sa.Table(
+    "crisis_requests",
+    metadata,
+    _id(),
+    sa.Column("patient_id", sa.ForeignKey("patients.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # event | review_task
+    sa.Column("trigger", sa.String(20), nullable=False),
+    sa.Column("level", sa.String(10), nullable=False),
+    sa.Column("detail_enc", sa.Text(), nullable=False),  # rule and scores, sealed
+    sa.Column("due_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("closed_at", UTCDateTime(), nullable=True),
+    sa.Column("closed_by", sa.String(36), nullable=True),
+    sa.Index("ix_crisis_requests_session", "session_id", "created_at"),
 )

@@ -1,4 +1,4 @@
-"""The consent steps on a phone in a real Chromium, from the join link to the waiting room."""
+"""The consent steps on a phone in a real Chromium, from the join link to the check-in."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.conftest import RunningServer
 pytestmark = pytest.mark.e2e
 
 
-async def test_a_patient_consents_step_by_step_on_a_phone_then_waits(
+async def test_a_patient_consents_step_by_step_on_a_phone_then_checks_in(
     server: RunningServer, demo: dict[str, Any], browser: Any
 ) -> None:
     context = await browser.new_context(
@@ -42,9 +42,7 @@ async def test_a_patient_consents_step_by_step_on_a_phone_then_waits(
             "Group agreement: privacy and confidentiality",
             "Emergency plan and support person",
         ]
-        await expect(
-            page.get_by_role("heading", name="You are in the waiting room")
-        ).to_be_visible()
+        await expect(page.get_by_role("heading", name="Before we start")).to_be_visible()
         # Nothing overflows the phone's width.
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 375

@@ -7,15 +7,23 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 import sqlalchemy as sa
 
 from server import consent_ledger
 from server.appkeys import ENGINE
 from server.storage.tables import consent_events, consent_templates
-from tests.conftest import RunningServer, give_consents, signed_in, staff_login
+from tests.conftest import RunningServer, give_checkin, give_consents, signed_in, staff_login
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 GROUP_KINDS = ["telehealth", "group_confidentiality", "emergency_plan"]
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def checked_in(server: RunningServer, demo: dict[str, Any]) -> None:
+    """Consent is the gate under test here: everyone has already checked in."""
+    for patient in demo["groups"][0]["patients"]:
+        await give_checkin(server, patient["id"], patient["join_session_id"])
 
 
 def _patient(demo: dict[str, Any], index: int = 0) -> dict[str, str]:

@@ -158,6 +158,17 @@
     if (member.audio_blocked) badges.append(el("span", "muted", "badge"));
     if (member.video_blocked) badges.append(el("span", "video off", "badge"));
     if (isStaff && member.unmute_requested) badges.append(el("span", "asks to be unmuted", "badge alert"));
+    const checkin = isStaff && member.staff_info && member.staff_info.checkin;
+    if (checkin) {
+      // Discreet, staff-only: the patient never sees a risk label.
+      if (checkin.level && checkin.level !== "none") {
+        badges.append(el("span", checkin.level + " risk screen", "badge level-" + checkin.level));
+      }
+      if (checkin.private_space === false) badges.append(el("span", "not in a private space", "badge alert"));
+      for (const open of checkin.escalations || []) {
+        badges.append(el("span", open.kind === "event" ? "escalation open" : "review before the end", "badge alert"));
+      }
+    }
     item.append(badges);
     if (actions.length) {
       const row = el("span", null, "person-actions");

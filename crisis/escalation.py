@@ -1,0 +1,56 @@
+"""The one entry point through which every concern about a patient enters the crisis path."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+TRIGGERS = ("screening", "clinician_flag", "help_button", "silence")
+
+
+@dataclass(frozen=True, slots=True)
+class Concern:
+    """Something that may need a clinician now: who, in which session, why, how serious."""
+
+    patient_id: str
+    session_id: str
+    trigger: str
+    level: str  # none | low | moderate | high
+    rule: str
+    at: dt.datetime
+    detail: Mapping[str, Any] = field(default_factory=dict)  # scores; stored sealed
+
+    def __post_init__(self) -> None:
+        if self.trigger not in TRIGGERS:
+            raise ValueError(f"unknown trigger {self.trigger!r}")
+        if self.level not in ("none", "low", "moderate", "high"):
+            raise ValueError(f"unknown level {self.level!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the concern became."""
+
+    kind: str  # "event" | "review_task" | "none"
+    id: str | None = None
+
+
+class ConcernStore(Protocol):
+    """Durable storage for what concerns become (the server implements it)."""
+
+    async def open_event(self, concern: Concern) -> str:
+        """Record an escalation that staff must act on now; return its id."""
+
+    async def add_review_task(self, concern: Concern) -> str:
+        """Record a review the facilitator owes before the session ends; return its id."""
+
+
+async def raise_concern(store: ConcernStore, concern: Concern) -> Outcome:
+    """Moderate and high open an escalation now; low asks for a review before the end."""
+    if concern.level in ("moderate", "high"):
+        return Outcome("event", await store.open_event(concern))
+    if concern.level == "low":
+        return Outcome("review_task", await store.add_review_task(concern))
+    return Outcome("none")

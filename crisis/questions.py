@@ -1,0 +1,213 @@
+"""The check-in questions, one per screen, and the order they come in (skip logic included)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from crisis.screening import (
+    SubstanceUse,
+    cssrs_result,
+    phq9_opens_cssrs,
+    score_gad7,
+    score_phq9,
+)
+
+PREFER_NOT = "prefer_not"
+FREQUENCY = (
+    ("0", "Not at all"),
+    ("1", "Several days"),
+    ("2", "More than half the days"),
+    ("3", "Nearly every day"),
+)
+YES_NO = (("yes", "Yes"), ("no", "No"))
+PHQ9 = (
+    "Little interest or pleasure in doing things",
+    "Feeling down, depressed, or hopeless",
+    "Trouble falling or staying asleep, or sleeping too much",
+    "Feeling tired or having little energy",
+    "Poor appetite or overeating",
+    "Feeling bad about yourself, or that you are a failure or have let yourself or your "
+    "family down",
+    "Trouble concentrating on things, such as reading or watching television",
+    "Moving or speaking so slowly that other people could have noticed, or being so "
+    "fidgety or restless that you have been moving around a lot more than usual",
+    "Thoughts that you would be better off dead, or of hurting yourself in some way",
+)
+GAD7 = (
+    "Feeling nervous, anxious, or on edge",
+    "Not being able to stop or control worrying",
+    "Worrying too much about different things",
+    "Trouble relaxing",
+    "Being so restless that it is hard to sit still",
+    "Becoming easily annoyed or irritable",
+    "Feeling afraid, as if something awful might happen",
+)
+CSSRS = {
+    "cssrs_q1": "In the past month, have you wished you were dead or wished you could go to "
+    "sleep and not wake up?",
+    "cssrs_q2": "In the past month, have you had any actual thoughts of killing yourself?",
+    "cssrs_q3": "Have you been thinking about how you might do this?",
+    "cssrs_q4": "Have you had these thoughts and had some intention of acting on them?",
+    "cssrs_q5": "Have you started to work out or worked out the details of how to kill "
+    "yourself? Do you intend to carry out this plan?",
+    "cssrs_q6": "Have you ever done anything, started to do anything, or prepared to do "
+    "anything to end your life?",
+    "cssrs_q6b": "Was this within the past 3 months?",
+}
+PHQ_STEM = "Over the last 2 weeks, how often have you been bothered by this?"
+CRAVING = tuple((str(n), str(n)) for n in range(11))
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One screen: the question, its answers, and whether "prefer not to answer" is offered."""
+
+    id: str
+    text: str
+    options: tuple[tuple[str, str], ...]
+    stem: str = ""
+    skippable: bool = False
+
+
+def question(qid: str) -> Question:
+    """The question with this id."""
+    if qid.startswith("phq9_"):
+        n = int(qid[5:])
+        # Item 9 asks about self-harm: it is never skipped, because it opens the C-SSRS.
+        return Question(qid, PHQ9[n - 1], FREQUENCY, PHQ_STEM, skippable=n != 9)
+    if qid.startswith("gad7_"):
+        return Question(qid, GAD7[int(qid[5:]) - 1], FREQUENCY, PHQ_STEM, skippable=True)
+    if qid in CSSRS:
+        return Question(qid, CSSRS[qid], YES_NO)
+    if qid == "sud_used":
+        return Question(
+            qid, "Have you used alcohol or drugs since your last session?", YES_NO, skippable=True
+        )
+    if qid == "sud_craving":
+        return Question(
+            qid,
+            "Right now, how strong is your craving, from 0 (none) to 10 (the strongest)?",
+            CRAVING,
+            skippable=True,
+        )
+    if qid == "sud_intoxicated":
+        return Question(qid, "Are you under the influence of alcohol or drugs right now?", YES_NO)
+    raise KeyError(qid)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which instruments this check-in asks."""
+
+    phq9: bool
+    gad7: bool
+    cssrs: bool
+    sud: bool
+
+    def to_json(self) -> dict[str, bool]:
+        return {"phq9": self.phq9, "gad7": self.gad7, "cssrs": self.cssrs, "sud": self.sud}
+
+
+def _cssrs_order(answers: Mapping[str, str]) -> list[str]:
+    order = ["cssrs_q1", "cssrs_q2"]
+    if answers.get("cssrs_q2") == "yes":
+        order += ["cssrs_q3", "cssrs_q4", "cssrs_q5"]
+    order.append("cssrs_q6")
+    if answers.get("cssrs_q6") == "yes":
+        order.append("cssrs_q6b")
+    return order
+
+
+def sequence(plan: Plan, answers: Mapping[str, str]) -> list[str]:
+    """Every question this check-in asks, given what has been answered so far."""
+    order: list[str] = []
+    if plan.phq9:
+        order += [f"phq9_{n}" for n in range(1, 10)]
+    if plan.gad7:
+        order += [f"gad7_{n}" for n in range(1, 8)]
+    item9 = answers.get("phq9_9")
+    if plan.cssrs or (item9 is not None and item9 != "0"):
+        order += _cssrs_order(answers)
+    if plan.sud:
+        order += ["sud_used", "sud_craving", "sud_intoxicated"]
+    return order
+
+
+def next_question(plan: Plan, answers: Mapping[str, str]) -> str | None:
+    """The first question not yet answered, or None when the check-in is complete."""
+    return next((qid for qid in sequence(plan, answers) if qid not in answers), None)
+
+
+def _items(answers: Mapping[str, str], prefix: str, count: int) -> list[int | None]:
+    values: list[int | None] = []
+    for n in range(1, count + 1):
+        raw = answers.get(f"{prefix}_{n}")
+        values.append(None if raw in (None, PREFER_NOT) else int(raw))
+    return values
+
+
+def results(plan: Plan, answers: Mapping[str, str]) -> dict[str, Any]:
+    """Scores and the level, with the rule that produced it."""
+    out: dict[str, Any] = {"answers": dict(answers), "plan": plan.to_json()}
+    level, rule = "none", "no screener answered yes"
+    for name, prefix, count, scorer in (
+        ("phq9", "phq9", 9, score_phq9),
+        ("gad7", "gad7", 7, score_gad7),
+    ):
+        if not getattr(plan, name):
+            continue
+        items = _items(answers, prefix, count)
+        skipped = sum(1 for item in items if item is None)
+        if skipped:
+            out[name] = {"total": None, "band": "incomplete", "prefer_not": skipped}
+        else:
+            score = scorer([int(item) for item in items if item is not None])
+            out[name] = {"total": score.total, "band": score.band, "prefer_not": 0}
+    if "cssrs_q1" in answers:
+        yes = {qid: answers.get(qid) == "yes" for qid in CSSRS}
+
+        def maybe(qid: str) -> bool | None:
+            return yes[qid] if qid in answers else None
+
+        result = cssrs_result(
+            q1=yes["cssrs_q1"],
+            q2=yes["cssrs_q2"],
+            q3=maybe("cssrs_q3"),
+            q4=maybe("cssrs_q4"),
+            q5=maybe("cssrs_q5"),
+            q6=yes["cssrs_q6"],
+            q6_past_3_months=maybe("cssrs_q6b"),
+        )
+        out["cssrs"] = {"level": result.level, "rule": result.rule}
+        level, rule = result.level, result.rule
+    if plan.phq9 and phq9_opens_cssrs(_items(answers, "phq9", 9)) and level == "none":
+        level, rule = "low", "PHQ-9 item 9 above 0"
+    if plan.sud:
+        craving, used = answers.get("sud_craving"), answers.get("sud_used")
+        sud = SubstanceUse(
+            None if used in (None, PREFER_NOT) else used == "yes",
+            None if craving in (None, PREFER_NOT) else int(craving),
+            answers.get("sud_intoxicated") == "yes",
+        )
+        out["sud"] = {
+            "used_since_last_session": sud.used_since_last_session,
+            "craving": sud.craving,
+            "intoxicated_now": sud.intoxicated_now,
+        }
+    out["level"], out["rule"] = level, rule
+    return out
+
+
+def valid_answer(qid: str, value: str) -> bool:
+    """Whether `value` is one of the question's answers (or an allowed "prefer not")."""
+    q = question(qid)
+    return value in {v for v, _ in q.options} or (q.skippable and value == PREFER_NOT)
+
+
+def progress(plan: Plan, answers: Mapping[str, str]) -> tuple[int, int]:
+    """(this question's number, how many there are now) for the progress indicator."""
+    order: Sequence[str] = sequence(plan, answers)
+    done = sum(1 for qid in order if qid in answers)
+    return min(done + 1, len(order)), len(order)

@@ -1,0 +1,308 @@
+"""The pre-session check-in: the safety check, then one question per screen, then a calm close."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from aiohttp_session import get_session
+
+from crisis.questions import PREFER_NOT, Plan, next_question, progress, question, valid_answer
+from server import checkin_store
+from server.appkeys import CLOCK, ENGINE, KEYRING
+from server.auth import audit_event, csrf_token, identity, read_form, requires
+from server.joinlinks import patient_sessions
+from server.logs import get_logger
+from server.permissions import Action
+from server.render import render
+from server.roomaccess import patient_session
+from server.schemas import check_phone
+from server.scope import patient_visible
+
+log = get_logger(__name__)
+STATE = "checkin"
+SUPPORT = (("yes", "Yes"), ("no", "No"), ("none", "I do not have a support person"))
+
+
+def parse_safety(
+    form: Any, previous: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The safety check from a form, or the fields that need attention."""
+    errors: dict[str, str] = {}
+    where = form.get("where", "")
+    if where == "same" and previous is not None:
+        address, county = previous["address"], previous.get("county", "")
+    elif where == "new":
+        address, county = form.get("address", "").strip(), form.get("county", "").strip()
+        if not 5 <= len(address) <= 300:
+            errors["address"] = "Type the full address where you are right now."
+    else:
+        errors["where"] = "Tell us where you are right now."
+        address, county = "", ""
+    phone = form.get("callback_phone", "").strip()
+    try:
+        check_phone(phone)
+    except ValueError:
+        errors["callback_phone"] = "Type a phone number we can call you on during this session."
+    support = form.get("support_reachable", "")
+    if support not in {v for v, _ in SUPPORT}:
+        errors["support_reachable"] = "Choose one."
+    private = form.get("private_space", "")
+    if private not in ("yes", "no"):
+        errors["private_space"] = "Choose one."
+    answers = {
+        "address": address,
+        "county": county[:64],
+        "callback_phone": phone,
+        "support_reachable": support,
+        "private_space": private == "yes",
+        "same_as_last_time": where == "same",
+    }
+    return answers, errors
+
+
+async def _state(request: web.Request, session_id: str, patient_id: str) -> dict[str, Any]:
+    session = await get_session(request)
+    state = session.get(STATE)
+    if not isinstance(state, dict) or state.get("session_id") != session_id:
+        async with request.app[ENGINE].connect() as conn:
+            plan = await checkin_store.plan_for(
+                conn, session_id, patient_id, request.app[CLOCK].now()
+            )
+        state = {"session_id": session_id, "plan": plan.to_json(), "answers": {}}
+        session[STATE] = state
+    return state
+
+
+async def _safety_page(
+    request: web.Request, link: Any, session_id: str, values: dict[str, Any], errors: dict[str, str]
+) -> web.Response:
+    async with request.app[ENGINE].connect() as conn:
+        previous = await checkin_store.previous_safety(
+            conn, request.app[KEYRING], link.patient_id, session_id
+        )
+    context = {
+        "previous": previous,
+        "values": values,
+        "errors": errors,
+        "support": SUPPORT,
+        "csrf": await csrf_token(request),
+    }
+    return await render(request, "checkin_safety.html", context, 400 if errors else 200)
+
+
+async def checkin_page(request: web.Request) -> web.StreamResponse:
+    """The next step of the check-in for the patient's session."""
+    link, session_id = await patient_session(request)
+    async with request.app[ENGINE].connect() as conn:
+        done = await checkin_store.safety_check_for(conn, session_id, link.patient_id)
+    if done is None:
+        return await _safety_page(request, link, session_id, {}, {})
+    state = await _state(request, session_id, link.patient_id)
+    plan = Plan(**state["plan"])
+    qid = next_question(plan, state["answers"])
+    if qid is None:
+        raise web.HTTPSeeOther("/room")
+    number, total = progress(plan, state["answers"])
+    context = {
+        "q": question(qid),
+        "number": number,
+        "total": total,
+        "prefer_not": PREFER_NOT,
+        "csrf": await csrf_token(request),
+    }
+    return await render(request, "checkin_question.html", context)
+
+
+async def safety_submit(request: web.Request) -> web.StreamResponse:
+    """Record where the patient is and how to reach them for this session."""
+    link, session_id = await patient_session(request)
+    form = await read_form(request)
+    keyring = request.app[KEYRING]
+    async with request.app[ENGINE].begin() as conn:
+        previous = await checkin_store.previous_safety(conn, keyring, link.patient_id, session_id)
+        answers, errors = parse_safety(form, previous)
+        if not errors:
+            await checkin_store.save_safety_check(
+                conn,
+                keyring,
+                session_id=session_id,
+                patient_id=link.patient_id,
+                answers=answers,
+                now=request.app[CLOCK].now(),
+                recorded_by=None,
+            )
+    if errors:
+        values = {k: form.get(k, "") for k in ("where", "address", "county", "callback_phone")}
+        return await _safety_page(request, link, session_id, values, errors)
+    log.info("checkin.safety_recorded", patient_id=link.patient_id, session_id=session_id)
+    if not answers["private_space"]:
+        return await render(request, "checkin_private.html", {"program_phone": link.program_phone})
+    raise web.HTTPSeeOther("/checkin")
+
+
+async def answer_submit(request: web.Request) -> web.StreamResponse:
+    """Record one answer; after the last, score, store and hand the level on."""
+    link, session_id = await patient_session(request)
+    form = await read_form(request)
+    state = await _state(request, session_id, link.patient_id)
+    plan = Plan(**state["plan"])
+    expected = next_question(plan, state["answers"])
+    qid, value = form.get("qid", ""), form.get("answer", "")
+    if expected is None:
+        raise web.HTTPSeeOther("/room")
+    if qid != expected:
+        raise web.HTTPSeeOther("/checkin")  # an old tab or the back button
+    if not valid_answer(qid, value):
+        number, total = progress(plan, state["answers"])
+        context = {
+            "q": question(qid),
+            "number": number,
+            "total": total,
+            "prefer_not": PREFER_NOT,
+            "csrf": await csrf_token(request),
+            "error": "Choose one of the answers.",
+        }
+        return await render(request, "checkin_question.html", context, 400)
+    answers = {**state["answers"], qid: value}
+    session = await get_session(request)
+    session[STATE] = {**state, "answers": answers}
+    if next_question(plan, answers) is not None:
+        raise web.HTTPSeeOther("/checkin")
+    async with request.app[ENGINE].begin() as conn:
+        _, outcome = await checkin_store.save_screening(
+            conn,
+            request.app[KEYRING],
+            session_id=session_id,
+            patient_id=link.patient_id,
+            plan=plan,
+            answers=answers,
+            now=request.app[CLOCK].now(),
+        )
+    session.pop(STATE, None)
+    log.info("checkin.screened", patient_id=link.patient_id, session_id=session_id)
+    # The patient never sees a level: every check-in closes the same calm way.
+    return await render(request, "checkin_done.html", {"program_phone": link.program_phone})
+
+
+# Staff: the safety check taken by phone, and the measures page ------------------------------
+
+
+@requires(Action.JOIN_LINKS_MANAGE, phi=True)
+async def staff_safety_check(request: web.Request) -> web.StreamResponse:
+    """A clinician records the safety check for a patient on the phone."""
+    form = await read_form(request)
+    who = identity(request)
+    patient_id = request.match_info["patient_id"]
+    keyring = request.app[KEYRING]
+    now = request.app[CLOCK].now()
+    async with request.app[ENGINE].begin() as conn:
+        if not await patient_visible(conn, who, patient_id):
+            raise web.HTTPNotFound(reason="There is no such patient on your caseload.")
+        session_id = form.get("session_id", "")
+        upcoming = {s.session_id for s in await patient_sessions(conn, patient_id, now)}
+        if session_id not in upcoming:
+            raise web.HTTPBadRequest(reason="Choose one of the patient's coming sessions.")
+        previous = await checkin_store.previous_safety(conn, keyring, patient_id, session_id)
+        answers, errors = parse_safety(form, previous)
+        if errors:
+            raise web.HTTPBadRequest(reason="Check the fields: " + ", ".join(sorted(errors)) + ".")
+        await checkin_store.save_safety_check(
+            conn,
+            keyring,
+            session_id=session_id,
+            patient_id=patient_id,
+            answers=answers,
+            now=now,
+            recorded_by=who.id,
+        )
+        await audit_event(
+            request, conn, "checkin.safety_by_phone", target_type="patient", target_id=patient_id
+        )
+    raise web.HTTPSeeOther(f"/patients/{patient_id}/measures")
+
+
+@requires(Action.PATIENTS_READ, phi=True)
+async def measures_page(request: web.Request) -> web.Response:
+    """Check-in history: PHQ-9 and GAD-7 trends, C-SSRS levels, safety checks (audited)."""
+    who = identity(request)
+    patient_id = request.match_info["patient_id"]
+    keyring = request.app[KEYRING]
+    async with request.app[ENGINE].begin() as conn:
+        if not await patient_visible(conn, who, patient_id):
+            raise web.HTTPNotFound(reason="There is no such patient on your caseload.")
+        history = await checkin_store.history(conn, keyring, patient_id)
+        await audit_event(
+            request,
+            conn,
+            "patient.phi_read",
+            target_type="patient",
+            target_id=patient_id,
+            detail={"fields": "screenings_and_safety_checks"},
+        )
+    context = {
+        "patient_id": patient_id,
+        "screenings": history["screenings"],
+        "checks": history["checks"],
+        "chart": trend_svg(history["screenings"]),
+        "as_json": json.dumps,
+    }
+    return await render(request, "measures.html", context)
+
+
+def trend_svg(screenings: list[dict[str, Any]], width: int = 640, height: int = 220) -> str:
+    """PHQ-9 and GAD-7 totals over time as an inline SVG (no scripts, no external files)."""
+    points: dict[str, list[tuple[int, int]]] = {"phq9": [], "gad7": []}
+    for index, item in enumerate(sorted(screenings, key=lambda s: s["at"])):
+        for name in points:
+            total = (item["result"].get(name) or {}).get("total")
+            if total is not None:
+                points[name].append((index, int(total)))
+    count = max(1, len(screenings) - 1)
+    pad = 32
+
+    def xy(index: int, value: int) -> str:
+        x = pad + (width - 2 * pad) * index / count
+        y = height - pad - (height - 2 * pad) * value / 27
+        return f"{x:.1f},{y:.1f}"
+
+    lines = []
+    for name, colour, label in (("phq9", "#2f6f6a", "PHQ-9"), ("gad7", "#8a5a00", "GAD-7")):
+        if points[name]:
+            path = " ".join(xy(i, v) for i, v in points[name])
+            lines.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2.5" points="{path}"/>'
+            )
+            for i, v in points[name]:
+                x, y = xy(i, v).split(",")
+                lines.append(
+                    f'<circle cx="{x}" cy="{y}" r="3.5" fill="{colour}">'
+                    f"<title>{label} {v}</title></circle>"
+                )
+
+    def row(v: int) -> str:
+        y = height - pad - (height - 2 * pad) * v / 27
+        return (
+            f'<line x1="{pad}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d9dcd6"/>'
+            f'<text x="4" y="{y + 4:.1f}" font-size="11">{v}</text>'
+        )
+
+    grid = "".join(row(v) for v in (0, 5, 10, 15, 20, 27))
+    legend = (
+        f'<text x="{pad}" y="16" font-size="12" fill="#2f6f6a">PHQ-9</text>'
+        f'<text x="{pad + 60}" y="16" font-size="12" fill="#8a5a00">GAD-7</text>'
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="PHQ-9 and GAD-7 totals over time">{grid}{legend}{"".join(lines)}</svg>'
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the check-in pages."""
+    app.router.add_get("/checkin", checkin_page)
+    app.router.add_post("/checkin/safety", safety_submit)
+    app.router.add_post("/checkin/answer", answer_submit)
+    app.router.add_post("/patients/{patient_id}/safety-check", staff_safety_check)
+    app.router.add_get("/patients/{patient_id}/measures", measures_page)

@@ -1,0 +1,302 @@
+"""The pre-session check-in in storage: safety checks, screenings, cadence, concerns."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crisis.escalation import Concern, Outcome, raise_concern
+from crisis.questions import Plan, results
+from server.catalog import new_id
+from server.phi import Keyring
+from server.storage.tables import (
+    crisis_requests,
+    patients,
+    programs,
+    safety_checks,
+    screenings,
+    sessions,
+)
+
+DEFAULT_CADENCE = {"cssrs": 0, "phq9": 7, "gad7": 7}  # days between; 0 = every session
+_ZIP = re.compile(r"\b(\d{5})(?:-\d{4})?\b")
+
+
+def zip_of(address: str) -> str | None:
+    """The last five-digit ZIP code in an address."""
+    found = _ZIP.findall(address)
+    return found[-1] if found else None
+
+
+def _context(table: str, row_id: str) -> str:
+    return f"{table}/{row_id}"
+
+
+async def _session_row(conn: AsyncConnection, session_id: str) -> Any:
+    return (
+        await conn.execute(
+            sa.select(sessions.c.ends_at, programs.c.kind, programs.c.screening_cadence)
+            .join(programs, programs.c.id == sessions.c.program_id)
+            .where(sessions.c.id == session_id)
+        )
+    ).one()
+
+
+async def plan_for(
+    conn: AsyncConnection, session_id: str, patient_id: str, now: dt.datetime
+) -> Plan:
+    """Which instruments are due: the program's cadence, or the patient's override."""
+    session = await _session_row(conn, session_id)
+    override = await conn.scalar(
+        sa.select(patients.c.screening_cadence).where(patients.c.id == patient_id)
+    )
+    cadence = {**DEFAULT_CADENCE, **(session.screening_cadence or {}), **(override or {})}
+    rows = (
+        await conn.execute(
+            sa.select(screenings.c.instruments, screenings.c.at, screenings.c.session_id).where(
+                screenings.c.patient_id == patient_id
+            )
+        )
+    ).all()
+
+    def due(name: str) -> bool:
+        days = cadence.get(name)
+        if days is None or days < 0:
+            return False
+        for row in rows:
+            if name not in row.instruments.split(","):
+                continue
+            if days == 0 and row.session_id == session_id:
+                return False
+            if days > 0 and now - row.at < dt.timedelta(days=days):
+                return False
+        return True
+
+    return Plan(due("phq9"), due("gad7"), due("cssrs"), session.kind == "substance_use")
+
+
+async def safety_check_for(conn: AsyncConnection, session_id: str, patient_id: str) -> Any:
+    """This session's safety check, or None."""
+    return (
+        await conn.execute(
+            sa.select(safety_checks)
+            .where(
+                safety_checks.c.session_id == session_id, safety_checks.c.patient_id == patient_id
+            )
+            .order_by(safety_checks.c.at.desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def previous_safety(
+    conn: AsyncConnection, keyring: Keyring, patient_id: str, session_id: str
+) -> dict[str, Any] | None:
+    """The patient's most recent safety check from another session, opened (for "same as
+    last time", which the patient must confirm explicitly)."""
+    row = (
+        await conn.execute(
+            sa.select(safety_checks)
+            .where(
+                safety_checks.c.patient_id == patient_id, safety_checks.c.session_id != session_id
+            )
+            .order_by(safety_checks.c.at.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return json.loads(keyring.open(row.answers_enc, context=_context("safety_checks", row.id)))
+
+
+async def save_safety_check(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    *,
+    session_id: str,
+    patient_id: str,
+    answers: dict[str, Any],
+    now: dt.datetime,
+    recorded_by: str | None,
+) -> str:
+    """Store a safety check; the address's ZIP and county stay readable for the directory."""
+    check_id = new_id()
+    await conn.execute(
+        safety_checks.insert().values(
+            id=check_id,
+            session_id=session_id,
+            patient_id=patient_id,
+            answers_enc=keyring.seal(
+                json.dumps(answers, sort_keys=True), context=_context("safety_checks", check_id)
+            ),
+            zip=zip_of(answers["address"]),
+            county=answers.get("county") or None,
+            private_space=bool(answers["private_space"]),
+            recorded_by=recorded_by,
+            at=now,
+        )
+    )
+    return check_id
+
+
+async def screening_for(conn: AsyncConnection, session_id: str, patient_id: str) -> Any:
+    """This session's screening, or None."""
+    return (
+        await conn.execute(
+            sa.select(screenings)
+            .where(screenings.c.session_id == session_id, screenings.c.patient_id == patient_id)
+            .order_by(screenings.c.at.desc())
+            .limit(1)
+        )
+    ).first()
+
+
+def open_screening(keyring: Keyring, row: Any) -> dict[str, Any]:
+    """A screening's answers, scores and level."""
+    return dict(json.loads(keyring.open(row.result_enc, context=_context("screenings", row.id))))
+
+
+class SqlConcerns:
+    """crisis.escalation's store: concerns recorded durably and shown to staff."""
+
+    def __init__(self, conn: AsyncConnection, keyring: Keyring, session_ends: dt.datetime) -> None:
+        self._conn = conn
+        self._keyring = keyring
+        self._session_ends = session_ends
+
+    async def _insert(self, concern: Concern, kind: str, due: dt.datetime | None) -> str:
+        request_id = new_id()
+        detail = {"rule": concern.rule, **dict(concern.detail)}
+        await self._conn.execute(
+            crisis_requests.insert().values(
+                id=request_id,
+                patient_id=concern.patient_id,
+                session_id=concern.session_id,
+                kind=kind,
+                trigger=concern.trigger,
+                level=concern.level,
+                detail_enc=self._keyring.seal(
+                    json.dumps(detail, sort_keys=True),
+                    context=_context("crisis_requests", request_id),
+                ),
+                due_at=due,
+                created_at=concern.at,
+            )
+        )
+        return request_id
+
+    async def open_event(self, concern: Concern) -> str:
+        return await self._insert(concern, "event", None)
+
+    async def add_review_task(self, concern: Concern) -> str:
+        return await self._insert(concern, "review_task", self._session_ends)
+
+
+async def save_screening(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    *,
+    session_id: str,
+    patient_id: str,
+    plan: Plan,
+    answers: dict[str, str],
+    now: dt.datetime,
+) -> tuple[dict[str, Any], Outcome]:
+    """Score, store sealed, and hand the level to the crisis entry point."""
+    scored = results(plan, answers)
+    instruments = [name for name in ("phq9", "gad7", "cssrs", "sud") if name in scored]
+    screening_id = new_id()
+    await conn.execute(
+        screenings.insert().values(
+            id=screening_id,
+            session_id=session_id,
+            patient_id=patient_id,
+            result_enc=keyring.seal(
+                json.dumps(scored, sort_keys=True), context=_context("screenings", screening_id)
+            ),
+            instruments=",".join(instruments) or "none",
+            at=now,
+        )
+    )
+    session = await _session_row(conn, session_id)
+    concern = Concern(
+        patient_id=patient_id,
+        session_id=session_id,
+        trigger="screening",
+        level=scored["level"],
+        rule=scored["rule"],
+        at=now,
+        detail={key: scored[key] for key in ("phq9", "gad7", "cssrs") if key in scored},
+    )
+    outcome = await raise_concern(SqlConcerns(conn, keyring, session.ends_at), concern)
+    return scored, outcome
+
+
+async def staff_status(
+    conn: AsyncConnection, keyring: Keyring, session_id: str, patient_id: str
+) -> dict[str, Any]:
+    """What staff see beside a patient's name: check-in done, level, private space."""
+    check = await safety_check_for(conn, session_id, patient_id)
+    screening = await screening_for(conn, session_id, patient_id)
+    open_requests = (
+        await conn.execute(
+            sa.select(crisis_requests.c.kind, crisis_requests.c.level).where(
+                crisis_requests.c.session_id == session_id,
+                crisis_requests.c.patient_id == patient_id,
+                crisis_requests.c.closed_at.is_(None),
+            )
+        )
+    ).all()
+    level = open_screening(keyring, screening)["level"] if screening else None
+    return {
+        "done": check is not None,
+        "private_space": None if check is None else bool(check.private_space),
+        "level": level,
+        "escalations": [{"kind": r.kind, "level": r.level} for r in open_requests],
+    }
+
+
+async def checkin_complete(
+    conn: AsyncConnection, session_id: str, patient_id: str, now: dt.datetime
+) -> bool:
+    """The safety check is done for this session and no screening is due."""
+    if await safety_check_for(conn, session_id, patient_id) is None:
+        return False
+    plan = await plan_for(conn, session_id, patient_id, now)
+    if plan.phq9 or plan.gad7 or plan.cssrs or plan.sud:
+        return await screening_for(conn, session_id, patient_id) is not None
+    return True
+
+
+async def history(conn: AsyncConnection, keyring: Keyring, patient_id: str) -> dict[str, Any]:
+    """A patient's screenings and safety checks, oldest first, opened."""
+    found = await conn.execute(
+        sa.select(screenings).where(screenings.c.patient_id == patient_id).order_by(screenings.c.at)
+    )
+    checks = await conn.execute(
+        sa.select(safety_checks)
+        .where(safety_checks.c.patient_id == patient_id)
+        .order_by(safety_checks.c.at)
+    )
+    return {
+        "screenings": [
+            {"at": row.at, "session_id": row.session_id, "result": open_screening(keyring, row)}
+            for row in found
+        ],
+        "checks": [
+            {
+                "at": row.at,
+                "session_id": row.session_id,
+                "by_phone": row.recorded_by is not None,
+                "answers": json.loads(
+                    keyring.open(row.answers_enc, context=_context("safety_checks", row.id))
+                ),
+            }
+            for row in checks
+        ],
+    }
