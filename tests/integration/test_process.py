@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,18 @@ class ServerProcess:
     base_url: str
     ca_file: Path
     data_dir: Path
+    output: bytearray = field(default_factory=bytearray)
+    reader: asyncio.Task[None] | None = None
+
+    def start_reading(self) -> None:
+        """Drain the server's output as it comes, so a full pipe never blocks its logging."""
+
+        async def read() -> None:
+            assert self.process.stdout is not None
+            while chunk := await self.process.stdout.read(65536):
+                self.output.extend(chunk)
+
+        self.reader = asyncio.create_task(read())
 
     def client(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
@@ -100,8 +112,10 @@ class ServerProcess:
         """SIGTERM, then everything the process printed."""
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
-        out, _ = await asyncio.wait_for(self.process.communicate(), timeout=30)
-        return self.process.returncode or 0, out.decode()
+        await asyncio.wait_for(self.process.wait(), timeout=30)
+        if self.reader is not None:
+            await asyncio.wait_for(self.reader, timeout=30)
+        return self.process.returncode or 0, self.output.decode()
 
 
 async def _start(data_dir: Path, port: int) -> ServerProcess:
@@ -118,6 +132,7 @@ async def _start(data_dir: Path, port: int) -> ServerProcess:
     running = ServerProcess(
         process, f"https://127.0.0.1:{port}", data_dir / "certs" / "ca.crt", data_dir
     )
+    running.start_reading()
     for _ in range(300):
         if process.returncode is not None:
             break
@@ -272,7 +287,7 @@ async def test_phi_sent_through_the_api_never_reaches_the_logs(
         assert value.encode() not in stored, f"PHI stored in plain text: {value}"
 
 
-async def test_signatures_and_consent_text_never_reach_the_logs(
+async def test_signatures_check_in_answers_and_addresses_never_reach_the_logs(
     served: tuple[ServerProcess, dict[str, Any]],
 ) -> None:
     running, demo = served
@@ -289,9 +304,46 @@ async def test_signatures_and_consent_text_never_reach_the_logs(
             form = {"csrf_token": token.group(1), "full_name": signature, "decision": "agree"}
             form |= {f"ack_{i}": "on" for i in range(acks)}
             await phone.post(f"/consent/{kind.group(1)}", data=form)
+        page = await (await phone.get("/checkin")).text()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token is not None
+        safety = await phone.post(
+            "/checkin/safety",
+            data={
+                "csrf_token": token.group(1),
+                "where": "new",
+                "address": "9911 Canarycheck Lane, Fresno, CA 93701",
+                "county": "Canarycounty",
+                "callback_phone": "(555) 010-0191",
+                "support_reachable": "yes",
+                "private_space": "yes",
+            },
+        )
+        assert safety.status == 200
+        for _ in range(40):
+            page = await (await phone.get("/checkin")).text()
+            qid = re.search(r'name="qid" value="([a-z0-9_]+)"', page)
+            if qid is None:
+                break
+            answer = "yes" if qid.group(1) in ("phq9_9", "cssrs_q1") else "no"
+            answer = "1" if qid.group(1).startswith(("phq9", "gad7")) else answer
+            await phone.post(
+                "/checkin/answer",
+                data={"csrf_token": token.group(1), "qid": qid.group(1), "answer": answer},
+            )
         assert (await phone.get("/room")).status == 200
     code, output = await running.stop()
     assert code == 0
-    assert "consent.recorded" in output
-    for secret in ("Canarysignature", "Zebulon", "Your clinician for this session is"):
+    assert "consent.recorded" in output and "checkin.screened" in output
+    for secret in (
+        "Canarysignature",
+        "Zebulon",
+        "Your clinician for this session is",
+        "Canarycheck",
+        "Canarycounty",
+        "010-0191",
+        "phq9_",
+        "cssrs_q1",
+        "Little interest or pleasure",
+    ):
         assert secret not in output
