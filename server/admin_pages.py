@@ -77,7 +77,18 @@ def _program_data(form: MultiDict[str]) -> dict[str, Any]:
         "consent_group": kinds("consent_group"),
         "consent_individual": kinds("consent_individual"),
         "recording_enabled": form.get("recording_enabled") == "on",
+        "screening_cadence": cadence_from(form),
     }
+
+
+def cadence_from(form: MultiDict[str]) -> dict[str, Any] | None:
+    """Days between instruments from a form; blank fields keep the default (None if all are)."""
+    found: dict[str, Any] = {}
+    for name in ("phq9", "gad7", "cssrs"):
+        raw = form.get(f"screening_cadence_{name}", "").strip()
+        if raw:
+            found[name] = int(raw) if raw.isdigit() else raw
+    return found or None
 
 
 @requires(Action.PROGRAMS_MANAGE)
@@ -148,6 +159,8 @@ async def _program_view(
         "consent_titles": KIND_TITLES,
         "csrf": await csrf_token(request),
     }
+    for name, days in (values.get("screening_cadence") or {}).items():
+        values.setdefault(f"screening_cadence_{name}", days)
     return await render(request, "admin_program.html", context, status)
 
 
@@ -297,6 +310,7 @@ def _patient_data(form: MultiDict[str]) -> dict[str, Any]:
         "time_zone": form.get("time_zone", ""),
         "support_release": form.get("support_release") == "on",
         "adolescent": form.get("adolescent") == "on",
+        "screening_cadence": cadence_from(form),
     }
     data["legal_name"] = data["legal_name"] or ""
     data["display_name"] = data["display_name"] or ""
@@ -314,6 +328,8 @@ def _patient_data(form: MultiDict[str]) -> dict[str, Any]:
 
 def _patient_values(record: dict[str, Any]) -> dict[str, Any]:
     values = dict(record)
+    for name, days in (record.get("screening_cadence") or {}).items():
+        values[f"screening_cadence_{name}"] = days
     support = record.get("support_person") or {}
     for key in ("name", "relationship", "phone"):
         values[f"support_person_{key}"] = support.get(key, "")

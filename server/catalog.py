@@ -188,6 +188,7 @@ def _sealed_patient_fields(keyring: Keyring, patient_id: str, data: PatientIn) -
         "time_zone": data.time_zone,
         "adolescent": data.adolescent,
         "support_release": data.support_release,
+        "screening_cadence": data.screening_cadence,
     }
     for field in PATIENT_PHI:
         value = plain[field]
@@ -250,6 +251,7 @@ def _patient_record(keyring: Keyring, row: Any) -> Record:
         "time_zone": data["time_zone"],
         "adolescent": bool(data["adolescent"]),
         "support_release": bool(data.get("support_release", False)),
+        "screening_cadence": data.get("screening_cadence"),
         "created_at": _json(data["created_at"]),
     }
     for field in PATIENT_PHI:

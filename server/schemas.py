@@ -63,6 +63,7 @@ class SignIn(Strict):
 
 
 ConsentKind = Literal["telehealth", "group_confidentiality", "emergency_plan", "part2"]
+Instrument = Literal["phq9", "gad7", "cssrs"]
 
 
 class ProgramIn(Strict):
@@ -76,6 +77,8 @@ class ProgramIn(Strict):
     consent_group: list[ConsentKind] | None = None
     consent_individual: list[ConsentKind] | None = None
     recording_enabled: bool = False
+    # Days between asking each instrument (0 = every session); None keeps the defaults.
+    screening_cadence: dict[Instrument, Annotated[int, Field(ge=0, le=365)]] | None = None
 
 
 class SupportPerson(Strict):
@@ -120,6 +123,7 @@ class PatientIn(Strict):
     preferred_ed: Annotated[str, StringConstraints(min_length=2, max_length=200)] | None = None
     time_zone: TimeZone = "America/Los_Angeles"
     adolescent: bool = False
+    screening_cadence: dict[Instrument, Annotated[int, Field(ge=0, le=365)]] | None = None
 
     @model_validator(mode="after")
     def _birth_in_past(self) -> PatientIn:

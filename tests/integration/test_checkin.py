@@ -220,3 +220,76 @@ async def test_a_clinician_takes_the_safety_check_by_phone(
         stored = repr((await conn.execute(sa.select(safety_checks))).all())
         stored += repr((await conn.execute(sa.select(screenings))).all())
     assert "Checkin Road" not in stored  # sealed at rest
+
+
+async def test_programs_and_patients_set_how_often_each_questionnaire_is_asked(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo)
+    program_id = demo["program"]["id"]
+    async with await signed_in(server, *staff_login(demo, "admin")) as admin:
+        page = await (await admin.get(f"/admin/programs/{program_id}")).text()
+        token = CSRF.search(page)
+        assert token is not None
+        form = {
+            "csrf_token": token.group(1),
+            "name": "Demo Evening IOP (example data)",
+            "kind": "mental_health",
+            "time_zone": "America/Los_Angeles",
+            "phone": "(555) 010-0100",
+            "join_link_mode": "per_session",
+        }
+        bad = await admin.post(
+            f"/admin/programs/{program_id}", data={**form, "screening_cadence_phq9": "often"}
+        )
+        assert bad.status == 400 and 'id="e-screening_cadence_phq9"' in await bad.text()
+        saved = await admin.post(
+            f"/admin/programs/{program_id}",
+            data={**form, "screening_cadence_phq9": "0", "screening_cadence_gad7": "30"},
+            allow_redirects=False,
+        )
+        assert saved.status == 303
+        edit = await (await admin.get(f"/admin/patients/{patient['id']}/edit")).text()
+        token = CSRF.search(edit)
+        assert token is not None
+        override = await admin.post(
+            f"/admin/patients/{patient['id']}/edit",
+            data={
+                "csrf_token": token.group(1),
+                "legal_name": "Avery Example",
+                "display_name": "Avery",
+                "time_zone": "America/Los_Angeles",
+                "screening_cadence_cssrs": "7",
+            },
+            allow_redirects=False,
+        )
+        assert override.status == 303
+    now = server.app[CLOCK].now()
+    async with server.app[ENGINE].connect() as conn:
+        sessions = await patient_sessions(conn, patient["id"], now)
+        plan = await checkin_store.plan_for(conn, sessions[0].session_id, patient["id"], now)
+    assert (plan.phq9, plan.gad7, plan.cssrs) == (True, True, True)
+    other = _patient(demo, 1)
+    async with server.app[ENGINE].begin() as conn:
+        await checkin_store.save_screening(
+            conn,
+            server.keyring,
+            session_id=sessions[0].session_id,
+            patient_id=patient["id"],
+            plan=plan,
+            answers={
+                **{f"phq9_{n}": "0" for n in range(1, 10)},
+                **{f"gad7_{n}": "0" for n in range(1, 8)},
+                "cssrs_q1": "no",
+                "cssrs_q2": "no",
+                "cssrs_q6": "no",
+            },
+            now=now,
+        )
+        later = await checkin_store.plan_for(conn, sessions[1].session_id, patient["id"], now)
+        everyone_else = await checkin_store.plan_for(
+            conn, other["join_session_id"], other["id"], now
+        )
+    # PHQ-9 every session now; GAD-7 monthly; C-SSRS weekly for this patient only.
+    assert (later.phq9, later.gad7, later.cssrs) == (True, False, False)
+    assert everyone_else.cssrs
