@@ -17,6 +17,14 @@ from server.storage.tables import crisis_requests, safety_checks, screenings
 from tests.conftest import RunningServer, give_consents, signed_in, staff_login
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+# No to every question: what a calm check-in with every instrument due looks like.
+ALL_CLEAR = {
+    **{f"phq9_{n}": "0" for n in range(1, 10)},
+    **{f"gad7_{n}": "0" for n in range(1, 8)},
+    "cssrs_q1": "no",
+    "cssrs_q2": "no",
+    "cssrs_q6": "no",
+}
 SAFETY = {
     "where": "new",
     "address": "77 Checkin Road, Fresno, CA 93701",
@@ -168,13 +176,7 @@ async def test_weekly_instruments_are_not_asked_again_within_the_week(
             session_id=sessions[0].session_id,
             patient_id=patient["id"],
             plan=first,
-            answers={
-                **{f"phq9_{n}": "0" for n in range(1, 10)},
-                **{f"gad7_{n}": "0" for n in range(1, 8)},
-                "cssrs_q1": "no",
-                "cssrs_q2": "no",
-                "cssrs_q6": "no",
-            },
+            answers=ALL_CLEAR,
             now=now,
         )
         later = await checkin_store.plan_for(conn, sessions[1].session_id, patient["id"], now)
@@ -277,13 +279,7 @@ async def test_programs_and_patients_set_how_often_each_questionnaire_is_asked(
             session_id=sessions[0].session_id,
             patient_id=patient["id"],
             plan=plan,
-            answers={
-                **{f"phq9_{n}": "0" for n in range(1, 10)},
-                **{f"gad7_{n}": "0" for n in range(1, 8)},
-                "cssrs_q1": "no",
-                "cssrs_q2": "no",
-                "cssrs_q6": "no",
-            },
+            answers=ALL_CLEAR,
             now=now,
         )
         later = await checkin_store.plan_for(conn, sessions[1].session_id, patient["id"], now)
