@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pyotp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,7 +140,11 @@ async def run(seconds: float, concurrency: int) -> dict[str, Any]:
             ) as client:
                 signed = await client.post(
                     base + "/api/auth/session",
-                    json={"email": clinician["email"], "password": clinician["password"]},
+                    json={
+                        "email": clinician["email"],
+                        "password": clinician["password"],
+                        "code": pyotp.TOTP(clinician["totp_secret"]).now(),
+                    },
                 )
                 signed.raise_for_status()
                 results = {
