@@ -16,7 +16,7 @@ from multidict import MultiDict
 
 from server import accounts, audit
 from server.appkeys import CLOCK, ENGINE, SETTINGS
-from server.middleware import REQUEST_ID, ApiError
+from server.middleware import REQUEST_ID, ApiError, wants_json
 from server.permissions import Action, Role, allowed
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,11 +49,6 @@ class StaffIdentity:
 
 
 STAFF_KEY = web.RequestKey("staff", StaffIdentity)
-
-
-def wants_json(request: web.Request) -> bool:
-    """API callers get JSON refusals; browsers get pages and redirects."""
-    return request.path.startswith("/api/")
 
 
 def safe_next(raw: str | None, default: str = "/dashboard") -> str:

@@ -64,13 +64,14 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def _wants_json(request: web.Request) -> bool:
+def wants_json(request: web.Request) -> bool:
+    """API and health callers get JSON; browsers get pages and redirects."""
     return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")
 
 
 def _error_response(request: web.Request, status: int, reason: str) -> web.Response:
     request_id = request.get(REQUEST_ID, "")
-    if _wants_json(request):
+    if wants_json(request):
         return web.json_response(
             {"error": _code(status), "reason": reason, "request_id": request_id},
             status=status,
