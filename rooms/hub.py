@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from rooms import protocol as p
 from rooms.clock import ClockError, SessionClock
 from rooms.model import (
+    PERMISSIONS,
     Identity,
     Member,
     Presence,
@@ -43,6 +44,7 @@ class Participant(Protocol):
 Recorder = Callable[[Member, str, dt.datetime], None]
 StateRecorder = Callable[[RoomState], None]
 ClockRecorder = Callable[[SessionClock, str, Member | None], None]
+HelpRecorder = Callable[[Member, str, dt.datetime], None]
 Clock = Callable[[], dt.datetime]
 
 
@@ -87,10 +89,12 @@ class RoomHub:
         record_state: StateRecorder | None = None,
         clock_state: SessionClock | None = None,
         record_clock: ClockRecorder | None = None,
+        record_help: HelpRecorder | None = None,
     ) -> None:
         self.room = room
         self.clock = clock_state
         self._record_clock = record_clock
+        self._record_help = record_help
         self._clock = clock
         self._record = record
         self._record_state = record_state
@@ -119,6 +123,7 @@ class RoomHub:
             p.Checkin: self._on_checkin,
             p.Grounding: self._on_grounding,
             p.Plan: self._on_plan,
+            p.Help: self._on_help,
         }
         self._closing: list[tuple[Participant, int, str]] = []
 
@@ -408,6 +413,25 @@ class RoomHub:
             "at": self._clock().isoformat(),
         }
         self._chat.append(self.publish(self._audience("staff"), payload))
+
+    def _on_help(self, member: Member, message: p.Help) -> None:
+        # Waiting patients may ask for help too: the button must never be out of reach.
+        if RoomAction.ASK_HELP not in PERMISSIONS[member.role]:
+            raise RoomError("forbidden", "only patients use the help button")
+        now = self._clock()
+        self.publish(
+            self._audience("staff"),
+            {
+                "type": "help",
+                "from": member.id,
+                "name": member.name,
+                "text": message.text.strip(),
+                "at": now.isoformat(),
+            },
+        )
+        self.publish(frozenset({member.id}), {"type": "help_received", "at": now.isoformat()})
+        if self._record_help is not None:
+            self._record_help(member, message.text.strip(), now)
 
     def _on_start(self, member: Member, _message: p.Start) -> None:
         self.room.start(member)

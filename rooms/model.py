@@ -55,6 +55,7 @@ class RoomAction(StrEnum):
     ASK_UNMUTE = "ask_unmute"
     SEE_WAITING = "see_waiting"
     RUN_CLOCK = "run_clock"
+    ASK_HELP = "ask_help"
 
 
 _STAFF_CONTROLS = frozenset(
@@ -85,6 +86,7 @@ PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
             RoomAction.RAISE_HAND,
             RoomAction.REACT,
             RoomAction.ASK_UNMUTE,
+            RoomAction.ASK_HELP,
         }
     ),
 }

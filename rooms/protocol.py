@@ -148,6 +148,13 @@ class Plan(_Message):
     order: Annotated[list[Annotated[int, Field(ge=0, le=40)]], Field(max_length=40)] | None = None
 
 
+class Help(_Message):
+    """The patient's private "I need help": only the clinicians and supervisors see it."""
+
+    type: Literal["help"]
+    text: Annotated[str, StringConstraints(max_length=280)] = ""
+
+
 class Start(_Message):
     type: Literal["start"]
 
@@ -174,6 +181,7 @@ ClientMessage = Annotated[
     | Checkin
     | Grounding
     | Plan
+    | Help
     | Start
     | End,
     Field(discriminator="type"),

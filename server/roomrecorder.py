@@ -8,13 +8,17 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crisis.escalation import Concern, raise_concern
 from rooms.model import Member
 from server import audit
+from server.checkin_store import SqlConcerns
 from server.logs import get_logger
+from server.phi import Keyring
 from server.storage.tables import attendance_events, sessions
 from server.structure_store import save_clock
 
@@ -25,8 +29,10 @@ BATCH = 200
 class RoomRecorder:
     """Queues presence events, session states and clock changes and writes them in order."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
         self._engine = engine
+        self._keyring = keyring
+        self._concerns: list[Concern] = []
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._states: dict[str, str] = {}
         self._clocks: dict[str, dict[str, Any]] = {}
@@ -64,6 +70,11 @@ class RoomRecorder:
             self._audits.append(audit_row)
         self._queue.put_nowait({})
 
+    def concern(self, concern: Concern) -> None:
+        """A concern raised in a room (the help button) goes to the crisis entry point."""
+        self._concerns.append(concern)
+        self._queue.put_nowait({})
+
     async def _run(self) -> None:
         while True:
             rows = [await self._queue.get()]
@@ -80,6 +91,7 @@ class RoomRecorder:
         states, self._states = self._states, {}
         clocks, self._clocks = self._clocks, {}
         audits, self._audits = self._audits, []
+        concerns, self._concerns = self._concerns, []
         for attempt in range(5):
             try:
                 async with self._engine.begin() as conn:
@@ -94,6 +106,11 @@ class RoomRecorder:
                         await save_clock(conn, session_id, clock, now)
                     for row in audits:
                         await audit.record(conn, **row)
+                    for concern in concerns:
+                        ends = await conn.scalar(
+                            sa.select(sessions.c.ends_at).where(sessions.c.id == concern.session_id)
+                        )
+                        await raise_concern(SqlConcerns(conn, self._keyring, ends), concern)
                 return
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("attendance.write_failed", error_type=type(exc).__name__, count=attempt)
@@ -109,23 +126,26 @@ class RoomRecorder:
         while not self._queue.empty():
             rows.append(self._queue.get_nowait())
             self._queue.task_done()
-        if rows or self._states or self._clocks or self._audits:
+        if rows or self._states or self._clocks or self._audits or self._concerns:
             await self._write(rows)
 
     async def close(self) -> None:
-        """Stop the writer and write what is still queued."""
+        """Let the writer finish what is queued, then stop it (never mid-transaction)."""
         if self._task is not None:
+            if not self._task.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queue.join(), timeout=10)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._drain()
 
 
-def recorder_ctx(key: web.AppKey[RoomRecorder], engine_key: Any) -> Any:
+def recorder_ctx(key: web.AppKey[RoomRecorder], engine_key: Any, keyring_key: Any) -> Any:
     """A cleanup_ctx that runs the writer for the application's lifetime."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        writer = RoomRecorder(app[engine_key])
+        writer = RoomRecorder(app[engine_key], app[keyring_key])
         writer.start()
         app[key] = writer
         try:

@@ -10,13 +10,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from crisis.escalation import Concern
 from rooms import protocol
 from rooms.clock import SessionClock
 from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
 from rooms.registry import RoomRegistry
 from server import audit
-from server.appkeys import CLOCK, ENGINE, ROOMS, SETTINGS, SOCKETS
+from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
 from server.roomrecorder import RoomRecorder, recorder_ctx
@@ -124,6 +125,20 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             }
         recorder.clock(room_id, state.to_json(), audit_row)
 
+    def record_help(member: Member, text: str, at: Any) -> None:
+        recorder.concern(
+            Concern(
+                patient_id=member.identity.id,
+                session_id=room_id,
+                trigger="help_button",
+                level="high",
+                rule="the patient pressed I need help",
+                at=at,
+                detail={"message": text} if text else {},
+            )
+        )
+        log.warning("crisis.help_pressed", room_id=room_id)
+
     def make() -> RoomHub:
         info = entry.room
         # A supervisor may watch a group unseen; a one-on-one is never observed silently.
@@ -141,6 +156,7 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             record_state=record_state,
             clock_state=clock_state,
             record_clock=record_clock,
+            record_help=record_help,
             grace_s=request.app[SETTINGS].reconnect_grace_s,
         )
 
@@ -275,5 +291,5 @@ def setup(app: web.Application) -> None:
     app[ROOMS] = RoomRegistry()
     app[SOCKETS] = set()
     app.router.add_get("/ws/rooms/{room_id}", room_socket)
-    app.cleanup_ctx.append(recorder_ctx(ATTENDANCE, ENGINE))
+    app.cleanup_ctx.append(recorder_ctx(ATTENDANCE, ENGINE, KEYRING))
     app.on_shutdown.append(_close_sockets)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.appkeys import ENGINE
-from server.storage.tables import attendance_events, sessions
+from server.storage.tables import attendance_events, crisis_requests, sessions
 from server.ws import ATTENDANCE
 from tests.conftest import RunningServer, consent_group, signed_in, staff_login, start_server
 
@@ -465,3 +465,37 @@ async def test_a_supervisor_observes_a_group_unseen_by_patients(room: Room) -> N
     await host.until(lambda m: _member(m, observer.me, "admitted") or m["type"] == "snapshot")
     await observer.send({"type": "chat", "to": patient.me, "text": "hello"})
     assert (await observer.until(lambda m: m["type"] == "error"))["code"] == "forbidden"
+
+
+async def test_the_help_button_reaches_only_staff_and_opens_an_escalation(room: Room) -> None:
+    host = await room.staff()
+    observer = await room.staff("supervisor")
+    alice = await room.admitted(host, 0)
+    bob = await room.admitted(host, 1)
+    await alice.send({"type": "help", "text": "I am not safe right now"})
+    for staff_member in (host, observer):
+        alert = await staff_member.until(lambda m: m["type"] == "help")
+        assert alert["from"] == alice.me and alert["text"] == "I am not safe right now"
+    assert (await alice.until(lambda m: m["type"] == "help_received"))["at"]
+    await bob.quiet()
+    assert not [m for m in bob.received if m["type"] in ("help", "help_received")]
+    await host.send({"type": "help", "text": "x"})
+    assert (await host.until(lambda m: m["type"] == "error"))["code"] == "forbidden"
+    await room.server.app[ATTENDANCE].flush()
+    async with room.server.app[ENGINE].connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(crisis_requests.c.trigger, crisis_requests.c.level).where(
+                    crisis_requests.c.patient_id == alice.me.split(":", 1)[1]
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [("help_button", "high")]
+
+
+async def test_a_waiting_patient_can_ask_for_help_too(room: Room) -> None:
+    host = await room.staff()
+    waiting = await room.patient(0)
+    await waiting.send({"type": "help", "text": ""})
+    assert (await host.until(lambda m: m["type"] == "help"))["from"] == waiting.me
+    await waiting.until(lambda m: m["type"] == "help_received")

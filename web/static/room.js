@@ -95,6 +95,11 @@
         break;
       case "reaction":
         return showReaction(message);
+      case "help":
+        return showHelp(message);
+      case "help_received":
+        $("help-confirm").textContent = "Your clinician has been told. They will contact you privately.";
+        return;
       case "error":
         return setStatus("Not done: " + message.reason, false);
       case "pong":
@@ -103,6 +108,17 @@
         return;
     }
     render();
+  }
+
+  function showHelp(message) {
+    const box = $("help-alerts");
+    if (!box) return;
+    const alert = el("div", null, "help-alert");
+    alert.setAttribute("role", "alert");
+    alert.append(el("strong", message.name + " pressed “I need help”"));
+    if (message.text) alert.append(el("span", ": " + message.text));
+    alert.append(el("span", " · " + new Date(message.at).toLocaleTimeString(), "muted"));
+    box.prepend(alert);
   }
 
   function showReaction(message) {
@@ -289,6 +305,14 @@
   }
   bindForm("chat-form", "chat-text", (text) => ({ type: "chat", to: $("chat-to").value, text }));
   bindForm("note-form", "note-text", (text) => ({ type: "note", text }));
+  const helpForm = $("help-form");
+  if (helpForm) {
+    helpForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      send({ type: "help", text: $("help-text").value.trim() });
+      $("help-confirm").textContent = "Sending…";
+    });
+  }
 
   // Waiting times count up while nothing else changes.
   setInterval(() => { if (isStaff && state.you) renderWaiting(); }, 30000);
