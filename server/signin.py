@@ -50,6 +50,11 @@ class Outcome(StrEnum):
     THROTTLED = "throttled"
 
 
+def _actor(row: Any) -> audit.Actor:
+    """A staff row as the actor of an audit entry."""
+    return audit.Actor("staff", row.id, row.role)
+
+
 def _address(request: web.Request) -> str:
     return (request.remote or "unknown")[:64]
 
@@ -102,7 +107,7 @@ async def check_password(request: web.Request, email: str, password: str) -> tup
                 request,
                 conn,
                 "auth.password",
-                actor=audit.Actor("staff", row.id, row.role),
+                actor=_actor(row),
                 target_type="staff",
                 target_id=row.id,
             )
@@ -112,7 +117,7 @@ async def check_password(request: web.Request, email: str, password: str) -> tup
 async def check_second_factor(request: web.Request, row: Any, code: str) -> str | None:
     """Accept a TOTP or recovery code under the rate limit; return which, or None."""
     now = request.app[CLOCK].now()
-    actor = audit.Actor("staff", row.id, row.role)
+    actor = _actor(row)
     async with request.app[ENGINE].begin() as conn:
         if await _is_throttled(request, conn, row.email):
             kind = None
@@ -145,7 +150,7 @@ async def record_signed_in(request: web.Request, row: Any) -> None:
             request,
             conn,
             "auth.signed_in",
-            actor=audit.Actor("staff", row.id, row.role),
+            actor=_actor(row),
             target_type="staff",
             target_id=row.id,
         )
@@ -261,7 +266,7 @@ async def enrol_submit(request: web.Request) -> web.StreamResponse:
             request,
             conn,
             "mfa.enrolled",
-            actor=audit.Actor("staff", row.id, row.role),
+            actor=_actor(row),
             target_type="staff",
             target_id=row.id,
         )
@@ -362,7 +367,7 @@ async def invite_submit(request: web.Request) -> web.StreamResponse:
             request,
             conn,
             "staff.invite_accepted",
-            actor=audit.Actor("staff", row.id, row.role),
+            actor=_actor(row),
             target_type="staff",
             target_id=row.id,
         )
