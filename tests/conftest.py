@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import socket
 import ssl
@@ -32,6 +33,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "IOP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 CHROMIUM = "/usr/bin/chromium"
+# The per-session form token every HTML form carries.
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,10 +10,9 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from structlog.testing import capture_logs
 
-from tests.conftest import RunningServer, signed_in, staff_login, start_server
+from tests.conftest import CSRF, RunningServer, signed_in, staff_login, start_server
 
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 async def _form(

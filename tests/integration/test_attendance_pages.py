@@ -12,9 +12,7 @@ import sqlalchemy as sa
 
 from server.appkeys import CLOCK, ENGINE
 from server.storage.tables import attendance_events, sessions
-from tests.conftest import RunningServer, signed_in, staff_login
-
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.conftest import CSRF, RunningServer, signed_in, staff_login
 
 
 async def _record(

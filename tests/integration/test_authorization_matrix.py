@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import aiohttp
 
-from tests.conftest import RunningServer, consent_group, enrol_totp, signed_in, staff_login
+from tests.conftest import CSRF, RunningServer, consent_group, enrol_totp, signed_in, staff_login
 
 ANON, PATIENT, ADMIN, SUPERVISOR, CLINICIAN = "anon", "patient", "admin", "supervisor", "clinician"
 EVERYONE = frozenset({ANON, PATIENT, ADMIN, SUPERVISOR, CLINICIAN})
@@ -113,7 +112,6 @@ LAST = [
     ("POST", "/signout"),
     ("DELETE", "/api/auth/session"),
 ]
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def _routes(server: RunningServer) -> list[tuple[str, str]]:

@@ -14,9 +14,8 @@ from server import checkin_store
 from server.appkeys import CLOCK, ENGINE
 from server.joinlinks import patient_sessions
 from server.storage.tables import crisis_requests, safety_checks, screenings
-from tests.conftest import RunningServer, give_consents, signed_in, staff_login
+from tests.conftest import CSRF, RunningServer, give_consents, signed_in, staff_login
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # No to every question: what a calm check-in with every instrument due looks like.
 ALL_CLEAR = {
     **{f"phq9_{n}": "0" for n in range(1, 10)},

@@ -13,9 +13,8 @@ import sqlalchemy as sa
 from server import consent_ledger
 from server.appkeys import ENGINE
 from server.storage.tables import consent_events, consent_templates
-from tests.conftest import RunningServer, give_checkin, give_consents, signed_in, staff_login
+from tests.conftest import CSRF, RunningServer, give_checkin, give_consents, signed_in, staff_login
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 GROUP_KINDS = ["telehealth", "group_confidentiality", "emergency_plan"]
 
 

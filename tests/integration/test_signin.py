@@ -12,9 +12,7 @@ import sqlalchemy as sa
 from server import accounts
 from server.appkeys import CLOCK, ENGINE
 from server.storage.tables import audit_log
-from tests.conftest import RunningServer, signed_in, staff_login, totp_code
-
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.conftest import CSRF, RunningServer, signed_in, staff_login, totp_code
 
 
 async def _token(client: aiohttp.ClientSession, path: str) -> str:

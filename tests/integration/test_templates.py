@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT, RunningServer, signed_in, staff_login
-
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.conftest import CSRF, ROOT, RunningServer, signed_in, staff_login
 
 
 def test_templates_json_prints_every_shipped_template(tmp_path: Path) -> None:
