@@ -1,0 +1,195 @@
+"""Every place the SFU reaches into aiortc's (and aioice's) internals, and nowhere else.
+
+Written against aiortc 1.16.0 and aioice 0.13.0 (pinned in pyproject.toml);
+tests/unit/test_media_hooks.py fails loudly if an upgrade moves what these functions
+touch.
+
+Why reach in at all: aiortc's public path decodes every received frame, and even its
+pre-encoded path re-packetizes each frame in a task per sender with RTCP tasks per
+sender and receiver. A forwarding SFU only needs three things aiortc keeps private:
+the SRTP sessions its DTLS handshake derived, the ICE pair it nominated, and a way to
+stop its per-track RTP/RTCP pipelines from starting. With those, a packet is decrypted
+in the ICE datagram callback and fanned out synchronously, one `sendto` per leg.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aioice.ice
+import pylibsrtp
+import structlog
+from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
+
+log = structlog.get_logger(__name__)
+AIORTC_VERSION = "1.16.0"
+AIOICE_VERSION = "0.13.0"
+
+
+class HookError(RuntimeError):
+    """aiortc or aioice no longer has what the forwarder hooks into."""
+
+
+def check_versions() -> None:
+    """Refuse to run against an aiortc/aioice these hooks were not written for."""
+    found = (importlib.metadata.version("aiortc"), importlib.metadata.version("aioice"))
+    if found != (AIORTC_VERSION, AIOICE_VERSION):
+        raise HookError(
+            f"media hooks are written for aiortc {AIORTC_VERSION} / aioice {AIOICE_VERSION}, "
+            f"found {found[0]} / {found[1]}"
+        )
+
+
+_original_host_addresses = aioice.ice.get_host_addresses
+
+
+def use_host_addresses(hosts: Sequence[str]) -> None:
+    """Gather ICE host candidates on these addresses only (empty: every interface).
+
+    aioice skips 127.0.0.1, so a server whose media must stay on loopback (tests,
+    benchmarks) names it here.
+    """
+    if not hosts:
+        aioice.ice.get_host_addresses = _original_host_addresses
+        return
+    chosen = list(hosts)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [h for h in chosen if (":" in h and use_ipv6) or (":" not in h and use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+def silence_sender(
+    transceiver: RTCRtpTransceiver, on_parameters: Callable[[RTCRtpSendParameters], None]
+) -> None:
+    """Negotiate the sender but never start its RTP/RTCP tasks; report what was agreed."""
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        on_parameters(parameters)
+
+    transceiver.sender.send = send  # type: ignore[method-assign]
+
+
+def silence_receiver(
+    transceiver: RTCRtpTransceiver, on_parameters: Callable[[RTCRtpReceiveParameters], None]
+) -> None:
+    """Negotiate the receiver but start no decoder thread and no RTCP task."""
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        on_parameters(parameters)
+
+    transceiver.receiver.receive = receive  # type: ignore[method-assign]
+
+
+def sender_ssrc(transceiver: RTCRtpTransceiver) -> int:
+    """The SSRC aiortc chose for a sending m-line (announced in the SDP)."""
+    return int(transceiver.sender._ssrc)
+
+
+def negotiated(
+    pc: RTCPeerConnection, transceiver: RTCRtpTransceiver
+) -> tuple[RTCRtpSendParameters | None, RTCRtpReceiveParameters | None]:
+    """What aiortc agreed for an m-line: (send, receive) parameters, None where unused.
+
+    aiortc hands these to the sender and receiver only from a connect task that skips
+    m-lines negotiated while the DTLS handshake is still running; the forwarder asks
+    for them itself once the transport is up, after every answer.
+    """
+    direction = transceiver.currentDirection
+    send = receive = None
+    if direction in ("sendonly", "sendrecv"):
+        send = pc._RTCPeerConnection__localRtp(transceiver)  # type: ignore[attr-defined]
+    if direction in ("recvonly", "sendrecv"):
+        receive = pc._RTCPeerConnection__remoteRtp(transceiver)  # type: ignore[attr-defined]
+    return send, receive
+
+
+def set_stream_id(transceiver: RTCRtpTransceiver, stream_id: str) -> None:
+    """The msid stream of a sending m-line: one per publisher, so browsers lip-sync."""
+    transceiver.sender._stream_id = stream_id
+
+
+class Wire:
+    """A peer connection's SRTP and nominated ICE pair, used directly.
+
+    `tap` replaces the ICE connection's datagram callback: SRTP and SRTCP are
+    decrypted there and handed to the forwarder synchronously; everything else (DTLS)
+    goes on to aiortc as before.
+    """
+
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        transceivers = pc.getTransceivers()
+        if not transceivers:
+            raise HookError("a peer connection without m-lines has no transport")
+        # Everything is bundled onto the first m-line's transport (aiortc always offers
+        # BUNDLE; m-lines added later are moved onto it when they are negotiated).
+        self._dtls: Any = transceivers[0].sender.transport
+        try:
+            self._connection: Any = self._dtls.transport._connection
+            self._deliver = self._connection.data_received
+        except AttributeError as exc:
+            raise HookError(f"aiortc internals moved: {exc}") from exc
+        self._tapped = False
+
+    @property
+    def ready(self) -> bool:
+        """DTLS finished and a pair is nominated: packets can flow both ways."""
+        return self._dtls._tx_srtp is not None and 1 in self._connection._nominated
+
+    def tap(self, on_rtp: Callable[[bytes], None], on_rtcp: Callable[[bytes], None]) -> None:
+        """Route decrypted RTP and RTCP to the callbacks from now on."""
+        deliver = self._deliver
+        dtls = self._dtls
+
+        def data_received(data: bytes, component: int) -> None:
+            rx = dtls._rx_srtp
+            if rx is None or len(data) < 2 or not 127 < data[0] < 192:
+                deliver(data, component)
+                return
+            rtcp = 192 <= data[1] <= 223
+            try:
+                plain = rx.unprotect_rtcp(data) if rtcp else rx.unprotect(data)
+            except pylibsrtp.Error:
+                return  # forged, replayed or damaged: dropped, as aiortc does
+            try:
+                (on_rtcp if rtcp else on_rtp)(plain)
+            except Exception:
+                # An exception escaping a datagram callback makes asyncio close the
+                # socket, which would end this participant's media for one bad packet.
+                log.exception("media.forward_failed")
+
+        self._connection.data_received = data_received
+        self._tapped = True
+
+    def send_rtp(self, packet: bytes) -> bool:
+        """Encrypt and send one RTP packet on the nominated pair; False if not possible."""
+        return self._send(packet, rtcp=False)
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        """Encrypt and send one (compound) RTCP packet."""
+        return self._send(packet, rtcp=True)
+
+    def _send(self, packet: bytes, *, rtcp: bool) -> bool:
+        tx = self._dtls._tx_srtp
+        pair = self._connection._nominated.get(1)
+        if tx is None or pair is None:
+            return False
+        transport = getattr(pair.protocol, "transport", None)
+        if transport is None or transport.is_closing():
+            return False
+        try:
+            data = tx.protect_rtcp(packet) if rtcp else tx.protect(packet)
+        except pylibsrtp.Error:
+            return False  # libsrtp refuses e.g. an oversized packet: that one is dropped
+        transport.sendto(data, pair.remote_addr)
+        return True
+
+    def untap(self) -> None:
+        """Give datagrams back to aiortc (before the peer connection closes)."""
+        if self._tapped:
+            self._connection.data_received = self._deliver
+            self._tapped = False
