@@ -90,11 +90,13 @@ class RoomHub:
         clock_state: SessionClock | None = None,
         record_clock: ClockRecorder | None = None,
         record_help: HelpRecorder | None = None,
+        on_member: Callable[[Member], None] | None = None,
     ) -> None:
         self.room = room
         self.clock = clock_state
         self._record_clock = record_clock
         self._record_help = record_help
+        self._on_member = on_member
         self._clock = clock
         self._record = record
         self._record_state = record_state
@@ -164,7 +166,24 @@ class RoomHub:
         # A connection whose outbox is full closes itself; the client resyncs on reconnect.
         connection.send(payload)
 
+    def broadcast(self, recipients: frozenset[str], payload: dict[str, Any]) -> None:
+        """Send a passing notice (e.g. who is speaking) without a seq: never replayed."""
+        for member_id in recipients:
+            connection = self._connections.get(member_id)
+            if connection is not None:
+                self._deliver(connection, payload)
+
+    def staff_ids(self) -> frozenset[str]:
+        """The clinicians and supervisors of the room."""
+        return self._audience("staff")
+
+    def in_room_ids(self) -> frozenset[str]:
+        """Members in the room now (admitted, or reconnecting)."""
+        return self._audience("in_room")
+
     def _publish_member(self, member: Member) -> None:
+        if self._on_member is not None:
+            self._on_member(member)
         staff = self._audience("staff")
         full = {"type": "member", "member": member_view(member, staff=True)}
         view = member_view(member)

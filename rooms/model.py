@@ -56,6 +56,8 @@ class RoomAction(StrEnum):
     SEE_WAITING = "see_waiting"
     RUN_CLOCK = "run_clock"
     ASK_HELP = "ask_help"
+    SHARE_SCREEN = "share_screen"  # participants only when a host allows it
+    ALLOW_SCREEN = "allow_screen"
 
 
 _STAFF_CONTROLS = frozenset(
@@ -72,6 +74,8 @@ _STAFF_CONTROLS = frozenset(
         RoomAction.REACT,
         RoomAction.SEE_WAITING,
         RoomAction.RUN_CLOCK,
+        RoomAction.SHARE_SCREEN,
+        RoomAction.ALLOW_SCREEN,
     }
 )
 PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {

@@ -163,6 +163,50 @@ class End(_Message):
     type: Literal["end"]
 
 
+MAX_SDP_CHARS = 60_000
+Sdp = Annotated[str, StringConstraints(min_length=10, max_length=MAX_SDP_CHARS)]
+
+
+class MediaJoin(_Message):
+    """Start media, or replace this member's connection after a network change."""
+
+    type: Literal["media_join"]
+    restart: bool = False
+    receive_video: bool = True
+
+
+class MediaAnswer(_Message):
+    """The client's SDP answer to the server's latest `media_offer`."""
+
+    type: Literal["media_answer"]
+    sdp: Sdp
+
+
+class MediaUpdate(_Message):
+    """Start or stop sharing the screen; turn others' video off (audio-only) or on."""
+
+    type: Literal["media_update"]
+    screen: bool | None = None
+    receive_video: bool | None = None
+
+
+class MediaLeave(_Message):
+    """Stop sending and receiving media (staying in the room)."""
+
+    type: Literal["media_leave"]
+
+
+class ScreenAllow(_Message):
+    """A host lets a participant share their screen, or takes that back."""
+
+    type: Literal["screen_allow"]
+    member_id: MemberId
+    allowed: bool
+
+
+MediaMessage = MediaJoin | MediaAnswer | MediaUpdate | MediaLeave | ScreenAllow
+MEDIA_MESSAGES = (MediaJoin, MediaAnswer, MediaUpdate, MediaLeave, ScreenAllow)
+
 ClientMessage = Annotated[
     Hello
     | Ping
@@ -183,7 +227,12 @@ ClientMessage = Annotated[
     | Plan
     | Help
     | Start
-    | End,
+    | End
+    | MediaJoin
+    | MediaAnswer
+    | MediaUpdate
+    | MediaLeave
+    | ScreenAllow,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)

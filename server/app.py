@@ -22,6 +22,7 @@ from server import (
     attendance_pages,
     checkin_pages,
     consent_pages,
+    media,
     pages,
     patient_pages,
     room_pages,
@@ -89,6 +90,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)
+    media.setup(app)
     ws.setup(app)
     return app
 

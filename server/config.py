@@ -51,6 +51,12 @@ class Settings:
     signin_max_failures_account: int = 5
     signin_max_failures_address: int = 20
     reconnect_grace_s: float = 30.0
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_ttl_s: int = 4 * 3600
+    video_kbps: int = 500
+    screen_kbps: int = 1500
+    video_codecs: tuple[str, ...] = ("vp8", "h264")
 
     @property
     def certs_dir(self) -> Path:
@@ -94,6 +100,14 @@ class Settings:
         per_account = reader.get("IOP_SIGNIN_MAX_FAILURES_ACCOUNT", 5, _int_between(1, 1000))
         per_address = reader.get("IOP_SIGNIN_MAX_FAILURES_ADDRESS", 20, _int_between(1, 10000))
         grace = reader.get("IOP_RECONNECT_GRACE_SECONDS", 30, _int_between(1, 600))
+        turn_urls = reader.get("IOP_TURN_URLS", (), _turn_urls)
+        turn_secret = reader.get("IOP_TURN_SECRET_FILE", None, _secret_file)
+        if turn_urls and turn_secret is None:
+            raise ConfigError("IOP_TURN_SECRET_FILE", "TURN servers need their shared secret")
+        turn_ttl = reader.get("IOP_TURN_TTL_SECONDS", 4 * 3600, _int_between(60, 48 * 3600))
+        video_kbps = reader.get("IOP_VIDEO_MAX_KBPS", 500, _int_between(100, 4000))
+        screen_kbps = reader.get("IOP_SCREEN_MAX_KBPS", 1500, _int_between(100, 8000))
+        codecs = reader.get("IOP_VIDEO_CODECS", ("vp8", "h264"), _video_codecs)
         return cls(
             host=host,
             port=port,
@@ -116,6 +130,12 @@ class Settings:
             signin_max_failures_account=per_account,
             signin_max_failures_address=per_address,
             reconnect_grace_s=float(grace),
+            turn_urls=turn_urls,
+            turn_secret=turn_secret,
+            turn_ttl_s=turn_ttl,
+            video_kbps=video_kbps,
+            screen_kbps=screen_kbps,
+            video_codecs=codecs,
         )
 
 
@@ -224,6 +244,31 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def _turn_urls(raw: str) -> tuple[str, ...]:
+    urls = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for url in urls:
+        if not url.startswith(("turn:", "turns:")):
+            raise ValueError(f"not a turn: or turns: URL: {url!r}")
+    return urls
+
+
+def _secret_file(raw: str) -> str:
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError("no such file")
+    secret = path.read_text().strip()
+    if len(secret) < 16:
+        raise ValueError("the shared secret must be at least 16 characters")
+    return secret
+
+
+def _video_codecs(raw: str) -> tuple[str, ...]:
+    codecs = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    if not codecs or any(c not in ("vp8", "h264") for c in codecs) or "vp8" not in codecs:
+        raise ValueError("a list of vp8 and h264 that includes vp8 (every browser has it)")
+    return codecs
 
 
 def _ip_list(raw: str) -> tuple[str, ...]:

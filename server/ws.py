@@ -16,7 +16,7 @@ from rooms.clock import SessionClock
 from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
 from rooms.registry import RoomRegistry
-from server import audit
+from server import audit, media
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
@@ -95,6 +95,7 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
     existing = request.app[ROOMS].get(entry.room.id)
     if existing is not None:
         return existing
+    app = request.app
     recorder = request.app[ATTENDANCE]
     clock = request.app[CLOCK]
     room_id = entry.room.id
@@ -157,6 +158,7 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             clock_state=clock_state,
             record_clock=record_clock,
             record_help=record_help,
+            on_member=lambda member: media.member_changed(app, room_id, member),
             grace_s=request.app[SETTINGS].reconnect_grace_s,
         )
 
@@ -238,20 +240,23 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
             return ws
         await _close_all(hub.take_closing())
         log.info("room.connected", room_id=entry.room.id, role=entry.role.value)
-        await _read_loop(ws, hub, participant)
+        await _read_loop(request.app, ws, hub, participant)
     finally:
         if hub is not None and participant is not None:
             hub.disconnect(participant)
             await _close_all(hub.take_closing())
             if hub.ended and hub.connected == 0:
                 request.app[ROOMS].drop(entry.room.id)
+                await media.close_room(request.app, entry.room.id)
         if participant is not None:
             await participant.stop()
         request.app[SOCKETS].discard(ws)
     return ws
 
 
-async def _read_loop(ws: web.WebSocketResponse, hub: RoomHub, me: SocketParticipant) -> None:
+async def _read_loop(
+    app: web.Application, ws: web.WebSocketResponse, hub: RoomHub, me: SocketParticipant
+) -> None:
     errors: list[float] = []
     while not ws.closed:
         try:
@@ -267,7 +272,10 @@ async def _read_loop(ws: web.WebSocketResponse, hub: RoomHub, me: SocketParticip
             parsed = protocol.parse(message.data)
             if isinstance(parsed, protocol.Hello):
                 raise protocol.ProtocolError("unexpected", "hello was already said")
-            await _close_all(hub.handle(me, parsed))
+            if isinstance(parsed, protocol.MEDIA_MESSAGES):
+                await media.handle(app, hub, me.member_id, parsed)
+            else:
+                await _close_all(hub.handle(me, parsed))
         except protocol.ProtocolError as exc:
             me.send({"type": "error", "code": exc.code, "reason": exc.reason})
             now = time.monotonic()

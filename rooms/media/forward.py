@@ -158,6 +158,7 @@ class Forwarder:
         self.keyframe_requests = 0
         self.retransmitted = 0
         self.keyframe_pending: set[Track] = set()
+        self._keyframe_later: list[tuple[float, Track]] = []
 
     # Packets from publishers ---------------------------------------------------------
 
@@ -345,8 +346,18 @@ class Forwarder:
             return True
         return False
 
+    def request_keyframe_later(self, track: Track | None, delay_s: float) -> None:
+        """Ask again after a moment: a keyframe that reached a leg before the
+        subscriber's receiver was ready is lost, and not every receiver asks again."""
+        if track is not None:
+            self._keyframe_later.append((self._now() + delay_s, track))
+
     def flush_keyframe_requests(self) -> None:
         """Send the requests that the rate limit held back, once their window is over."""
+        now = self._now()
+        due = [t for at, t in self._keyframe_later if at <= now]
+        self._keyframe_later = [(at, t) for at, t in self._keyframe_later if at > now]
+        self.keyframe_pending.update(due)
         for track in list(self.keyframe_pending):
             self.request_keyframe(track)
 

@@ -193,3 +193,20 @@ class Wire:
         if self._tapped:
             self._connection.data_received = self._deliver
             self._tapped = False
+
+
+def pipeline_idle(pc: RTCPeerConnection) -> bool:
+    """True when no aiortc decoder thread, encoder task or RTCP task runs for this peer."""
+    for transceiver in pc.getTransceivers():
+        receiver: Any = transceiver.receiver
+        sender: Any = transceiver.sender
+        if receiver._RTCRtpReceiver__decoder_thread is not None:
+            return False
+        if receiver._RTCRtpReceiver__rtcp_task is not None:
+            return False
+        if (
+            sender._RTCRtpSender__rtp_task is not None
+            or sender._RTCRtpSender__rtcp_task is not None
+        ):
+            return False
+    return True

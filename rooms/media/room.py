@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from aiortc import (
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
@@ -135,7 +136,11 @@ class MediaRoom:
             await self._close_peer(old)
         if may_share_screen:
             self._screen_allowed.add(member_id)
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # max-bundle: with aiortc's default (balanced) policy, an m-line created while
+        # another of its kind exists keeps a transport that bundling then abandons.
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
         peer = Peer(member_id, pc, publishes, receive_video=receive_video)
 
         @pc.on("connectionstatechange")  # type: ignore[misc]
@@ -176,6 +181,11 @@ class MediaRoom:
             self._set_live(member_id, source, False)
         for key in [k for k in self._tracks if k[0] == member_id]:
             del self._tracks[key]
+
+    def spawn_leave(self, member_id: str) -> None:
+        """`leave`, from code that cannot wait (a room change seen synchronously)."""
+        if member_id in self.peers or any(k[0] == member_id for k in self._tracks):
+            self._spawn(self.leave(member_id))
 
     async def close(self) -> None:
         """Close every connection and stop every task; safe to call twice."""
@@ -323,6 +333,7 @@ class MediaRoom:
             self._relink(leg.owner, leg.source)
             # A newcomer (or a re-enabled leg) needs a keyframe to show anything.
             self.forwarder.request_keyframe(leg.track)
+            self.forwarder.request_keyframe_later(leg.track, 1.0)
 
         return ready
 

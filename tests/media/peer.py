@@ -9,10 +9,11 @@ from typing import Any
 
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.contrib.media import MediaBlackhole  # noqa: F401 - keeps aiortc.contrib importable
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 
@@ -33,7 +34,7 @@ class ClientPeer:
         """Answer an offer: send on the publish m-lines, receive on the rest."""
         self.offers += 1
         if self.pc is None:
-            self.pc = RTCPeerConnection()
+            self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
             self.pc.on("track", self._on_track)
         pc = self.pc
         await pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))

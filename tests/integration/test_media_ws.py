@@ -1,0 +1,219 @@
+"""Media through the real server: aiortc peers signalling over the room WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from rooms.media import hooks
+from server.media import MEDIA
+from tests.conftest import RunningServer, consent_group, signed_in, staff_login
+from tests.media.peer import ClientPeer
+
+
+class MediaMember:
+    """A room WebSocket plus an aiortc peer that answers the server's offers."""
+
+    def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.http = http
+        self.ws = ws
+        self.me = ""
+        self.peer = ClientPeer("x")
+        self.messages: list[dict[str, Any]] = []
+        self.offers: list[dict[str, Any]] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for frame in self.ws:
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                return
+            message = json.loads(frame.data)
+            self.messages.append(message)
+            if message["type"] == "media_offer":
+                self.offers.append(message)
+                sdp = await self.peer.on_offer(message)
+                if self.ws.closed:
+                    return
+                with contextlib.suppress(aiohttp.ClientConnectionResetError):
+                    await self.ws.send_json({"type": "media_answer", "sdp": sdp})
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send_json(message)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.peer.close()
+        await self.http.close()
+
+
+async def until(check: Callable[[], bool], within: float = 30.0, say: Any = "") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"not in time: {say() if callable(say) else say}")
+        await asyncio.sleep(0.1)
+
+
+class MediaRoomClient:
+    def __init__(self, server: RunningServer, demo: dict[str, Any]) -> None:
+        self.server = server
+        self.demo = demo
+        self.group = demo["groups"][0]
+        self.room_id = self.group["patients"][0]["join_session_id"]
+        self.members: list[MediaMember] = []
+
+    async def _open(self, http: aiohttp.ClientSession) -> MediaMember:
+        ws = await http.ws_connect(f"/ws/rooms/{self.room_id}")
+        member = MediaMember(http, ws)
+        await ws.send_json({"type": "hello", "protocol": 1, "last_seq": None})
+        first = json.loads((await ws.receive()).data)
+        member.me = first["you"]["id"]
+        member.messages.append(first)
+        member.start()
+        self.members.append(member)
+        return member
+
+    async def host(self) -> MediaMember:
+        return await self._open(await signed_in(self.server, *staff_login(self.demo, "clinician")))
+
+    async def patient(self, host: MediaMember, index: int) -> MediaMember:
+        http = self.server.client()
+        assert (await http.get(self.group["patients"][index]["join_url"])).status == 200
+        patient = await self._open(http)
+        await until(lambda: any(m.get("member", {}).get("id") == patient.me for m in host.messages))
+        await host.send({"type": "admit", "member_id": patient.me})
+        await until(
+            lambda: any(
+                m["type"] == "snapshot" and m["you"]["presence"] == "admitted"
+                for m in patient.messages
+            )
+        )
+        return patient
+
+    async def close(self) -> None:
+        for member in self.members:
+            await member.close()
+
+
+@pytest.fixture
+async def media_room(server: RunningServer, demo: dict[str, Any]) -> AsyncIterator[MediaRoomClient]:
+    await consent_group(server, demo)
+    client = MediaRoomClient(server, demo)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def sees(viewer: MediaMember, other: MediaMember, source: str, frames: int = 5) -> bool:
+    return viewer.peer.frames[(other.me, source)] >= frames
+
+
+async def test_everyone_receives_everyone_and_the_server_only_forwards(
+    media_room: MediaRoomClient, server: RunningServer
+) -> None:
+    host = await media_room.host()
+    ana = await media_room.patient(host, 0)
+    ben = await media_room.patient(host, 1)
+    people = [host, ana, ben]
+    for person in people:
+        await person.send({"type": "media_join"})
+
+    def all_flowing() -> bool:
+        return all(
+            sees(a, b, s) for a in people for b in people if a is not b for s in ("audio", "video")
+        )
+
+    await until(all_flowing, say=lambda: [dict(p.peer.frames) for p in people])
+    room = server.app[MEDIA][media_room.room_id]
+    assert room.forwarder.forwarded > 0
+    # Forwarded packets only: no aiortc decoder, encoder or RTCP task on any server peer.
+    assert all(hooks.pipeline_idle(peer.pc) for peer in room.peers.values())
+
+    # A joiner appears for everyone, nobody else's media stops.
+    cy = await media_room.patient(host, 2)
+    await cy.send({"type": "media_join"})
+    people.append(cy)
+
+    def legs() -> Any:
+        peer = room.peers[cy.me]
+        return (
+            [
+                (
+                    k[1],
+                    leg.negotiated,
+                    leg.wanted,
+                    leg.packets,
+                    leg.mid,
+                    t.direction,
+                    t.currentDirection,
+                )
+                for k, (leg, t) in peer.legs.items()
+            ],
+            cy.peer.tracks,
+            [(t.mid, t.currentDirection, t.kind) for t in cy.peer.pc.getTransceivers()],
+        )
+
+    await until(all_flowing, say=legs)
+
+    # A removed patient's tracks leave everyone's next offer.
+    await host.send({"type": "remove", "member_id": ben.me})
+    for person in (host, ana, cy):
+        await until(
+            lambda p=person: (
+                bool(p.offers)
+                and all(t["member_id"] != ben.me for t in p.offers[-1]["tracks"].values())
+            ),
+            say="ben still offered",
+        )
+
+
+async def test_a_host_mute_stops_forwarding_on_the_server(
+    media_room: MediaRoomClient, server: RunningServer
+) -> None:
+    host = await media_room.host()
+    ana = await media_room.patient(host, 0)
+    for person in (host, ana):
+        await person.send({"type": "media_join"})
+    await until(lambda: sees(host, ana, "audio") and sees(host, ana, "video"))
+    room = server.app[MEDIA][media_room.room_id]
+    await host.send({"type": "mute", "member_id": ana.me, "audio": True})
+    legs = [leg for leg in room.forwarder.legs.values() if leg.owner == ana.me]
+    audio_leg = next(leg for leg in legs if leg.source == "audio")
+    await asyncio.sleep(0.3)
+    before = audio_leg.packets
+    await asyncio.sleep(1.0)
+    assert audio_leg.packets == before  # nothing forwarded while muted
+    video_leg = next(leg for leg in legs if leg.source == "video")
+    assert video_leg.packets > 0
+    await host.send({"type": "mute", "member_id": ana.me, "audio": False})
+    await until(lambda: audio_leg.packets > before + 10)
+
+
+async def test_media_is_refused_in_the_waiting_room_and_bad_answers_get_errors(
+    media_room: MediaRoomClient,
+) -> None:
+    host = await media_room.host()
+    http = media_room.server.client()
+    assert (await http.get(media_room.group["patients"][3]["join_url"])).status == 200
+    waiting = await media_room._open(http)
+    await waiting.send({"type": "media_join"})
+    await until(lambda: any(m.get("code") == "not_admitted" for m in waiting.messages))
+    await host.send({"type": "media_answer", "sdp": "v=0 nonsense sdp"})
+    await until(lambda: any(m.get("code") == "unexpected" for m in host.messages))
+    await host.send({"type": "screen_allow", "member_id": "patient:nobody", "allowed": True})
+    await until(lambda: any(m.get("code") == "unknown_member" for m in host.messages))
