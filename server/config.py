@@ -51,6 +51,7 @@ class Settings:
     signin_max_failures_account: int = 5
     signin_max_failures_address: int = 20
     reconnect_grace_s: float = 30.0
+    directory_stale_days: int = 180
 
     @property
     def certs_dir(self) -> Path:
@@ -94,6 +95,7 @@ class Settings:
         per_account = reader.get("IOP_SIGNIN_MAX_FAILURES_ACCOUNT", 5, _int_between(1, 1000))
         per_address = reader.get("IOP_SIGNIN_MAX_FAILURES_ADDRESS", 20, _int_between(1, 10000))
         grace = reader.get("IOP_RECONNECT_GRACE_SECONDS", 30, _int_between(1, 600))
+        stale_days = reader.get("IOP_DIRECTORY_STALE_DAYS", 180, _int_between(1, 3650))
         return cls(
             host=host,
             port=port,
@@ -116,6 +118,7 @@ class Settings:
             signin_max_failures_account=per_account,
             signin_max_failures_address=per_address,
             reconnect_grace_s=float(grace),
+            directory_stale_days=stale_days,
         )
 
 
