@@ -21,6 +21,8 @@ from crisis.directory import (
     DirectoryEntry,
     EntryInvalid,
     LocalEmergencyInfo,
+    ResolvedEntry,
+    county_key,
     entry_from_text,
     normalize_zip,
     stale_entries,
@@ -54,6 +56,10 @@ TARGET = "directory_entry"
 MAX_STALE_DAYS = 3650
 # The confirm form carries the file back base64-encoded, with its signature and digest.
 MAX_APPLY_BYTES = MAX_CSV_BYTES * 4 // 3 + 16 * 1024
+
+
+class _Changed(Exception):
+    """The plan computed now differs from the one the preview showed."""
 
 
 def _today(request: web.Request) -> dt.date:
@@ -91,14 +97,19 @@ async def directory_page(request: web.Request) -> web.Response:
         except ValueError as exc:
             errors["zip"] = str(exc)
     async with request.app[ENGINE].connect() as conn:
-        found = (
-            []
-            if errors
-            else await directory_store.entries(conn, county=county or None, zip_code=zip_code)
-        )
+        everything = await directory_store.entries(conn)
+    found = [
+        e
+        for e in everything
+        if not errors
+        and (not county or county_key(e.county) == county_key(county))
+        and (zip_code is None or e.zip == zip_code)
+    ]
     stale_days = request.app[SETTINGS].directory_stale_days
     today = _today(request)
     context = {
+        # Stale rows raise an alert on the page whatever the filter shows (CLINICAL.md 2).
+        "stale_count": len(stale_entries(everything, today, stale_days)),
         "rows": [_row(e, today, stale_days) for e in found],
         "values": {"county": county, "zip": zip_raw},
         "errors": errors,
@@ -356,10 +367,6 @@ async def import_apply(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/admin/directory?added={len(plan.add)}&updated={len(plan.update)}")
 
 
-class _Changed(Exception):
-    """The plan computed now differs from the one the preview showed."""
-
-
 @requires(Action.DIRECTORY_READ)
 async def export_csv(request: web.Request) -> web.Response:
     """The whole directory as CSV, in the columns and order an import reads."""
@@ -412,8 +419,8 @@ async def stale_page(request: web.Request) -> web.Response:
 def info_json(info: LocalEmergencyInfo) -> dict[str, Any]:
     """A resolution as the safety panel reads it: local entries, then national numbers."""
 
-    def local(entry_info: Any) -> dict[str, Any]:
-        entry: DirectoryEntry = entry_info.entry
+    def local(entry_info: ResolvedEntry) -> dict[str, Any]:
+        entry = entry_info.entry
         text = entry.as_text()
         return {
             "id": entry.id,

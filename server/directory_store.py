@@ -53,15 +53,9 @@ def _values(entry: DirectoryEntry, by: str | None, now: dt.datetime) -> dict[str
     }
 
 
-async def entries(
-    conn: AsyncConnection, *, county: str | None = None, zip_code: str | None = None
-) -> list[DirectoryEntry]:
-    """Every entry, optionally narrowed to a county and/or ZIP, in area order."""
+async def entries(conn: AsyncConnection) -> list[DirectoryEntry]:
+    """Every entry, in area order."""
     query = sa.select(table).order_by(table.c.state, table.c.county_key, table.c.zip)
-    if county:
-        query = query.where(table.c.county_key == county_key(county))
-    if zip_code:
-        query = query.where(table.c.zip == zip_code)
     return [_entry(row) for row in await conn.execute(query)]
 
 

@@ -270,6 +270,9 @@ async def test_staleness_report_lists_only_entries_older_than_the_threshold(
     listing = await (await admin.get("/admin/directory")).text()
     assert "stale: verified 200 days ago" in listing
     assert "stale: verified 100 days ago" not in listing
+    assert "2 entries were last verified more than 180 days ago" in listing
+    filtered = await (await admin.get("/admin/directory?county=Kings")).text()
+    assert 'id="stale-alert"' in filtered  # the alert does not hide behind a filter
 
 
 # Resolution ----------------------------------------------------------------------------------
@@ -282,6 +285,7 @@ async def test_example_rows_are_marked_and_national_numbers_always_resolve(
     assert "Example County, CA" in listing
     assert listing.count("EXAMPLE - not a real number") >= 10  # beside every example number
     assert 'href="tel:+15555550101"' not in listing  # example numbers are not dialable links
+    assert 'id="stale-alert"' not in listing
     example = await _resolve(admin, zip="00000")
     assert example["found"] is True
     for entry in example["local"]:
@@ -403,3 +407,26 @@ async def test_forms_without_their_token_are_refused(
     upload = await admin.post("/admin/directory/import", data=form)
     assert upload.status == 400
     assert "Fresno" not in await _export(admin)
+
+
+async def test_a_file_larger_than_other_request_bodies_imports_in_full(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    recent = _days_ago(server, 2)
+    rows = [
+        f"CA,Los Angeles,{90001 + n:05d},(213) 485-{2000 + n:04d},(800) 854-7771,,"
+        f'Example Memorial Hospital {n},"{n} Long Street Name Avenue, Los Angeles, CA",'
+        f"(213) 485-{4000 + n:04d},(877) 275-5273,{recent},County operations desk,no"
+        for n in range(800)
+    ]
+    body = "\r\n".join([HEADER, *rows]) + "\r\n"
+    assert len(body) > 100 * 1024  # every other form and JSON body stops at 64 KiB
+    async with await signed_in(server, *staff_login(demo, "admin")) as admin:
+        status, report = await _preview(admin, body)
+        assert status == 200
+        assert _count(report, "add") == 800 and _count(report, "rejected") == 0
+        applied = await _apply(admin, report)
+        assert applied.status == 303
+        assert applied.headers["Location"] == "/admin/directory?added=800&updated=0"
+        exported = await _export(admin)
+    assert len(exported.strip().splitlines()) == 1 + 2 + 800
