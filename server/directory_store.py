@@ -55,7 +55,8 @@ def _values(entry: DirectoryEntry, by: str | None, now: dt.datetime) -> dict[str
 
 async def entries(conn: AsyncConnection) -> list[DirectoryEntry]:
     """Every entry, in area order."""
-    query = sa.select(table).order_by(table.c.state, table.c.county_key, table.c.zip)
+    # County-wide rows first on both engines (SQLite and PostgreSQL order NULLs apart).
+    query = sa.select(table).order_by(table.c.state, table.c.county_key, table.c.zip.nulls_first())
     return [_entry(row) for row in await conn.execute(query)]
 
 
