@@ -22,6 +22,8 @@ from server import (
     attendance_pages,
     checkin_pages,
     consent_pages,
+    directory_pages,
+    directory_store,
     media,
     pages,
     patient_pages,
@@ -86,6 +88,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     attendance_pages.add_routes(app)
     template_pages.add_routes(app)
     checkin_pages.add_routes(app)
+    directory_pages.add_routes(app)
     api.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
@@ -102,6 +105,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     async with engine.begin() as conn:
         await ensure_shipped(conn, app[CLOCK].now())
         await ensure_shipped_templates(conn, app[CLOCK].now())
+        await directory_store.ensure_examples(conn, app[CLOCK].now().date(), app[CLOCK].now())
     log.info("storage.ready", engine=engine.dialect.name, revision=revision)
     app[ENGINE] = engine
     try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from aiohttp_session import Session, get_session, new_session
 from multidict import MultiDict
 
@@ -75,17 +75,51 @@ async def csrf_token(request: web.Request) -> str:
     return token
 
 
-async def read_form(request: web.Request) -> MultiDict[str]:
-    """A submitted form (text fields only) whose CSRF token matches this session's."""
-    form = await request.post()
+async def _check_csrf(request: web.Request, sent: object) -> None:
     session = await get_session(request)
     expected = session.get(CSRF)
-    sent = form.get("csrf_token")
     if not isinstance(expected, str) or not isinstance(sent, str):
         raise web.HTTPBadRequest(reason="This form has expired. Reload the page and try again.")
     if not hmac.compare_digest(expected, sent):
         raise web.HTTPBadRequest(reason="This form has expired. Reload the page and try again.")
+
+
+async def read_form(request: web.Request) -> MultiDict[str]:
+    """A submitted form (text fields only) whose CSRF token matches this session's."""
+    form = await request.post()
+    await _check_csrf(request, form.get("csrf_token"))
     return MultiDict((key, value) for key, value in form.items() if isinstance(value, str))
+
+
+async def read_upload(
+    request: web.Request, max_bytes: int
+) -> tuple[MultiDict[str], dict[str, bytes]]:
+    """A multipart form's text fields and files, CSRF-checked, at most `max_bytes` in all.
+
+    Uploads are larger than the 64 KiB every other body may be, so this streams the parts
+    and counts them itself instead of going through `request.post()`.
+    """
+    if request.content_type != "multipart/form-data":
+        raise web.HTTPBadRequest(reason="Choose a file to upload.")
+    reader = await request.multipart()
+    fields: MultiDict[str] = MultiDict()
+    files: dict[str, bytes] = {}
+    total = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            raise web.HTTPBadRequest(reason="The form could not be read.")
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            total += len(chunk)
+            if total > max_bytes:
+                raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=total)
+            data += chunk
+        if part.filename is not None:
+            files[part.name] = bytes(data)
+        else:
+            fields.add(part.name, data.decode("utf-8", "replace"))
+    await _check_csrf(request, fields.get("csrf_token"))
+    return fields, files
 
 
 # Sessions ----------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class Settings:
     video_kbps: int = 500
     screen_kbps: int = 1500
     video_codecs: tuple[str, ...] = ("vp8", "h264")
+    directory_stale_days: int = 180
 
     @property
     def certs_dir(self) -> Path:
@@ -108,6 +109,7 @@ class Settings:
         video_kbps = reader.get("IOP_VIDEO_MAX_KBPS", 500, _int_between(100, 4000))
         screen_kbps = reader.get("IOP_SCREEN_MAX_KBPS", 1500, _int_between(100, 8000))
         codecs = reader.get("IOP_VIDEO_CODECS", ("vp8", "h264"), _video_codecs)
+        stale_days = reader.get("IOP_DIRECTORY_STALE_DAYS", 180, _int_between(1, 3650))
         return cls(
             host=host,
             port=port,
@@ -136,6 +138,7 @@ class Settings:
             video_kbps=video_kbps,
             screen_kbps=screen_kbps,
             video_codecs=codecs,
+            directory_stale_days=stale_days,
         )
 
 

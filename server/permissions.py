@@ -29,6 +29,8 @@ class Action(StrEnum):
     SESSIONS_READ = "sessions.read"
     DASHBOARD_VIEW = "dashboard.view"
     JOIN_LINKS_MANAGE = "join_links.manage"
+    DIRECTORY_READ = "directory.read"
+    DIRECTORY_MANAGE = "directory.manage"
 
 
 # Clinicians' reads are further narrowed to their own groups and patients (server/scope.py).
@@ -42,6 +44,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.APPOINTMENTS_READ,
             Action.SESSIONS_READ,
             Action.DASHBOARD_VIEW,
+            Action.DIRECTORY_READ,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -53,6 +56,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.SESSIONS_READ,
             Action.DASHBOARD_VIEW,
             Action.JOIN_LINKS_MANAGE,
+            Action.DIRECTORY_READ,
         }
     ),
 }

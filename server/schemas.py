@@ -184,3 +184,17 @@ class AppointmentIn(Strict):
         if self.starts_at.tzinfo is None:
             raise ValueError("starts_at needs a time zone offset, e.g. 2026-12-01T10:00:00-08:00")
         return self
+
+
+class DirectoryLookupIn(Strict):
+    """A confirmed location to resolve in the emergency directory."""
+
+    zip: Annotated[str, StringConstraints(pattern=r"^\d{5}(-\d{4})?$")] | None = None
+    county: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    state: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")] | None = None
+
+    @model_validator(mode="after")
+    def _some_place(self) -> DirectoryLookupIn:
+        if self.zip is None and self.county is None:
+            raise ValueError("give a zip, a county or both")
+        return self

@@ -432,3 +432,34 @@ crisis_requests = sa.Table(
     sa.Column("closed_by", sa.String(36), nullable=True),
     sa.Index("ix_crisis_requests_session", "session_id", "created_at"),
 )
+
+# The local emergency directory (crisis/directory.py). One directory for the whole
+# organisation rather than one per program: emergency numbers belong to the place a patient
+# is in, every program's patients in the same county need the same dispatch line, and the
+# admins who keep it already manage every program (server/scope.py).
+emergency_directory = sa.Table(
+    "emergency_directory",
+    metadata,
+    _id(),
+    # "STATE|county key|ZIP or *": an import updates the row whose area it names.
+    sa.Column("area_key", sa.String(100), nullable=False, unique=True),
+    sa.Column("county_key", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(2), nullable=False),
+    sa.Column("county", sa.String(64), nullable=False),
+    sa.Column("zip", sa.String(5), nullable=True),  # NULL: the row covers the whole county
+    # Phones are stored as their 10 digits.
+    sa.Column("psap_phone", sa.String(10), nullable=False),
+    sa.Column("crisis_line", sa.String(10), nullable=True),
+    sa.Column("mobile_crisis", sa.String(10), nullable=True),
+    sa.Column("ed_name", sa.String(120), nullable=True),
+    sa.Column("ed_address", sa.String(300), nullable=True),
+    sa.Column("ed_phone", sa.String(10), nullable=True),
+    sa.Column("police_nonemergency", sa.String(10), nullable=True),
+    sa.Column("verified_on", sa.Date(), nullable=False),
+    sa.Column("owner", sa.String(120), nullable=False),
+    sa.Column("example", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(36), nullable=True),  # staff id; NULL for shipped rows
+    sa.Index("ix_emergency_directory_zip", "zip"),
+    sa.Index("ix_emergency_directory_county_key", "county_key"),
+)

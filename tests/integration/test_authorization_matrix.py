@@ -104,6 +104,18 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/appointments"): STAFF,
     ("POST", "/api/appointments"): ADMIN_ONLY,
     ("GET", "/api/sessions"): STAFF,
+    ("GET", "/admin/directory"): STAFF,
+    ("GET", "/admin/directory/new"): ADMIN_ONLY,
+    ("POST", "/admin/directory/new"): ADMIN_ONLY,
+    ("GET", "/admin/directory/{entry_id}/edit"): ADMIN_ONLY,
+    ("POST", "/admin/directory/{entry_id}/edit"): ADMIN_ONLY,
+    ("POST", "/admin/directory/{entry_id}/delete"): ADMIN_ONLY,
+    ("GET", "/admin/directory/import"): ADMIN_ONLY,
+    ("POST", "/admin/directory/import"): ADMIN_ONLY,
+    ("POST", "/admin/directory/import/apply"): ADMIN_ONLY,
+    ("GET", "/admin/directory/export.csv"): STAFF,
+    ("GET", "/admin/directory/stale"): STAFF,
+    ("POST", "/api/directory/resolve"): STAFF,
     ("POST", "/signout"): EVERYONE,
 }
 # Routes that end the caller's session run last for each caller.
@@ -181,6 +193,7 @@ async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
         "session_id": group["patients"][0]["join_session_id"],
         "seq": "1",  # the calling patient's first consent (consent_group goes in order)
         "template_id": "00000000-0000-0000-0000-000000000000",
+        "entry_id": "00000000-0000-0000-0000-000000000000",
         "token": "not-a-real-token-but-long-enough-0000",
     }
     passwords = {m["role"]: m["password"] for m in demo["staff"]}

@@ -38,6 +38,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
             "IOP_LOG_FORMAT": "console",
             "IOP_ICE_HOSTS": "127.0.0.1, ::1",
             "IOP_SCHEDULE_HORIZON_DAYS": "14",
+            "IOP_DIRECTORY_STALE_DAYS": "90",
         }
     )
     assert settings.host == "0.0.0.0"
@@ -51,6 +52,7 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.log_format == "console"
     assert settings.ice_hosts == ("127.0.0.1", "::1")
     assert settings.schedule_horizon_days == 14
+    assert settings.directory_stale_days == 90
     assert not settings.is_sqlite
 
 
@@ -94,3 +96,10 @@ def test_tls_cert_without_key_is_refused(tmp_path: Path) -> None:
 
 def test_blank_values_mean_the_default() -> None:
     assert Settings.from_env({"IOP_PORT": "  ", "REDIS_URL": ""}).port == 8443
+
+
+def test_directory_staleness_defaults_to_180_days_and_refuses_nonsense() -> None:
+    assert Settings.from_env({}).directory_stale_days == 180
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"IOP_DIRECTORY_STALE_DAYS": "0"})
+    assert caught.value.variable == "IOP_DIRECTORY_STALE_DAYS"
