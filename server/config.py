@@ -51,6 +51,10 @@ class Settings:
     signin_max_failures_account: int = 5
     signin_max_failures_address: int = 20
     reconnect_grace_s: float = 30.0
+    timer_poll_s: float = 1.0
+    webhook_retry_base_s: float = 5.0
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 12
 
     @property
     def certs_dir(self) -> Path:
@@ -94,6 +98,10 @@ class Settings:
         per_account = reader.get("IOP_SIGNIN_MAX_FAILURES_ACCOUNT", 5, _int_between(1, 1000))
         per_address = reader.get("IOP_SIGNIN_MAX_FAILURES_ADDRESS", 20, _int_between(1, 10000))
         grace = reader.get("IOP_RECONNECT_GRACE_SECONDS", 30, _int_between(1, 600))
+        timer_poll = reader.get("IOP_TIMER_POLL_SECONDS", 1.0, _float_between(0.01, 60))
+        retry_base = reader.get("IOP_WEBHOOK_RETRY_BASE_SECONDS", 5.0, _float_between(0.1, 3600))
+        webhook_timeout = reader.get("IOP_WEBHOOK_TIMEOUT_SECONDS", 10.0, _float_between(0.5, 120))
+        max_attempts = reader.get("IOP_WEBHOOK_MAX_ATTEMPTS", 12, _int_between(1, 100))
         return cls(
             host=host,
             port=port,
@@ -116,6 +124,10 @@ class Settings:
             signin_max_failures_account=per_account,
             signin_max_failures_address=per_address,
             reconnect_grace_s=float(grace),
+            timer_poll_s=timer_poll,
+            webhook_retry_base_s=retry_base,
+            webhook_timeout_s=webhook_timeout,
+            webhook_max_attempts=max_attempts,
         )
 
 
@@ -168,6 +180,19 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
             raise ValueError(f"must be a whole number {low}-{high}, got {raw!r}") from None
         if not low <= value <= high:
             raise ValueError(f"must be a whole number {low}-{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number {low:g}-{high:g}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be a number {low:g}-{high:g}, got {value:g}")
         return value
 
     return parse

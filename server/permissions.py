@@ -29,6 +29,15 @@ class Action(StrEnum):
     SESSIONS_READ = "sessions.read"
     DASHBOARD_VIEW = "dashboard.view"
     JOIN_LINKS_MANAGE = "join_links.manage"
+    # Crisis events: who is on an event is checked per event (server/crisis_api.py).
+    CRISIS_RAISE = "crisis.raise"
+    CRISIS_READ = "crisis.read"
+    CRISIS_ACT = "crisis.act"
+    CRISIS_SIGN_OFF = "crisis.sign_off"
+    CRISIS_REPORT = "crisis.report"
+    CRISIS_CONFIGURE = "crisis.configure"
+    ONCALL_READ = "oncall.read"
+    ONCALL_MANAGE = "oncall.manage"
 
 
 # Clinicians' reads are further narrowed to their own groups and patients (server/scope.py).
@@ -42,6 +51,12 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.APPOINTMENTS_READ,
             Action.SESSIONS_READ,
             Action.DASHBOARD_VIEW,
+            Action.CRISIS_RAISE,
+            Action.CRISIS_READ,
+            Action.CRISIS_ACT,
+            Action.CRISIS_SIGN_OFF,
+            Action.CRISIS_REPORT,
+            Action.ONCALL_READ,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -53,6 +68,10 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.SESSIONS_READ,
             Action.DASHBOARD_VIEW,
             Action.JOIN_LINKS_MANAGE,
+            Action.CRISIS_RAISE,
+            Action.CRISIS_READ,
+            Action.CRISIS_ACT,
+            Action.ONCALL_READ,
         }
     ),
 }
