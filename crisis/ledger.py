@@ -249,14 +249,17 @@ class CallLogged(StepBase):
         _no_extra(
             data, ("number", "agency", "incident_number", "started_at", "ended_at", "outcome")
         )
+        number = _phone(data, "number")
+        agency = _text(data, "agency")
+        incident = _text(data, "incident_number", limit=64, required=False)
         started = _required_time(data, "started_at")
         ended = _time(data, "ended_at", required=False)
         if ended is not None and ended < started:
             raise InvalidStepError("ended_at", "must not be before started_at")
         return cls(
-            _phone(data, "number"),
-            _text(data, "agency"),
-            _text(data, "incident_number", limit=64, required=False),
+            number,
+            agency,
+            incident,
             started,
             ended,
             _text(data, "outcome", limit=MAX_NOTE, required=False),
