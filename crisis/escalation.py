@@ -21,6 +21,7 @@ class Concern:
     rule: str
     at: dt.datetime
     detail: Mapping[str, Any] = field(default_factory=dict)  # scores; stored sealed
+    raised_by: str | None = None  # the staff member who flagged it (clinician_flag)
 
     def __post_init__(self) -> None:
         if self.trigger not in TRIGGERS:
@@ -41,7 +42,11 @@ class ConcernStore(Protocol):
     """Durable storage for what concerns become (the server implements it)."""
 
     async def open_event(self, concern: Concern) -> str:
-        """Record an escalation that staff must act on now; return its id."""
+        """Record an escalation that staff must act on now; return its id.
+
+        A concern about a patient who already has an open event in the same session is
+        added to that event, whose id is returned: one patient, one incident, one timeline.
+        """
 
     async def add_review_task(self, concern: Concern) -> str:
         """Record a review the facilitator owes before the session ends; return its id."""

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 from sqlalchemy.exc import SQLAlchemyError
 
-from server import audit, consent_ledger
+from server import audit, consent_ledger, crisis_store
 from server.app import create_app, tls_context
 from server.clock import utcnow
 from server.config import ConfigError, Settings
@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     audit_cmd = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit_cmd.add_subparsers(dest="audit_command", required=True)
     audit_commands.add_parser("verify", help="walk the hash chain and report the first broken row")
+    crisis_cmd = commands.add_parser("crisis", help="the crisis event timelines")
+    crisis_commands = crisis_cmd.add_subparsers(dest="crisis_command", required=True)
+    crisis_commands.add_parser(
+        "verify", help="walk the crisis timeline chain and report the first broken step"
+    )
     return parser
 
 
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_consent(settings, keyring, args))
         if command == "audit":
             return asyncio.run(_verify_audit(settings))
+        if command == "crisis":
+            return asyncio.run(_verify_crisis(settings, keyring))
         return _serve(settings, keyring, demo_if_empty=getattr(args, "demo_if_empty", False))
     except (SQLAlchemyError, OSError) as exc:
         print(f"cannot reach the database: {type(exc).__name__}", file=sys.stderr)
@@ -198,6 +205,19 @@ async def _verify_audit(settings: Settings) -> int:
             print(f"audit trail intact: {result.rows} rows")
             return 0
         print(f"audit trail broken at row {result.broken_at}: {result.reason}")
+        return 1
+
+    return await _with_engine(settings, work)
+
+
+async def _verify_crisis(settings: Settings, keyring: Keyring) -> int:
+    async def work(engine: Any) -> int:
+        async with engine.connect() as conn:
+            result = await crisis_store.verify(conn, keyring)
+        if result.ok:
+            print(f"crisis timelines intact: {result.rows} steps")
+            return 0
+        print(f"crisis timelines broken at step {result.broken_at}: {result.reason}")
         return 1
 
     return await _with_engine(settings, work)

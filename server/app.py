@@ -16,12 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import web as web_assets
 from certs import ensure_development_certificates
+from crisis.notify import EventStream
 from server import (
     admin_pages,
     api,
     attendance_pages,
     checkin_pages,
     consent_pages,
+    crisis_api,
     directory_pages,
     directory_store,
     media,
@@ -33,11 +35,12 @@ from server import (
     template_pages,
     ws,
 )
-from server.appkeys import BACKGROUND, CLOCK, ENGINE, KEYRING, SETTINGS
+from server.appkeys import BACKGROUND, CLOCK, CRISIS_STREAM, ENGINE, KEYRING, SETTINGS
 from server.catalog import extend_all_group_sessions
 from server.clock import Clock
 from server.config import Settings
 from server.consent_templates import ensure_shipped
+from server.crisis_workers import crisis_workers
 from server.logs import get_logger
 from server.middleware import request_context, same_origin
 from server.phi import Keyring
@@ -60,6 +63,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     app[KEYRING] = keyring
     app[CLOCK] = clock or Clock()
     app[BACKGROUND] = set()
+    app[CRISIS_STREAM] = EventStream()
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(web_assets.TEMPLATES)),
@@ -90,10 +94,12 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     checkin_pages.add_routes(app)
     directory_pages.add_routes(app)
     api.add_routes(app)
+    crisis_api.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)
     media.setup(app)
+    app.cleanup_ctx.append(crisis_workers)
     ws.setup(app)
     return app
 

@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crisis.notify import EventStream
 from rooms.registry import RoomRegistry
 from server.clock import Clock
 from server.config import Settings
@@ -19,3 +20,5 @@ CLOCK = web.AppKey("clock", Clock)
 BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])
 ROOMS = web.AppKey("rooms", RoomRegistry)
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+# In-process listeners (the supervisor dashboard) subscribe here to crisis notifications.
+CRISIS_STREAM = web.AppKey("crisis_stream", EventStream)

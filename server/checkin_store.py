@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crisis.escalation import Concern, Outcome, raise_concern
 from crisis.questions import Plan, results
+from server import crisis_store
 from server.catalog import new_id
 from server.phi import Keyring
 from server.storage.tables import (
@@ -162,7 +163,7 @@ def open_screening(keyring: Keyring, row: Any) -> dict[str, Any]:
 
 
 class SqlConcerns:
-    """crisis.escalation's store: concerns recorded durably and shown to staff."""
+    """crisis.escalation's store: events go to the crisis ledger, review tasks stay here."""
 
     def __init__(self, conn: AsyncConnection, keyring: Keyring, session_ends: dt.datetime) -> None:
         self._conn = conn
@@ -170,6 +171,7 @@ class SqlConcerns:
         self._session_ends = session_ends
 
     async def _insert(self, concern: Concern, kind: str, due: dt.datetime | None) -> str:
+        # Only review tasks (low) are written here; moderate and high concerns are events.
         request_id = new_id()
         detail = {"rule": concern.rule, **dict(concern.detail)}
         await self._conn.execute(
@@ -191,7 +193,7 @@ class SqlConcerns:
         return request_id
 
     async def open_event(self, concern: Concern) -> str:
-        return await self._insert(concern, "event", None)
+        return await crisis_store.open_event(self._conn, self._keyring, concern)
 
     async def add_review_task(self, concern: Concern) -> str:
         return await self._insert(concern, "review_task", self._session_ends)
@@ -253,11 +255,15 @@ async def staff_status(
         )
     ).all()
     level = open_screening(keyring, screening)["level"] if screening else None
+    event = await crisis_store.open_event_for(conn, patient_id, session_id)
+    escalations = [{"kind": r.kind, "level": r.level} for r in open_requests]
+    if event is not None:
+        escalations.insert(0, {"kind": "event", "level": event.level, "id": event.id})
     return {
         "done": check is not None,
         "private_space": None if check is None else bool(check.private_space),
         "level": level,
-        "escalations": [{"kind": r.kind, "level": r.level} for r in open_requests],
+        "escalations": escalations,
     }
 
 

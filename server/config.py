@@ -58,6 +58,10 @@ class Settings:
     screen_kbps: int = 1500
     video_codecs: tuple[str, ...] = ("vp8", "h264")
     directory_stale_days: int = 180
+    timer_poll_s: float = 1.0
+    webhook_retry_base_s: float = 5.0
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 12
 
     @property
     def certs_dir(self) -> Path:
@@ -110,6 +114,10 @@ class Settings:
         screen_kbps = reader.get("IOP_SCREEN_MAX_KBPS", 1500, _int_between(100, 8000))
         codecs = reader.get("IOP_VIDEO_CODECS", ("vp8", "h264"), _video_codecs)
         stale_days = reader.get("IOP_DIRECTORY_STALE_DAYS", 180, _int_between(1, 3650))
+        timer_poll = reader.get("IOP_TIMER_POLL_SECONDS", 1.0, _float_between(0.01, 60))
+        retry_base = reader.get("IOP_WEBHOOK_RETRY_BASE_SECONDS", 5.0, _float_between(0.1, 3600))
+        webhook_timeout = reader.get("IOP_WEBHOOK_TIMEOUT_SECONDS", 10.0, _float_between(0.5, 120))
+        max_attempts = reader.get("IOP_WEBHOOK_MAX_ATTEMPTS", 12, _int_between(1, 100))
         return cls(
             host=host,
             port=port,
@@ -139,6 +147,10 @@ class Settings:
             screen_kbps=screen_kbps,
             video_codecs=codecs,
             directory_stale_days=stale_days,
+            timer_poll_s=timer_poll,
+            webhook_retry_base_s=retry_base,
+            webhook_timeout_s=webhook_timeout,
+            webhook_max_attempts=max_attempts,
         )
 
 
@@ -191,6 +203,19 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
             raise ValueError(f"must be a whole number {low}-{high}, got {raw!r}") from None
         if not low <= value <= high:
             raise ValueError(f"must be a whole number {low}-{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number {low:g}-{high:g}, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be a number {low:g}-{high:g}, got {value:g}")
         return value
 
     return parse

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rooms.schedule import zone
-from server import accounts, audit, catalog, joinlinks, mfa
+from server import accounts, audit, catalog, joinlinks, mfa, oncall
 from server.accounts import hash_password
 from server.phi import Keyring
 from server.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
@@ -157,6 +157,27 @@ async def seed_demo(
             )
             patient["join_url"] = f"{base_url}/j/{link.token}"
             patient["join_session_id"] = link.session_id or ""
+        # An on-call roster so crisis events page someone. The demo has one supervisor, so
+        # the clinicians stand in as backup and medical director.
+        by_email = {member["email"]: member["id"] for member in staff_out}
+        roster = (
+            ("primary", by_email["supervisor@demo.iop.example"]),
+            ("backup", by_email["clinician2@demo.iop.example"]),
+            ("medical_director", by_email["clinician1@demo.iop.example"]),
+        )
+        oncall_out = []
+        for role, staff_id in roster:
+            shift = await oncall.add_shift(
+                conn,
+                program_id=program["id"],
+                role=role,
+                staff_id=staff_id,
+                starts_at=now - dt.timedelta(hours=1),
+                ends_at=now + dt.timedelta(days=horizon_days),
+                created_by=None,
+                now=now,
+            )
+            oncall_out.append({"role": role, "staff_id": staff_id, "id": shift["id"]})
         await audit.record(
             conn,
             actor=audit.SYSTEM,
@@ -170,6 +191,7 @@ async def seed_demo(
         "program": {"id": program["id"], "name": program["name"]},
         "staff": staff_out,
         "groups": [{"id": group["id"], "name": group["name"], "patients": patients_out}],
+        "oncall": oncall_out,
         "appointments": [
             {
                 "id": appointment["id"],

@@ -13,8 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from server.accounts import totp_context
 from server.catalog import PATIENT_PHI, patient_context
 from server.consent_ledger import SEALED, context_for
+from server.crisis_store import step_context
+from server.oncall import webhook_secret_context, webhook_url_context
 from server.phi import Keyring
-from server.storage.tables import consent_events, patients, staff
+from server.storage.tables import (
+    consent_events,
+    crisis_requests,
+    crisis_settings,
+    crisis_steps,
+    patients,
+    staff,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,10 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
         SealedColumn(consent_events, f"{field}_enc", partial(context_for, field=field), "seq")
         for field in SEALED
     ),
+    SealedColumn(crisis_requests, "detail_enc", lambda rid: f"crisis_requests/{rid}"),
+    SealedColumn(crisis_steps, "payload_enc", step_context, "seq"),
+    SealedColumn(crisis_settings, "webhook_url_enc", webhook_url_context, "program_id"),
+    SealedColumn(crisis_settings, "webhook_secret_enc", webhook_secret_context, "program_id"),
 )
 
 
@@ -50,7 +63,7 @@ async def reencrypt(engine: AsyncEngine, keyring: Keyring, batch_size: int = 200
         table = sealed.table
         column = table.c[sealed.column]
         key = table.c[sealed.key]
-        last_id: Any = "" if sealed.key == "id" else 0
+        last_id: Any = "" if isinstance(key.type, sa.String) else 0
         while True:
             # One short transaction per batch: readers and writers are never held up long.
             async with engine.begin() as conn:

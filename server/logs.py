@@ -47,6 +47,8 @@ ALLOWED_KEYS = frozenset(
         "signal",
         "created",
         "redacted",
+        "event_id",
+        "purpose",
     }
 )
 

@@ -31,6 +31,15 @@ class Action(StrEnum):
     JOIN_LINKS_MANAGE = "join_links.manage"
     DIRECTORY_READ = "directory.read"
     DIRECTORY_MANAGE = "directory.manage"
+    # Crisis events: who is on an event is checked per event (server/crisis_api.py).
+    CRISIS_RAISE = "crisis.raise"
+    CRISIS_READ = "crisis.read"
+    CRISIS_ACT = "crisis.act"
+    CRISIS_SIGN_OFF = "crisis.sign_off"
+    CRISIS_REPORT = "crisis.report"
+    CRISIS_CONFIGURE = "crisis.configure"
+    ONCALL_READ = "oncall.read"
+    ONCALL_MANAGE = "oncall.manage"
 
 
 # Clinicians' reads are further narrowed to their own groups and patients (server/scope.py).
@@ -45,6 +54,12 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.SESSIONS_READ,
             Action.DASHBOARD_VIEW,
             Action.DIRECTORY_READ,
+            Action.CRISIS_RAISE,
+            Action.CRISIS_READ,
+            Action.CRISIS_ACT,
+            Action.CRISIS_SIGN_OFF,
+            Action.CRISIS_REPORT,
+            Action.ONCALL_READ,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -57,6 +72,10 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.DASHBOARD_VIEW,
             Action.JOIN_LINKS_MANAGE,
             Action.DIRECTORY_READ,
+            Action.CRISIS_RAISE,
+            Action.CRISIS_READ,
+            Action.CRISIS_ACT,
+            Action.ONCALL_READ,
         }
     ),
 }

@@ -463,3 +463,132 @@ emergency_directory = sa.Table(
     sa.Index("ix_emergency_directory_zip", "zip"),
     sa.Index("ix_emergency_directory_county_key", "county_key"),
 )
+
+# Crisis events (crisis/ledger.py): one row per incident, the header of its timeline.
+# Moderate and high concerns become events; low ones stay review tasks in crisis_requests.
+CRISIS_STATES = ("open", "acknowledged", "closed")
+crisis_events = sa.Table(
+    "crisis_events",
+    metadata,
+    _id(),
+    sa.Column("program_id", sa.ForeignKey("programs.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("patient_id", sa.ForeignKey("patients.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("trigger", sa.String(20), nullable=False),
+    sa.Column("level", sa.String(10), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("raised_at", UTCDateTime(), nullable=False),
+    sa.Column("acknowledged_at", UTCDateTime(), nullable=True),
+    sa.Column("acknowledged_by", sa.String(36), nullable=True),
+    sa.Column("signed_off_at", UTCDateTime(), nullable=True),
+    sa.Column("signed_off_by", sa.String(36), nullable=True),
+    sa.CheckConstraint(f"state IN {CRISIS_STATES}", name="state"),
+    sa.Index("ix_crisis_events_program", "program_id", "state", "raised_at"),
+    # One patient, one incident, one timeline: at most one unclosed event per session.
+    sa.Index(
+        "uq_crisis_events_open",
+        "patient_id",
+        "session_id",
+        unique=True,
+        postgresql_where=sa.text("state <> 'closed'"),
+        sqlite_where=sa.text("state <> 'closed'"),
+    ),
+)
+
+# Every step of every event, append-only and hash-chained (one chain, `seq`); `step_no`
+# numbers an event's own steps. The payload is sealed; the hash covers its plain value.
+crisis_steps = sa.Table(
+    "crisis_steps",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("event_id", sa.ForeignKey("crisis_events.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("step_no", sa.Integer(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor_type", sa.String(16), nullable=False),
+    sa.Column("actor_id", sa.String(36), nullable=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("payload_enc", sa.Text(), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("event_id", "step_no"),
+    sa.Index("ix_crisis_steps_kind", "kind", "at"),
+)
+
+crisis_head = sa.Table(
+    "crisis_head",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# Durable acknowledgement deadlines (crisis/routing.py): a restart re-arms them simply by
+# reading this table, and `fired_at` is set exactly once by whichever process claims it.
+crisis_timers = sa.Table(
+    "crisis_timers",
+    metadata,
+    _id(),
+    sa.Column("event_id", sa.ForeignKey("crisis_events.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("waiting_on", sa.String(120), nullable=False),  # roles, comma-separated
+    sa.Column("page", sa.String(120), nullable=False),  # roles paged when it fires
+    sa.Column("due_at", UTCDateTime(), nullable=False),
+    sa.Column("fired_at", UTCDateTime(), nullable=True),
+    sa.Column("cancelled_at", UTCDateTime(), nullable=True),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.UniqueConstraint("event_id", "purpose"),
+    sa.Index("ix_crisis_timers_due", "fired_at", "cancelled_at", "due_at"),
+)
+
+# Who is on call for a program, per role and time window.
+ONCALL_ROLES = ("primary", "backup", "medical_director")
+oncall_shifts = sa.Table(
+    "oncall_shifts",
+    metadata,
+    _id(),
+    sa.Column("program_id", sa.ForeignKey("programs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("staff_id", sa.ForeignKey("staff.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("starts_at", UTCDateTime(), nullable=False),
+    sa.Column("ends_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(36), nullable=True),
+    _created(),
+    sa.CheckConstraint(f"role IN {ONCALL_ROLES}", name="role"),
+    sa.CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+    sa.Index("ix_oncall_shifts_program", "program_id", "role", "starts_at"),
+)
+
+# Per-program crisis settings: the escalation policy (NULL = CLINICAL.md defaults) and the
+# webhook, whose URL and secret are sealed (a URL may carry a token).
+crisis_settings = sa.Table(
+    "crisis_settings",
+    metadata,
+    sa.Column("program_id", sa.ForeignKey("programs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("policy", sa.JSON(), nullable=True),
+    sa.Column("webhook_url_enc", sa.Text(), nullable=True),
+    sa.Column("webhook_secret_enc", sa.Text(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(36), nullable=True),
+)
+
+# Notifications waiting to be delivered: written in the same transaction as the step that
+# caused them, so a crash or restart loses none. `body` is the JSON sent (no PHI).
+OUTBOX_STATUSES = ("pending", "delivered", "failed", "no_webhook")
+notification_outbox = sa.Table(
+    "notification_outbox",
+    metadata,
+    _id(),
+    sa.Column("event_id", sa.ForeignKey("crisis_events.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("program_id", sa.String(36), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("body", sa.JSON(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.String(200), nullable=True),
+    sa.CheckConstraint(f"status IN {OUTBOX_STATUSES}", name="status"),
+    sa.Index("ix_notification_outbox_due", "status", "next_attempt_at"),
+)

@@ -116,6 +116,20 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/admin/directory/export.csv"): STAFF,
     ("GET", "/admin/directory/stale"): STAFF,
     ("POST", "/api/directory/resolve"): STAFF,
+    # Crisis events: every staff role passes the role check; who is on an event is checked
+    # per event (an unknown event is 404 for everyone allowed).
+    ("POST", "/api/crisis/events"): STAFF,
+    ("GET", "/api/crisis/events"): STAFF,
+    ("GET", "/api/crisis/events/{event_id}"): STAFF,
+    ("POST", "/api/crisis/events/{event_id}/ack"): STAFF,
+    ("POST", "/api/crisis/events/{event_id}/steps"): STAFF,
+    ("POST", "/api/crisis/events/{event_id}/signoff"): frozenset({ADMIN, SUPERVISOR}),
+    ("GET", "/api/crisis/breaches"): frozenset({ADMIN, SUPERVISOR}),
+    ("GET", "/api/crisis/oncall"): STAFF,
+    ("POST", "/api/crisis/oncall"): ADMIN_ONLY,
+    ("DELETE", "/api/crisis/oncall/{shift_id}"): ADMIN_ONLY,
+    ("GET", "/api/crisis/settings/{program_id}"): ADMIN_ONLY,
+    ("PUT", "/api/crisis/settings/{program_id}"): ADMIN_ONLY,
     ("POST", "/signout"): EVERYONE,
 }
 # Routes that end the caller's session run last for each caller.
@@ -195,6 +209,8 @@ async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
         "template_id": "00000000-0000-0000-0000-000000000000",
         "entry_id": "00000000-0000-0000-0000-000000000000",
         "token": "not-a-real-token-but-long-enough-0000",
+        "event_id": "00000000-0000-0000-0000-000000000000",
+        "shift_id": "00000000-0000-0000-0000-000000000000",
     }
     passwords = {m["role"]: m["password"] for m in demo["staff"]}
 

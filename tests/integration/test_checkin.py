@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from server import checkin_store
 from server.appkeys import CLOCK, ENGINE
 from server.joinlinks import patient_sessions
-from server.storage.tables import crisis_requests, safety_checks, screenings
+from server.storage.tables import crisis_events, crisis_requests, safety_checks, screenings
 from tests.conftest import CSRF, RunningServer, give_consents, signed_in, staff_login
 
 # No to every question: what a calm check-in with every instrument due looks like.
@@ -150,14 +150,23 @@ async def test_levels_become_escalations_or_review_tasks(
             closing = await _answer_all(phone, answers)
             assert "risk" not in closing.lower()
         async with server.app[ENGINE].connect() as conn:
-            rows = (
+            tasks = (
                 await conn.execute(
                     sa.select(crisis_requests.c.kind, crisis_requests.c.level).where(
                         crisis_requests.c.patient_id == patient["id"]
                     )
                 )
             ).all()
-        assert [tuple(r) for r in rows] == ([expected] if expected else [])
+            events = (
+                await conn.execute(
+                    sa.select(crisis_events.c.trigger, crisis_events.c.level).where(
+                        crisis_events.c.patient_id == patient["id"]
+                    )
+                )
+            ).all()
+        found = [tuple(r) for r in tasks] + [("event", level) for _trigger, level in events]
+        assert found == ([expected] if expected else [])
+        assert all(trigger == "screening" for trigger, _level in events)
 
 
 async def test_weekly_instruments_are_not_asked_again_within_the_week(

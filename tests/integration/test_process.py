@@ -118,13 +118,13 @@ class ServerProcess:
         return self.process.returncode or 0, self.output.decode()
 
 
-async def _start(data_dir: Path, port: int) -> ServerProcess:
+async def _start(data_dir: Path, port: int, **extra: str) -> ServerProcess:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "server",
         "serve",
-        env=_env(data_dir, port),
+        env=_env(data_dir, port, **extra),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

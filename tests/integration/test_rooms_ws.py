@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.appkeys import ENGINE
-from server.storage.tables import attendance_events, crisis_requests, sessions
+from server.storage.tables import attendance_events, crisis_events, crisis_steps, sessions
 from server.ws import ATTENDANCE
 from tests.conftest import RunningServer, consent_group, signed_in, staff_login, start_server
 
@@ -481,16 +481,31 @@ async def test_the_help_button_reaches_only_staff_and_opens_an_escalation(room: 
     assert not [m for m in bob.received if m["type"] in ("help", "help_received")]
     await host.send({"type": "help", "text": "x"})
     assert (await host.until(lambda m: m["type"] == "error"))["code"] == "forbidden"
+    # Pressed again: the same incident, so the open event gets a step, not a twin.
+    await alice.send({"type": "help", "text": ""})
+    await host.until(lambda m: m["type"] == "help" and m["text"] == "")
     await room.server.app[ATTENDANCE].flush()
     async with room.server.app[ENGINE].connect() as conn:
         rows = (
             await conn.execute(
-                sa.select(crisis_requests.c.trigger, crisis_requests.c.level).where(
-                    crisis_requests.c.patient_id == alice.me.split(":", 1)[1]
+                sa.select(crisis_events.c.id, crisis_events.c.trigger, crisis_events.c.level).where(
+                    crisis_events.c.patient_id == alice.me.split(":", 1)[1]
                 )
             )
         ).all()
-    assert [tuple(r) for r in rows] == [("help_button", "high")]
+        assert [(r.trigger, r.level) for r in rows] == [("help_button", "high")]
+        kinds = (
+            (
+                await conn.execute(
+                    sa.select(crisis_steps.c.kind)
+                    .where(crisis_steps.c.event_id == rows[0].id)
+                    .order_by(crisis_steps.c.step_no)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert kinds[0] == "raised" and kinds.count("concern_added") == 1
 
 
 async def test_a_waiting_patient_can_ask_for_help_too(room: Room) -> None:
