@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server.appkeys import CLOCK, ENGINE
+from rooms.model import PERMISSIONS, RoomAction
+from server.appkeys import CLOCK, ENGINE, SETTINGS
 from server.joinlinks import link_state, patient_sessions
 from server.render import render
-from server.roomaccess import CheckinRequired, ConsentRequired, current_link, resolve
+from server.roomaccess import CheckinRequired, ConsentRequired, Entry, current_link, resolve
 from server.staff_pages import local_time
+
+
+def _media_context(request: web.Request, entry: Entry) -> dict[str, object]:
+    return {
+        "video_kbps": request.app[SETTINGS].video_kbps,
+        "may_share": RoomAction.SHARE_SCREEN in PERMISSIONS[entry.role],
+        "relay_only": False,
+    }
 
 
 async def staff_room(request: web.Request) -> web.Response:
@@ -21,6 +30,7 @@ async def staff_room(request: web.Request) -> web.Response:
         "starts_local": local_time(entry.room.starts_at, entry.room.time_zone),
         "ws_path": f"/ws/rooms/{entry.room.id}",
         "live_room": True,
+        **_media_context(request, entry),
     }
     return await render(request, "room.html", context)
 
@@ -49,6 +59,7 @@ async def patient_room(request: web.Request) -> web.Response:
         "starts_local": local_time(entry.room.starts_at, entry.room.time_zone),
         "ws_path": f"/ws/rooms/{entry.room.id}",
         "program_phone": link.program_phone,
+        **_media_context(request, entry),
     }
     return await render(request, "patient_room.html", context)
 

@@ -55,7 +55,23 @@
     });
   }
 
+  // Media starts once this person is in the room, again on every new socket (the server
+  // then replaces only this person's connection), and stops when they leave.
+  const media = window.IOPMedia || null;
+  let mediaSocket = null;
+  let mediaStarted = false;
+  function syncMedia(you) {
+    if (!media) return;
+    media.members([...state.members.values()]);
+    if (you.presence === "admitted" && mediaSocket !== socket) {
+      mediaSocket = socket;
+      media.start(send, mediaStarted);
+      mediaStarted = true;
+    }
+  }
+
   function gone(text) {
+    if (media) media.stop();
     state.closed = true;
     setStatus(isStaff ? text : "", true);
     if (!isStaff) {
@@ -68,6 +84,7 @@
 
   // Incoming --------------------------------------------------------------------------------
   function receive(message) {
+    if (media && media.handle(message)) return;
     if (typeof message.seq === "number") state.seq = message.seq;
     switch (message.type) {
       case "snapshot":
@@ -134,6 +151,7 @@
   function render() {
     const you = state.you;
     if (!you) return;
+    syncMedia(you);
     const live = state.room && state.room.state === "live";
     setStatus(state.room && state.room.locked ? "Connected · room locked" : (live ? "Connected · session live" : "Connected"));
     if (!isStaff) {
@@ -280,18 +298,6 @@
   bind("react-thumbs", () => send({ type: "react", reaction: "thumbs_up" }));
   bind("react-moment", () => send({ type: "react", reaction: "need_a_moment" }));
   bind("ask-unmute", () => send({ type: "ask_unmute" }));
-  bind("test-media", async () => {
-    const result = $("test-result");
-    try {
-      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
-      const preview = $("preview");
-      preview.srcObject = stream;
-      preview.hidden = false;
-      result.textContent = "Your camera and microphone work.";
-    } catch (error) {
-      result.textContent = "We could not use your camera or microphone. Check your browser's permissions.";
-    }
-  });
   function bindForm(formId, textId, build) {
     const form = $(formId);
     if (!form) return;
