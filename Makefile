@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test chromium lint bench clean
+.PHONY: run test system-deps lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,13 @@ run: $(VENV)/.installed
 	$(PY) -m server migrate
 	$(PY) -m server serve --demo-if-empty
 
-chromium:
-	@test -x /usr/bin/chromium || { \
-		echo "installing Debian's chromium for the browser tests"; \
+system-deps:
+	@test -x /usr/bin/chromium -a -x /usr/bin/turnserver || { \
+		echo "installing Debian's chromium and coturn for the browser and TURN tests"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium coturn >/dev/null; }
 
-test: $(VENV)/.installed-dev chromium
+test: $(VENV)/.installed-dev system-deps
 	$(PY) -m ruff check --quiet .
 	$(PY) -m pytest -q -p no:cacheprovider
 

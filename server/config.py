@@ -54,6 +54,7 @@ class Settings:
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_ttl_s: int = 4 * 3600
+    ice_force_relay: bool = False
     video_kbps: int = 500
     screen_kbps: int = 1500
     video_codecs: tuple[str, ...] = ("vp8", "h264")
@@ -110,6 +111,9 @@ class Settings:
         if turn_urls and turn_secret is None:
             raise ConfigError("IOP_TURN_SECRET_FILE", "TURN servers need their shared secret")
         turn_ttl = reader.get("IOP_TURN_TTL_SECONDS", 4 * 3600, _int_between(60, 48 * 3600))
+        force_relay = reader.get("IOP_ICE_FORCE_RELAY", False, _bool)
+        if force_relay and not turn_urls:
+            raise ConfigError("IOP_ICE_FORCE_RELAY", "relay-only media needs IOP_TURN_URLS")
         video_kbps = reader.get("IOP_VIDEO_MAX_KBPS", 500, _int_between(100, 4000))
         screen_kbps = reader.get("IOP_SCREEN_MAX_KBPS", 1500, _int_between(100, 8000))
         codecs = reader.get("IOP_VIDEO_CODECS", ("vp8", "h264"), _video_codecs)
@@ -143,6 +147,7 @@ class Settings:
             turn_urls=turn_urls,
             turn_secret=turn_secret,
             turn_ttl_s=turn_ttl,
+            ice_force_relay=force_relay,
             video_kbps=video_kbps,
             screen_kbps=screen_kbps,
             video_codecs=codecs,

@@ -16,7 +16,7 @@ def _media_context(request: web.Request, entry: Entry) -> dict[str, object]:
     return {
         "video_kbps": request.app[SETTINGS].video_kbps,
         "may_share": RoomAction.SHARE_SCREEN in PERMISSIONS[entry.role],
-        "relay_only": False,
+        "relay_only": request.app[SETTINGS].ice_force_relay,
     }
 
 

@@ -323,8 +323,13 @@
     stats: async () => {
       const out = [];
       if (!state.pc) return out;
-      (await state.pc.getStats()).forEach((s) => {
+      const report = await state.pc.getStats();
+      report.forEach((s) => {
         if (s.type === "inbound-rtp") out.push({ kind: s.kind, framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived || 0 });
+        if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
+          const local = report.get(s.localCandidateId);
+          out.push({ kind: "path", candidateType: local ? local.candidateType : "unknown" });
+        }
       });
       return out;
     },
