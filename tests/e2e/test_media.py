@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import RunningServer, browser_sign_in, browser_window, consent_group
+from server.appkeys import CLOCK
+from tests.conftest import (
+    RunningServer,
+    browser_sign_in,
+    browser_window,
+    consent_group,
+    give_checkin,
+    give_consents,
+    signed_in,
+    staff_login,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -53,4 +64,41 @@ async def test_three_browsers_in_a_group_each_decode_the_other_two(
         await expect(page.locator("#tiles figure")).to_have_count(3)  # self and two others
     # Names on the tiles come from the room's member list.
     await expect(clinician.locator("#tiles figcaption", has_text="Avery")).to_be_visible()
+    assert errors == []
+
+
+async def test_a_one_on_one_session_carries_video_both_ways_and_the_host_shares_a_screen(
+    server: RunningServer, demo: dict[str, Any], browser: Any
+) -> None:
+    appointment = demo["appointments"][0]
+    session_id = appointment["session_id"]
+    patient_id = appointment["patient_id"]
+    async with await signed_in(server, *staff_login(demo, "clinician")) as clinician_http:
+        issued = await clinician_http.post(
+            f"/api/patients/{patient_id}/join-links", json={"session_id": session_id}
+        )
+        assert issued.status == 201
+        link = (await issued.json())["url"]
+    # The appointment is tomorrow at 10:00: move the server's clock to just before it.
+    starts = dt.datetime.fromisoformat(appointment["starts_at"])
+    server.app[CLOCK].advance(seconds=(starts - server.app[CLOCK].now()).total_seconds() - 300)
+    await give_consents(server, patient_id, session_id)
+    await give_checkin(server, patient_id, session_id)
+    errors: list[str] = []
+    patient = await browser_window(browser, errors, phone=True)
+    await patient.goto(link)
+    await patient.get_by_role("link", name="Go to the waiting room").click()
+    clinician = await browser_window(browser, errors)
+    await browser_sign_in(clinician, server, demo)
+    await clinician.goto(server.base_url + f"/rooms/{session_id}")
+    await clinician.get_by_role("button", name="Admit everyone waiting").click()
+    for page in (patient, clinician):
+        await decoding(page, 1)
+    await expect(patient.get_by_role("button", name="Share screen")).to_be_hidden()
+    await clinician.get_by_role("button", name="Share screen").click()
+    await expect(clinician.get_by_role("button", name="Stop sharing")).to_be_visible()
+    await decoding(patient, 2)  # the clinician's camera and screen
+    await expect(patient.locator("#tiles figcaption", has_text="(screen)")).to_be_visible()
+    await clinician.get_by_role("button", name="Stop sharing").click()
+    await expect(patient.locator("#tiles figcaption", has_text="(screen)")).to_have_count(0)
     assert errors == []

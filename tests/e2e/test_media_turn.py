@@ -32,35 +32,33 @@ async def turn_port() -> AsyncIterator[int]:
         pytest.fail("turnserver is missing: run `make test`, which installs Debian's coturn")
     port = free_port()
     low = free_port()
-    process = subprocess.Popen(
-        [
-            turnserver,
-            "--listening-ip=127.0.0.1",
-            "--relay-ip=127.0.0.1",
-            f"--listening-port={port}",
-            "--allow-loopback-peers",  # coturn refuses loopback peers by default
-            "--use-auth-secret",
-            f"--static-auth-secret={SECRET}",
-            "--realm=iop.test",
-            "--no-cli",
-            "--no-tls",
-            "--no-dtls",
-            "--fingerprint",
-            f"--min-port={low}",
-            f"--max-port={low + 200}",
-            "--log-file=stdout",
-            "--simple-log",
-        ],
+    process = await asyncio.create_subprocess_exec(
+        turnserver,
+        "--listening-ip=127.0.0.1",
+        "--relay-ip=127.0.0.1",
+        f"--listening-port={port}",
+        "--allow-loopback-peers",  # coturn refuses loopback peers by default
+        "--use-auth-secret",
+        f"--static-auth-secret={SECRET}",
+        "--realm=iop.test",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--fingerprint",
+        f"--min-port={low}",
+        f"--max-port={low + 200}",
+        "--log-file=stdout",
+        "--simple-log",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         await asyncio.sleep(0.5)
-        assert process.poll() is None, "turnserver did not start"
+        assert process.returncode is None, "turnserver did not start"
         yield port
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        await process.wait()
 
 
 @pytest.fixture
