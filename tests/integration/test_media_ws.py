@@ -217,3 +217,42 @@ async def test_media_is_refused_in_the_waiting_room_and_bad_answers_get_errors(
     await until(lambda: any(m.get("code") == "unexpected" for m in host.messages))
     await host.send({"type": "screen_allow", "member_id": "patient:nobody", "allowed": True})
     await until(lambda: any(m.get("code") == "unknown_member" for m in host.messages))
+
+
+async def test_a_network_change_replaces_only_that_members_connection(
+    media_room: MediaRoomClient, server: RunningServer
+) -> None:
+    host = await media_room.host()
+    ana = await media_room.patient(host, 0)
+    ben = await media_room.patient(host, 1)
+    people = [host, ana, ben]
+    for person in people:
+        await person.send({"type": "media_join"})
+    await until(lambda: all(sees(a, b, "video") for a in people for b in people if a is not b))
+    settled = {id(p): len(p.offers) for p in (host, ben)}
+    await asyncio.sleep(1.0)
+    settled = {id(p): len(p.offers) for p in (host, ben)}
+    # Ana's network changed: her client starts over with a fresh peer connection.
+    await ana.peer.close()
+    ana.peer = ClientPeer("ana-again")
+    await ana.send({"type": "media_join", "restart": True})
+    await until(lambda: sees(ana, host, "video") and sees(ana, ben, "video"))
+    before = {id(p): p.peer.frames[(ana.me, "video")] for p in (host, ben)}
+    await until(
+        lambda: all(p.peer.frames[(ana.me, "video")] > before[id(p)] + 10 for p in (host, ben))
+    )
+    # Nobody else renegotiated: their streams from Ana re-based onto her new connection.
+    assert {id(p): len(p.offers) for p in (host, ben)} == settled
+
+
+async def test_the_active_speaker_is_announced_from_audio_levels(
+    media_room: MediaRoomClient,
+) -> None:
+    host = await media_room.host()
+    ana = await media_room.patient(host, 0)
+    ana.peer = ClientPeer("ana", loud=True)
+    for person in (host, ana):
+        await person.send({"type": "media_join"})
+    await until(
+        lambda: any(m["type"] == "speaker" and m["member_id"] == ana.me for m in host.messages)
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import math
 from collections import Counter
 from typing import Any
 
@@ -15,15 +17,40 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from av import AudioFrame
+
+
+class ToneTrack(AudioStreamTrack):
+    """A loud 440 Hz tone: someone speaking, as far as audio levels go."""
+
+    async def recv(self) -> AudioFrame:
+        frame = await super().recv()
+        start = self._timestamp - frame.samples
+        rate = frame.sample_rate
+        tone = array.array(
+            "h",
+            (
+                int(16000 * math.sin(2 * math.pi * 440 * (start + i) / rate))
+                for i in range(frame.samples)
+            ),
+        )
+        out = AudioFrame(format="s16", layout="mono", samples=frame.samples)
+        out.planes[0].update(tone.tobytes())
+        out.pts, out.sample_rate, out.time_base = frame.pts, rate, frame.time_base
+        return out
 
 
 class ClientPeer:
     """Publishes a synthetic camera and microphone; decodes and counts what arrives."""
 
-    def __init__(self, name: str, *, audio: bool = True, video: bool = True) -> None:
+    def __init__(
+        self, name: str, *, audio: bool = True, video: bool = True, loud: bool = False
+    ) -> None:
         self.name = name
         self.pc: RTCPeerConnection | None = None
-        self.audio: MediaStreamTrack | None = AudioStreamTrack() if audio else None
+        self.audio: MediaStreamTrack | None = (
+            (ToneTrack() if loud else AudioStreamTrack()) if audio else None
+        )
         self.video: MediaStreamTrack | None = VideoStreamTrack() if video else None
         self.frames: Counter[tuple[str, str]] = Counter()
         self.tracks: dict[str, dict[str, str]] = {}

@@ -1,0 +1,121 @@
+"""The forwarding plane with recording sinks: per-leg rewriting and RTCP per leg."""
+
+from __future__ import annotations
+
+import struct
+
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+)
+
+from rooms.media import rtp
+from rooms.media.forward import Forwarder, Leg, Track
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.rtp: list[bytes] = []
+        self.rtcp: list[bytes] = []
+
+    def send_rtp(self, packet: bytes) -> bool:
+        self.rtp.append(packet)
+        return True
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        self.rtcp.append(packet)
+        return True
+
+
+class Time:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def video_packet(seq: int, ts: int, marker: bool = False) -> bytes:
+    header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | 97, seq, ts, 5555)
+    return header + b"\x10payload"
+
+
+def setup() -> tuple[Forwarder, Track, Leg, Sink, Sink, Time]:
+    time = Time()
+    forwarder = Forwarder(monotonic=time)
+    publisher, subscriber = Sink(), Sink()
+    track = Track("patient:a", "video", "video", sink=publisher, ssrc=5555)
+    track.mimes = {97: "video/vp8"}
+    leg = Leg("patient:a", "video", "patient:b", subscriber, ssrc=777, clock_rate=90000)
+    leg.payload_types = {"video/vp8": 120}
+    leg.negotiated = True
+    leg.track = track
+    track.legs = [leg]
+    forwarder.tracks[5555] = track
+    forwarder.legs[("patient:b", 777)] = leg
+    return forwarder, track, leg, publisher, subscriber, time
+
+
+def test_each_leg_gets_its_own_ssrc_and_payload_type_and_nothing_is_decoded() -> None:
+    forwarder, _track, _leg, _pub, sub, _time = setup()
+    track = forwarder.tracks[5555]
+    for seq in range(10, 15):
+        forwarder.on_rtp(track, video_packet(seq, seq * 3000, marker=True))
+    views = [rtp.parse(p) for p in sub.rtp]
+    assert [v.ssrc for v in views] == [777] * 5
+    assert [v.payload_type for v in views] == [120] * 5
+    assert [v.sequence for v in views] == [10, 11, 12, 13, 14]
+    assert all(p.endswith(b"\x10payload") for p in sub.rtp)
+
+
+def test_a_nack_is_answered_from_the_cache_and_what_is_gone_goes_to_the_publisher() -> None:
+    forwarder, track, _leg, pub, sub, _time = setup()
+    for seq in range(100, 110):
+        forwarder.on_rtp(track, video_packet(seq, seq))
+    sub.rtp.clear()
+    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=777, lost=[103, 104])
+    forwarder.on_rtcp("patient:b", bytes(nack), {})
+    assert [rtp.parse(p).sequence for p in sub.rtp] == [103, 104]
+    assert forwarder.retransmitted == 2
+    old = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=777, lost=[40000])
+    forwarder.on_rtcp("patient:b", bytes(old), {})
+    (asked,) = RtcpPacket.parse(pub.rtcp[-1])
+    assert isinstance(asked, RtcpRtpfbPacket) and asked.media_ssrc == 5555
+
+
+def test_keyframe_requests_reach_the_publisher_at_most_every_500_ms() -> None:
+    forwarder, _track, _leg, pub, _sub, time = setup()
+    pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=777)
+    forwarder.on_rtcp("patient:b", bytes(pli), {})
+    forwarder.on_rtcp("patient:b", bytes(pli), {})
+    assert len(pub.rtcp) == 1
+    time.now += 0.6
+    forwarder.flush_keyframe_requests()  # the held-back request goes out, not lost
+    assert len(pub.rtcp) == 2
+    (sent,) = RtcpPacket.parse(pub.rtcp[-1])
+    assert isinstance(sent, RtcpPsfbPacket) and sent.media_ssrc == 5555
+
+
+def test_sender_reports_follow_the_publishers_timeline_with_real_counts() -> None:
+    forwarder, track, leg, _pub, _sub, time = setup()
+    for seq in range(1, 4):
+        forwarder.on_rtp(track, video_packet(seq, 90000 + seq))
+    publisher_sr = RtcpSrPacket(
+        ssrc=5555,
+        sender_info=RtcpSenderInfo(
+            ntp_timestamp=7 << 32, rtp_timestamp=90000, packet_count=3, octet_count=24
+        ),
+    )
+    forwarder.on_rtcp("patient:a", bytes(publisher_sr), {5555: track})
+    time.now += 1.0
+    (sr,) = RtcpPacket.parse(forwarder.sender_reports([leg]))
+    assert isinstance(sr, RtcpSrPacket) and sr.ssrc == 777
+    assert sr.sender_info.packet_count == 3
+    assert sr.sender_info.octet_count == 3 * len(b"\x10payload")
+    assert sr.sender_info.ntp_timestamp == 8 << 32  # one second later on its clock
+    assert sr.sender_info.rtp_timestamp == 90000 + 90000 + leg.map.ts_offset
