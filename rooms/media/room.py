@@ -143,7 +143,7 @@ class MediaRoom:
         )
         peer = Peer(member_id, pc, publishes, receive_video=receive_video)
 
-        @pc.on("connectionstatechange")  # type: ignore[misc]
+        @pc.on("connectionstatechange")
         def _state() -> None:
             if pc.connectionState == "connected":
                 self._sync(peer)
@@ -308,7 +308,11 @@ class MediaRoom:
     def _receiver_ready(self, peer: Peer, source: str) -> Callable[[RTCRtpReceiveParameters], None]:
         def ready(parameters: RTCRtpReceiveParameters) -> None:
             track = self._tracks[(peer.member_id, source)]
-            track.mimes = {c.payloadType: c.mimeType.lower() for c in parameters.codecs}
+            track.mimes = {
+                c.payloadType: c.mimeType.lower()
+                for c in parameters.codecs
+                if c.payloadType is not None
+            }
             if parameters.codecs:
                 track.clock_rate = parameters.codecs[0].clockRate
             track.ext_ids = {e.uri: e.id for e in parameters.headerExtensions}
@@ -323,7 +327,11 @@ class MediaRoom:
 
     def _sender_ready(self, peer: Peer, leg: Leg) -> Callable[[RTCRtpSendParameters], None]:
         def ready(parameters: RTCRtpSendParameters) -> None:
-            leg.payload_types = {c.mimeType.lower(): c.payloadType for c in parameters.codecs}
+            leg.payload_types = {
+                c.mimeType.lower(): c.payloadType
+                for c in parameters.codecs
+                if c.payloadType is not None
+            }
             leg.ext_ids = {e.uri: e.id for e in parameters.headerExtensions}
             leg.mid = parameters.muxId
             leg._remap_for = None
