@@ -256,3 +256,28 @@ async def test_the_active_speaker_is_announced_from_audio_levels(
     await until(
         lambda: any(m["type"] == "speaker" and m["member_id"] == ana.me for m in host.messages)
     )
+
+
+async def test_audio_only_stops_video_to_that_member_and_can_be_undone(
+    media_room: MediaRoomClient, server: RunningServer
+) -> None:
+    host = await media_room.host()
+    ana = await media_room.patient(host, 0)
+    for person in (host, ana):
+        await person.send({"type": "media_join"})
+    await until(lambda: sees(ana, host, "video") and sees(ana, host, "audio"))
+    room = server.app[MEDIA][media_room.room_id]
+    to_ana = {leg.source: leg for leg in room.forwarder.legs.values() if leg.subscriber == ana.me}
+    await ana.send({"type": "media_update", "receive_video": False})
+    await asyncio.sleep(0.5)
+    video_before, audio_before = to_ana["video"].packets, to_ana["audio"].packets
+    await asyncio.sleep(1.0)
+    assert to_ana["video"].packets == video_before
+    assert to_ana["audio"].packets > audio_before
+    await ana.send({"type": "media_update", "receive_video": True})
+    await until(lambda: to_ana["video"].packets > video_before + 10)
+    # A patient may not share a screen until a host allows it.
+    await ana.send({"type": "media_update", "screen": True})
+    await until(lambda: any(m.get("code") == "forbidden" for m in ana.messages))
+    await host.send({"type": "screen_allow", "member_id": ana.me, "allowed": True})
+    await until(lambda: any(m["type"] == "screen_allowed" for m in ana.messages))
