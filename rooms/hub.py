@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ Recorder = Callable[[Member, str, dt.datetime], None]
 StateRecorder = Callable[[RoomState], None]
 ClockRecorder = Callable[[SessionClock, str, Member | None], None]
 HelpRecorder = Callable[[Member, str, dt.datetime], None]
+PrivateRecorder = Callable[[Member, Member, dt.datetime], None]  # patient, clinician, when
 Clock = Callable[[], dt.datetime]
 
 
@@ -69,6 +71,8 @@ def member_view(member: Member, *, staff: bool = False) -> dict[str, Any]:
         "audio_blocked": member.audio_blocked,
         "video_blocked": member.video_blocked,
         "unmute_requested": member.unmute_requested,
+        "away": member.space is not None,
+        "space": member.space,
     }
     if staff:
         view["staff_info"] = member.staff_info
@@ -91,12 +95,14 @@ class RoomHub:
         record_clock: ClockRecorder | None = None,
         record_help: HelpRecorder | None = None,
         on_member: Callable[[Member], None] | None = None,
+        record_private: PrivateRecorder | None = None,
     ) -> None:
         self.room = room
         self.clock = clock_state
         self._record_clock = record_clock
         self._record_help = record_help
         self._on_member = on_member
+        self._record_private = record_private
         self._clock = clock
         self._record = record
         self._record_state = record_state
@@ -126,6 +132,7 @@ class RoomHub:
             p.Grounding: self._on_grounding,
             p.Plan: self._on_plan,
             p.Help: self._on_help,
+            p.PrivateRoom: self._on_private_room,
         }
         self._closing: list[tuple[Participant, int, str]] = []
 
@@ -596,6 +603,78 @@ class RoomHub:
                 clock.set_minutes(index, minutes)
 
         self._clock_op(member, f"plan_{message.op}", change)
+
+    # Private room (the crisis path) --------------------------------------------------------
+
+    def _on_private_room(self, member: Member, message: p.PrivateRoom) -> None:
+        self.room.check(member, RoomAction.PRIVATE_ROOM)
+        patient = self.room.members.get(message.member_id)
+        if patient is None or patient.is_staff or not patient.in_room:
+            raise RoomError("invalid", "choose a patient who is in the room")
+        now = self._clock()
+        if not message.open:
+            space = patient.space
+            if space is None:
+                raise RoomError("invalid", "this patient is not in a private room")
+            for other in self.room.members.values():
+                if other.space == space:
+                    other.space = None
+                    self._publish_member(other)
+            self.publish(
+                self._audience("in_room") | self._audience("staff"),
+                {"type": "private_room", "open": False, "member_id": patient.id},
+            )
+            return
+        if patient.space is not None or member.space is not None:
+            raise RoomError("busy", "already in a private room")
+        space = f"side-{secrets.token_hex(6)}"
+        patient.space = member.space = space
+        # The co-facilitator keeps the group: the clock goes to them, or pauses for a break.
+        keeper = next(
+            (
+                m
+                for m in self.room.members.values()
+                if m.role in (RoomRole.HOST, RoomRole.COHOST)
+                and m is not member
+                and m.space is None
+                and m.id in self._connections
+            ),
+            None,
+        )
+        if self.clock is not None and self.clock.status != "not_started":
+            holder = keeper.role.value if keeper is not None else member.role.value
+            self.hand_off_clock(holder, pause=keeper is None)
+        self._publish_member(patient)
+        self._publish_member(member)
+        group = frozenset(m.id for m in self.room.in_room() if m.space is None)
+        self.publish(
+            group,
+            {
+                "type": "private_room",
+                "open": True,
+                "member_id": patient.id,
+                "keeper": keeper.id if keeper is not None else None,
+                "short_break": keeper is None,
+            },
+        )
+        self.publish(
+            frozenset({patient.id, member.id}),
+            {
+                "type": "private_room",
+                "open": True,
+                "member_id": patient.id,
+                "with": member.id,
+                "with_name": member.name,
+                "mine": True,
+            },
+        )
+        if keeper is None:
+            self.publish(
+                self._audience("staff"),
+                {"type": "float_needed", "member_id": patient.id},
+            )
+        if self._record_private is not None:
+            self._record_private(patient, member, now)
 
     def hand_off_clock(self, to: str, *, pause: bool) -> None:
         """The crisis path's hook: the co-host takes the clock, or it pauses."""

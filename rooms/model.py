@@ -57,6 +57,7 @@ class RoomAction(StrEnum):
     RUN_CLOCK = "run_clock"
     ASK_HELP = "ask_help"
     SHARE_SCREEN = "share_screen"  # participants only when a host allows it
+    PRIVATE_ROOM = "private_room"
     ALLOW_SCREEN = "allow_screen"
 
 
@@ -76,6 +77,7 @@ _STAFF_CONTROLS = frozenset(
         RoomAction.RUN_CLOCK,
         RoomAction.SHARE_SCREEN,
         RoomAction.ALLOW_SCREEN,
+        RoomAction.PRIVATE_ROOM,
     }
 )
 PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
@@ -134,6 +136,10 @@ class Member:
     unmute_requested: bool = False
     visible_to_patients: bool = True
     readmitted: bool = False  # removed, then let back in by a host: skips the waiting room
+    # A private side room inside this room (a clinician and one patient): media flows only
+    # between members in the same space; None is the group. The token is random so that
+    # other patients learn only that someone stepped out, never why.
+    space: str | None = None
     # What staff (only) see about a patient, supplied by the server (e.g. consent status).
     staff_info: dict[str, Any] = field(default_factory=dict)
 

@@ -204,6 +204,14 @@ class ScreenAllow(_Message):
     allowed: bool
 
 
+class PrivateRoom(_Message):
+    """A clinician takes a patient to a private room (open) or brings them back."""
+
+    type: Literal["private_room"]
+    member_id: MemberId
+    open: bool
+
+
 MediaMessage = MediaJoin | MediaAnswer | MediaUpdate | MediaLeave | ScreenAllow
 MEDIA_MESSAGES = (MediaJoin, MediaAnswer, MediaUpdate, MediaLeave, ScreenAllow)
 
@@ -232,7 +240,8 @@ ClientMessage = Annotated[
     | MediaAnswer
     | MediaUpdate
     | MediaLeave
-    | ScreenAllow,
+    | ScreenAllow
+    | PrivateRoom,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)

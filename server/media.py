@@ -40,7 +40,7 @@ def media_for(app: web.Application, hub: RoomHub) -> MediaRoom:
         hub.broadcast(hub.in_room_ids(), {"type": "speaker", "member_id": member_id})
 
     codecs = tuple(f"video/{'VP8' if c == 'vp8' else 'H264'}" for c in settings.video_codecs)
-    room = MediaRoom(
+    media = MediaRoom(
         hub.room.id,
         signal,
         settings=MediaSettings(
@@ -50,8 +50,10 @@ def media_for(app: web.Application, hub: RoomHub) -> MediaRoom:
         ),
         on_speaker=on_speaker,
     )
-    rooms[hub.room.id] = room
-    return room
+    for member in hub.room.members.values():
+        media.set_space(member.id, member.space)
+    rooms[hub.room.id] = media
+    return media
 
 
 def member_changed(app: web.Application, room_id: str, member: Member) -> None:
@@ -60,6 +62,7 @@ def member_changed(app: web.Application, room_id: str, member: Member) -> None:
     if room is None:
         return
     room.set_blocked(member.id, audio=member.audio_blocked, video=member.video_blocked)
+    room.set_space(member.id, member.space)
     if member.presence in (Presence.LEFT, Presence.REMOVED, Presence.WAITING):
         room.spawn_leave(member.id)
 

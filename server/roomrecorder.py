@@ -14,8 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crisis.escalation import Concern, raise_concern
+from crisis.ledger import PrivateRoomOpened
 from rooms.model import Member
-from server import audit
+from server import audit, crisis_store
 from server.checkin_store import SqlConcerns
 from server.logs import get_logger
 from server.phi import Keyring
@@ -33,6 +34,7 @@ class RoomRecorder:
         self._engine = engine
         self._keyring = keyring
         self._concerns: list[Concern] = []
+        self._private_rooms: list[tuple[str, str, str, dt.datetime]] = []
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._states: dict[str, str] = {}
         self._clocks: dict[str, dict[str, Any]] = {}
@@ -75,6 +77,13 @@ class RoomRecorder:
         self._concerns.append(concern)
         self._queue.put_nowait({})
 
+    def private_room(
+        self, session_id: str, patient_id: str, clinician_id: str, at: dt.datetime
+    ) -> None:
+        """A clinician took a patient to a private room: a step on their open event."""
+        self._private_rooms.append((session_id, patient_id, clinician_id, at))
+        self._queue.put_nowait({})
+
     async def _run(self) -> None:
         while True:
             rows = [await self._queue.get()]
@@ -92,6 +101,7 @@ class RoomRecorder:
         clocks, self._clocks = self._clocks, {}
         audits, self._audits = self._audits, []
         concerns, self._concerns = self._concerns, []
+        private_rooms, self._private_rooms = self._private_rooms, []
         for attempt in range(5):
             try:
                 async with self._engine.begin() as conn:
@@ -111,6 +121,17 @@ class RoomRecorder:
                             sa.select(sessions.c.ends_at).where(sessions.c.id == concern.session_id)
                         )
                         await raise_concern(SqlConcerns(conn, self._keyring, ends), concern)
+                    for session_id, patient_id, clinician_id, at in private_rooms:
+                        event = await crisis_store.open_event_for(conn, patient_id, session_id)
+                        if event is not None:
+                            await crisis_store.append_step(
+                                conn,
+                                self._keyring,
+                                event.id,
+                                PrivateRoomOpened(room_id=session_id),
+                                audit.Actor("staff", clinician_id, "clinician"),
+                                at,
+                            )
                 return
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("attendance.write_failed", error_type=type(exc).__name__, count=attempt)

@@ -140,6 +140,10 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
         )
         log.warning("crisis.help_pressed", room_id=room_id)
 
+    def record_private(patient: Member, clinician: Member, at: Any) -> None:
+        recorder.private_room(room_id, patient.identity.id, clinician.identity.id, at)
+        log.warning("crisis.private_room_opened", room_id=room_id)
+
     def make() -> RoomHub:
         info = entry.room
         # A supervisor may watch a group unseen; a one-on-one is never observed silently.
@@ -159,6 +163,7 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             record_clock=record_clock,
             record_help=record_help,
             on_member=lambda member: media.member_changed(app, room_id, member),
+            record_private=record_private,
             grace_s=request.app[SETTINGS].reconnect_grace_s,
         )
 

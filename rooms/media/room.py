@@ -100,6 +100,7 @@ class MediaRoom:
         self.peers: dict[str, Peer] = {}
         self._tracks: dict[tuple[str, str], Track] = {}
         self._blocked: dict[str, tuple[bool, bool]] = {}
+        self._spaces: dict[str, str | None] = {}
         self.screen_sharer: str | None = None
         self._screen_allowed: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -381,7 +382,7 @@ class MediaRoom:
         entry = peer.legs.get((owner, source))
         if entry is not None:
             entry[1].direction = "sendonly"
-            entry[0].wanted = self._wants(peer, source)
+            entry[0].wanted = self._wants(peer, source, owner)
             return
         kind = KINDS[source]
         transceiver = peer.pc.addTransceiver(kind, direction="sendonly")
@@ -394,15 +395,35 @@ class MediaRoom:
             sink=peer.wire if peer.wire is not None else _NoSink(),
             ssrc=hooks.sender_ssrc(transceiver),
             clock_rate=48000 if kind == "audio" else 90000,
-            wanted=self._wants(peer, source),
+            wanted=self._wants(peer, source, owner),
         )
         hooks.silence_sender(transceiver, self._sender_ready(peer, leg))
         peer.legs[(owner, source)] = (leg, transceiver)
         self.forwarder.legs[(peer.member_id, leg.ssrc)] = leg
 
-    @staticmethod
-    def _wants(peer: Peer, source: str) -> bool:
+    def _wants(self, peer: Peer, source: str, owner: str) -> bool:
+        # Media flows only within a space: the group, or a private room inside it.
+        if self._spaces.get(owner) != self._spaces.get(peer.member_id):
+            return False
         return source != "video" or peer.receive_video
+
+    def set_space(self, member_id: str, space: str | None) -> None:
+        """Move a member to a private room (or back to the group) without renegotiating:
+        their connection stays up and only what is forwarded to and from them changes."""
+        if self._spaces.get(member_id) == space:
+            return
+        self._spaces[member_id] = space
+        for peer in self.peers.values():
+            for (owner, source), (leg, _t) in peer.legs.items():
+                if member_id not in (owner, peer.member_id):
+                    continue
+                wanted = self._wants(peer, source, owner)
+                if leg.wanted != wanted:
+                    leg.wanted = wanted
+                    leg.map.gate()
+                    self._relink(owner, source)
+                    if wanted:
+                        self.forwarder.request_keyframe(leg.track)
 
     def _relink(self, owner: str, source: str) -> None:
         track = self._tracks.get((owner, source))
@@ -487,7 +508,7 @@ class MediaRoom:
         for (owner, source), (leg, _t) in peer.legs.items():
             if source != "video":
                 continue
-            leg.wanted = receive
+            leg.wanted = self._wants(peer, source, owner)
             leg.map.gate()
             self._relink(owner, source)
             if receive:

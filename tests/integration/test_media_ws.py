@@ -10,9 +10,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 
 from rooms.media import hooks
+from server.appkeys import ENGINE
 from server.media import MEDIA
+from server.storage.tables import crisis_events, crisis_steps
+from server.ws import ATTENDANCE
 from tests.conftest import RunningServer, consent_group, signed_in, staff_login
 from tests.media.peer import ClientPeer
 
@@ -281,3 +285,56 @@ async def test_audio_only_stops_video_to_that_member_and_can_be_undone(
     await until(lambda: any(m.get("code") == "forbidden" for m in ana.messages))
     await host.send({"type": "screen_allow", "member_id": ana.me, "allowed": True})
     await until(lambda: any(m["type"] == "screen_allowed" for m in ana.messages))
+
+
+async def test_a_private_room_keeps_media_between_the_two_and_hides_them_from_the_group(
+    media_room: MediaRoomClient, server: RunningServer
+) -> None:
+    host = await media_room.host()
+    ana = await media_room.patient(host, 0)
+    ben = await media_room.patient(host, 1)
+    people = [host, ana, ben]
+    for person in people:
+        await person.send({"type": "media_join"})
+    await until(lambda: all(sees(a, b, "video") for a in people for b in people if a is not b))
+    await ana.send({"type": "help", "text": ""})
+    await until(lambda: any(m["type"] == "help_received" for m in ana.messages))
+    await server.app[ATTENDANCE].flush()
+
+    await host.send({"type": "private_room", "member_id": ana.me, "open": True})
+    await until(lambda: any(m["type"] == "private_room" and m.get("mine") for m in ana.messages))
+    told = [m for m in ben.messages if m["type"] == "private_room"]
+    await until(lambda: any(m["type"] == "private_room" for m in ben.messages))
+    told = [m for m in ben.messages if m["type"] == "private_room"]
+    assert told[-1]["short_break"] is True and "with" not in told[-1]  # nobody else keeps it
+    assert any(m["type"] == "float_needed" for m in host.messages)
+    room = server.app[MEDIA][media_room.room_id]
+    legs = room.forwarder.legs.values()
+    ana_to_ben = next(
+        g for g in legs if g.owner == ana.me and g.subscriber == ben.me and g.source == "video"
+    )
+    host_to_ana = next(
+        g for g in legs if g.owner == host.me and g.subscriber == ana.me and g.source == "video"
+    )
+    await asyncio.sleep(0.5)
+    frozen, flowing = ana_to_ben.packets, host_to_ana.packets
+    await asyncio.sleep(1.0)
+    assert ana_to_ben.packets == frozen  # the group no longer sees or hears her
+    assert host_to_ana.packets > flowing  # she and her clinician still see each other
+    await server.app[ATTENDANCE].flush()
+    async with server.app[ENGINE].connect() as conn:
+        kinds = (
+            (
+                await conn.execute(
+                    sa.select(crisis_steps.c.kind)
+                    .join(crisis_events, crisis_events.c.id == crisis_steps.c.event_id)
+                    .where(crisis_events.c.session_id == media_room.room_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert "private_room_opened" in kinds
+
+    await host.send({"type": "private_room", "member_id": ana.me, "open": False})
+    await until(lambda: ana_to_ben.packets > frozen + 10)

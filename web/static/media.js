@@ -10,7 +10,7 @@
   const state = {
     send: null, pc: null, local: null, screen: null, tracks: {}, publish: {}, tiles: new Map(),
     audioOnly: false, micOn: true, camOn: true, names: new Map(), speaker: null, started: false,
-    poor: 0, restartTimer: null, sharing: false, mayShare: host.dataset.mayShare === "true",
+    poor: 0, restartTimer: null, sharing: false, members: new Map(), mySpace: null, mayShare: host.dataset.mayShare === "true",
   };
   const $ = (id) => document.getElementById(id);
   function say(text) {
@@ -197,6 +197,9 @@
       for (const t of pc.getTransceivers()) {
         const info = t.mid !== null && state.tracks[t.mid];
         if (!info || !t.receiver.track) continue;
+        // A private room inside the room: only the people in the same space are shown.
+        const owner = state.members.get(info.member_id);
+        if (owner && (owner.space || null) !== state.mySpace) continue;
         const key = info.source === "screen" ? info.member_id + ":screen" : info.member_id;
         wanted.add(key);
         const entry = tile(key);
@@ -214,7 +217,9 @@
 
   function markSelf(badge) { const s = state.tiles.get("self"); if (s) s.badges.textContent = badge; }
 
-  function members(list) {
+  function members(list, you) {
+    state.members = new Map(list.map((m) => [m.id, m]));
+    state.mySpace = (you && you.space) || null;
     for (const m of list) {
       state.names.set(m.id, m.name);
       const entry = state.tiles.get(m.id);

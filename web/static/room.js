@@ -62,7 +62,7 @@
   let mediaStarted = false;
   function syncMedia(you) {
     if (!media) return;
-    media.members([...state.members.values()]);
+    media.members([...state.members.values()], you);
     if (you.presence === "admitted" && mediaSocket !== socket) {
       mediaSocket = socket;
       media.start(send, mediaStarted);
@@ -114,6 +114,10 @@
         return showReaction(message);
       case "help":
         return showHelp(message);
+      case "private_room":
+        return showPrivateRoom(message);
+      case "float_needed":
+        return notify("No co-facilitator is here to keep the group: call in a float clinician from the on-call roster. The group has been told to take a short break.");
       case "help_received":
         $("help-confirm").textContent = "Your clinician has been told. They will contact you privately.";
         return;
@@ -125,6 +129,28 @@
         return;
     }
     render();
+  }
+
+  function notify(text) {
+    const box = $("notice") || $("status");
+    box.textContent = text;
+    box.hidden = false;
+  }
+
+  function showPrivateRoom(message) {
+    const who = state.members.get(message.member_id);
+    const name = who ? who.name : "Someone";
+    if (!message.open) {
+      notify(message.member_id === me ? "You are back with the group." : name + " is back.");
+    } else if (message.mine && !isStaff) {
+      notify("You are now talking privately with " + message.with_name + ". Nobody else in the group can see or hear you. Take your time; you will come back to the group afterwards.");
+    } else if (message.mine) {
+      notify("You are in a private room with " + name + ". The group cannot see or hear either of you.");
+    } else if (message.short_break) {
+      notify("Let's take a short break. The group will continue in a few minutes.");
+    } else {
+      notify(isStaff ? name + " is in a private room; you are keeping the group and the clock." : name + " stepped out for a moment.");
+    }
   }
 
   function showHelp(message) {
@@ -262,8 +288,12 @@
         actions.push([member.video_blocked ? "Allow video" : "Stop video", { type: "mute", member_id: member.id, video: !member.video_blocked }]);
         if (member.hand_raised) actions.push(["Lower hand", { type: "lower_hand", member_id: member.id }]);
         actions.push(["Remove", { type: "remove", member_id: member.id }]);
+        if (!member.away) actions.push(["Private room with", { type: "private_room", member_id: member.id, open: true }]);
+        else if (state.you && member.space === state.you.space) actions.push(["Back to the group:", { type: "private_room", member_id: member.id, open: false }]);
       }
-      list.append(person(member, actions));
+      const item = person(member, actions);
+      if (member.away) item.querySelector(".badges").append(el("span", isStaff ? "in a private room" : "stepped out", "badge"));
+      list.append(item);
     }
   }
 
