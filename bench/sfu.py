@@ -69,7 +69,7 @@ def encode_media() -> dict[str, Any]:
     encoder.target_bitrate = VIDEO_BPS
     rng = random.Random(7)
     gradient = bytes((x + y) & 0xFF for y in range(height) for x in range(width))
-    detail = bytes(rng.getrandbits(8) for _ in range(width * 48))
+    detail = bytes(96 + rng.getrandbits(5) for _ in range(width * 48))
     chroma = bytes([128]) * (width * height // 4)
     frames: list[list[bytes]] = []
     for index in range(LOOP_FRAMES * 2):  # the first loop lets rate control settle
