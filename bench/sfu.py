@@ -1066,6 +1066,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["baseline_ratio"] = (
             round(base["server_cpu_cores"] / per_room, 1) if per_room else None
         )
+        if base["us_per_packet"] and sfu["us_per_packet"]:
+            result["baseline_us_per_packet_ratio"] = round(
+                base["us_per_packet"] / sfu["us_per_packet"], 1
+            )
         cores = os.cpu_count() or 1
         if base["server_cpu_cores"] > 0.8 * cores or base["subscriber_fps_min"] < 0.8 * VIDEO_FPS:
             result["baseline_note"] = (
