@@ -27,9 +27,6 @@ from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameter
 log = structlog.get_logger(__name__)
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
-# asyncio queues a datagram the kernel refused (EAGAIN) in user space without bound;
-# media that late is useless, so past this backlog packets are dropped instead.
-MAX_SEND_BACKLOG = 64 * 1024
 
 
 class HookError(RuntimeError):
@@ -184,8 +181,6 @@ class Wire:
         transport = getattr(pair.protocol, "transport", None)
         if transport is None or transport.is_closing():
             return False
-        if transport.get_write_buffer_size() > MAX_SEND_BACKLOG:
-            return False  # the socket is behind: drop rather than deliver seconds late
         try:
             data = tx.protect_rtcp(packet) if rtcp else tx.protect(packet)
         except pylibsrtp.Error:
