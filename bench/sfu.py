@@ -1,0 +1,1114 @@
+"""SFU benchmark: server CPU per forwarded packet, latency and frame rate of one room.
+
+Starts `python -m server serve` in its own process on a temporary SQLite database,
+seeds K groups of N-1 patients (consented, checked in) and drives each room from 1-2
+load-generator processes: one real aiortc peer per participant, joined over the room
+WebSocket (hello, admit, media_join, media_offer/media_answer). Every peer publishes
+VP8 (~500 kbps, 30 fps) and Opus (20 ms) encoded once before the run and replayed as
+raw SRTP, and counts what it receives without decoding, so the server is what is
+measured. The same scenario then runs against a baseline relay that decodes and
+re-encodes (aiortc's MediaRelay used the default way) for a CPU ratio.
+
+    python bench/sfu.py [--participants 13] [--groups 1] [--seconds 20] [--no-baseline] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import fractions
+import json
+import multiprocessing
+import os
+import platform
+import random
+import signal
+import socket
+import ssl
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pyotp
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+VIDEO_SIZE = (640, 360)
+VIDEO_FPS = 30
+VIDEO_BPS = 500_000
+LOOP_FRAMES = 90  # 3 s of video, one keyframe at its start, replayed in a loop
+AUDIO_PTIME = 0.020
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# Media encoded once ------------------------------------------------------------------
+
+
+def encode_media() -> dict[str, Any]:
+    """VP8 RTP payloads per frame (a moving pattern with detail) and Opus packets."""
+    import av
+    from aiortc.codecs.opus import OpusEncoder
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    width, height = VIDEO_SIZE
+    encoder = Vp8Encoder()
+    encoder.target_bitrate = VIDEO_BPS
+    rng = random.Random(7)
+    gradient = bytes((x + y) & 0xFF for y in range(height) for x in range(width))
+    detail = bytes(96 + rng.getrandbits(5) for _ in range(width * 48))
+    chroma = bytes([128]) * (width * height // 4)
+    frames: list[list[bytes]] = []
+    for index in range(LOOP_FRAMES * 2):  # the first loop lets rate control settle
+        shift = (index * 6) % len(gradient)
+        luma = bytearray(gradient[shift:] + gradient[:shift])
+        row = (index * 4) % (height - 48)
+        moved = (index * 37) % len(detail)
+        luma[row * width : (row + 48) * width] = detail[moved:] + detail[:moved]
+        frame = av.VideoFrame(width, height, "yuv420p")
+        frame.planes[0].update(bytes(luma))
+        frame.planes[1].update(chroma)
+        frame.planes[2].update(chroma)
+        frame.pts = index * 3000
+        frame.time_base = fractions.Fraction(1, 90000)
+        payloads, _ = encoder.encode(frame, force_keyframe=index == LOOP_FRAMES)
+        if index >= LOOP_FRAMES:
+            frames.append(payloads)
+    opus = OpusEncoder()
+    audio: list[bytes] = []
+    samples = int(48000 * AUDIO_PTIME)
+    for index in range(50):
+        frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
+        tone = b"".join(
+            struct.pack("<h", int(6000 * ((((index * samples + i) // 55) % 2) * 2 - 1)))
+            for i in range(samples)
+        )
+        frame.planes[0].update(tone)
+        frame.sample_rate = 48000
+        frame.pts = index * samples
+        frame.time_base = fractions.Fraction(1, 48000)
+        packets, _ = opus.encode(frame)
+        audio.extend(packets)
+    video_bytes = sum(len(p) for f in frames for p in f)
+    return {
+        "video": frames,
+        "audio": audio or [b"\xf8\xff\xfe"],
+        "video_kbps": round(video_bytes * 8 * VIDEO_FPS / len(frames) / 1000, 1),
+        "video_pps": round(sum(len(f) for f in frames) * VIDEO_FPS / len(frames), 1),
+    }
+
+
+# Load generator (runs in worker processes) ---------------------------------------------
+
+
+def _sdp_streams(sdp: str) -> tuple[set[int], dict[str, dict[str, int]]]:
+    """Video SSRCs the offer announces, and each m-line's extension ids by mid."""
+    video: set[int] = set()
+    ext: dict[str, dict[str, int]] = {}
+    kind = ""
+    mid = ""
+    pending: dict[str, int] = {}
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            if mid:
+                ext[mid] = pending
+            kind, mid, pending = line[2:].split(" ", 1)[0], "", {}
+        elif line.startswith("a=mid:"):
+            mid = line[6:].strip()
+        elif line.startswith("a=ssrc:") and kind == "video":
+            video.add(int(line[7:].split(" ", 1)[0]))
+        elif line.startswith("a=extmap:"):
+            ident, uri = line[9:].split(" ", 1)
+            pending[uri.strip()] = int(ident.split("/")[0])
+    if mid:
+        ext[mid] = pending
+    return video, ext
+
+
+class Participant:
+    """One aiortc peer: ICE/DTLS by aiortc, RTP sent and counted raw on its wire."""
+
+    def __init__(self, name: str, stats: WorkerStats) -> None:
+        self.name = name
+        self.stats = stats
+        self.pc: Any = None
+        self.wire: Any = None
+        self.video_ssrcs: set[int] = set()
+        self.frames: Counter[int] = Counter()
+        self.publish: dict[str, Any] = {}  # source -> transceiver
+        self.send: dict[str, tuple[int, int, int | None]] = {}  # source -> (ssrc, pt, ext id)
+        self.abs_id: int | None = None  # receive side: the id the server uses
+        self.seq = {"audio": random.randrange(1 << 16), "video": random.randrange(1 << 16)}
+        self.ts = {"audio": random.randrange(1 << 32), "video": random.randrange(1 << 32)}
+
+    async def on_offer(self, message: dict[str, Any]) -> str:
+        from aiortc import (
+            RTCBundlePolicy,
+            RTCConfiguration,
+            RTCPeerConnection,
+            RTCSessionDescription,
+        )
+
+        from rooms.media import hooks
+
+        if self.pc is None:
+            self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        pc = self.pc
+        await pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
+        publish = {mid: source for source, mid in message["publish"].items() if mid}
+        for transceiver in pc.getTransceivers():
+            source = publish.get(transceiver.mid)
+            if source in ("audio", "video"):
+                transceiver.direction = "sendonly"
+                self.publish[source] = transceiver
+            elif source == "screen":
+                transceiver.direction = "inactive"
+            hooks.silence_sender(transceiver, lambda _p: None)
+            hooks.silence_receiver(transceiver, lambda _p: None)
+        await pc.setLocalDescription(await pc.createAnswer())
+        video, ext = _sdp_streams(message["sdp"])
+        self.video_ssrcs = video
+        for mid, ids in ext.items():
+            if mid not in publish and ABS_SEND_TIME_URI in ids:
+                self.abs_id = ids[ABS_SEND_TIME_URI]
+        self.send = {}  # re-read after every negotiation
+        if self.wire is None:
+            self.wire = hooks.Wire(pc)
+            self.wire.tap(self._on_rtp, lambda _data: None)
+        return str(pc.localDescription.sdp)
+
+    def sending(self, source: str) -> tuple[int, int, int | None] | None:
+        """(ssrc, payload type, extension id) once the wire is up and the m-line agreed."""
+        found = self.send.get(source)
+        if found is not None:
+            return found
+        from rooms.media import hooks
+
+        transceiver = self.publish.get(source)
+        if transceiver is None or self.wire is None or not self.wire.ready:
+            return None
+        params, _ = hooks.negotiated(self.pc, transceiver)
+        if params is None or not params.codecs:
+            return None
+        uri = ABS_SEND_TIME_URI if source == "video" else AUDIO_LEVEL_URI
+        ext_id = next((e.id for e in params.headerExtensions if e.uri == uri), None)
+        found = (hooks.sender_ssrc(transceiver), params.codecs[0].payloadType, ext_id)
+        self.send[source] = found
+        return found
+
+    def send_frame(self, source: str, payloads: list[bytes], ts_step: int) -> None:
+        agreed = self.sending(source)
+        if agreed is None:
+            return
+        ssrc, pt, ext_id = agreed
+        if ext_id is None:
+            ext = b""
+        elif source == "video":
+            stamp = int(time.time() * (1 << 18)) & 0xFFFFFF
+            ext = b"\xbe\xde\x00\x01" + bytes([(ext_id << 4) | 2]) + stamp.to_bytes(3, "big")
+        else:
+            ext = b"\xbe\xde\x00\x01" + bytes([ext_id << 4, 0x80 | 30, 0, 0])
+        first = 0x90 if ext else 0x80
+        self.ts[source] = ts = (self.ts[source] + ts_step) & 0xFFFFFFFF
+        last = len(payloads) - 1
+        wire = self.wire
+        seq = self.seq[source]
+        for index, payload in enumerate(payloads):
+            header = struct.pack(
+                "!BBHII", first, pt | (0x80 if index == last else 0), seq, ts, ssrc
+            )
+            seq = (seq + 1) & 0xFFFF
+            if wire.send_rtp(header + ext + payload):
+                self.stats.sent += 1
+        self.seq[source] = seq
+
+    def _on_rtp(self, data: bytes) -> None:
+        stats = self.stats
+        stats.received += 1
+        ssrc = int.from_bytes(data[8:12], "big")
+        if ssrc not in self.video_ssrcs:
+            return
+        if data[1] & 0x80:
+            self.frames[ssrc] += 1
+        if not stats.measuring or self.abs_id is None or not data[0] & 0x10:
+            return
+        offset = 12 + 4 * (data[0] & 0x0F)
+        if data[offset : offset + 2] != b"\xbe\xde":
+            return
+        end = offset + 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
+        pos = offset + 4
+        while pos < end:
+            head = data[pos]
+            if head == 0:
+                pos += 1
+                continue
+            ident, length = head >> 4, (head & 0x0F) + 1
+            if ident == self.abs_id and length == 3:
+                sent = int.from_bytes(data[pos + 1 : pos + 4], "big")
+                now = int(time.time() * (1 << 18)) & 0xFFFFFF
+                stats.latency.append(((now - sent) & 0xFFFFFF) / (1 << 18))
+                return
+            pos += 1 + length
+
+    def ready(self, others: int) -> bool:
+        return len([c for c in self.frames.values() if c >= 5]) >= others
+
+    async def close(self) -> None:
+        if self.wire is not None:
+            self.wire.untap()
+        if self.pc is not None:
+            await self.pc.close()
+
+
+@dataclass
+class WorkerStats:
+    sent: int = 0
+    received: int = 0
+    measuring: bool = False
+    latency: list[float] = field(default_factory=list)
+
+
+async def _signal_server(
+    spec: dict[str, Any], participant: Participant, http: aiohttp.ClientSession
+) -> None:
+    """The room WebSocket: hello, (auto-)admit, media_join, answer every offer."""
+    ws = await http.ws_connect(f"{spec['base_url']}/ws/rooms/{spec['session_id']}")
+    await ws.send_json({"type": "hello", "protocol": 1, "last_seq": None})
+    joined = False
+    async for frame in ws:
+        if frame.type is not aiohttp.WSMsgType.TEXT:
+            return
+        message = json.loads(frame.data)
+        kind = message["type"]
+        if kind in ("snapshot", "resync") and not joined:
+            if message["you"]["presence"] == "admitted":
+                joined = True
+                await ws.send_json({"type": "media_join"})
+        elif kind == "member" and spec["host"] and message["member"]["presence"] == "waiting":
+            await ws.send_json({"type": "admit", "member_id": message["member"]["id"]})
+        elif kind == "media_offer":
+            sdp = await participant.on_offer(message)
+            await ws.send_json({"type": "media_answer", "sdp": sdp})
+        elif kind == "error":
+            print(f"{participant.name}: {message}", file=sys.stderr)
+
+
+async def _signal_baseline(spec: dict[str, Any], participant: Participant) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{spec['base_url']}/ws") as ws,
+    ):
+        await ws.send_json({"type": "join", "name": participant.name})
+        async for frame in ws:
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                return
+            message = json.loads(frame.data)
+            if message["type"] == "media_offer":
+                sdp = await participant.on_offer(message)
+                await ws.send_json({"type": "media_answer", "sdp": sdp})
+
+
+async def _http_for(spec: dict[str, Any], ssl_ctx: ssl.SSLContext | None) -> aiohttp.ClientSession:
+    http = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=ssl_ctx if ssl_ctx is not None else False),
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+    )
+    if spec["host"]:
+        staff = spec["staff"]
+        signed = await http.post(
+            spec["base_url"] + "/api/auth/session",
+            json={
+                "email": staff["email"],
+                "password": staff["password"],
+                "code": pyotp.TOTP(staff["totp_secret"]).now(),
+            },
+        )
+        signed.raise_for_status()
+    else:
+        response = await http.get(spec["join_url"])
+        response.raise_for_status()
+    return http
+
+
+async def _pace(period: float, tick: Any) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    count = 0
+    while True:
+        count += 1
+        tick(count)
+        delay = start + count * period - loop.time()
+        if delay < -1.0:  # far behind (a saturated generator): do not burst to catch up
+            start, count = loop.time(), 0
+            delay = 0
+        await asyncio.sleep(max(0.0, delay))
+
+
+def _cpu_self() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+async def _worker(conn: Connection, config: dict[str, Any]) -> None:
+    from rooms.media import hooks
+
+    hooks.use_host_addresses(["127.0.0.1"])
+    media = config["media"]
+    stats = WorkerStats()
+    participants = [Participant(spec["name"], stats) for spec in config["specs"]]
+    ssl_ctx = ssl.create_default_context(cafile=config["ca"]) if config.get("ca") else None
+    tasks: list[asyncio.Task[Any]] = []
+    host_http: aiohttp.ClientSession | None = None
+    sessions: list[aiohttp.ClientSession] = []
+    for spec, participant in zip(config["specs"], participants, strict=True):
+        if config["mode"] == "baseline":
+            tasks.append(asyncio.create_task(_signal_baseline(spec, participant)))
+            continue
+        if spec["host"]:
+            # One sign-in for every room's host: TOTP codes are single use.
+            if host_http is None:
+                host_http = await _http_for(spec, ssl_ctx)
+                sessions.append(host_http)
+            http = host_http
+        else:
+            http = await _http_for(spec, ssl_ctx)
+            sessions.append(http)
+        tasks.append(asyncio.create_task(_signal_server(spec, participant, http)))
+
+    video, audio = media["video"], media["audio"]
+
+    def video_tick(count: int) -> None:
+        payloads = video[count % len(video)]
+        for participant in participants:
+            participant.send_frame("video", payloads, 90000 // VIDEO_FPS)
+
+    def audio_tick(count: int) -> None:
+        payload = [audio[count % len(audio)]]
+        for participant in participants:
+            participant.send_frame("audio", payload, int(48000 * AUDIO_PTIME))
+
+    tasks.append(asyncio.create_task(_pace(1 / VIDEO_FPS, video_tick)))
+    tasks.append(asyncio.create_task(_pace(AUDIO_PTIME, audio_tick)))
+
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[Any] = asyncio.Queue()
+    loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
+    others = config["participants"] - 1
+    marks: dict[str, Any] = {}
+    while True:
+        command = await commands.get()
+        if command == "ready":
+            conn.send(
+                {
+                    "ready": sum(p.ready(others) for p in participants),
+                    "of": len(participants),
+                    "failed": [repr(t.exception()) for t in tasks if t.done() and t.exception()],
+                }
+            )
+        elif command == "start":
+            stats.latency.clear()
+            stats.measuring = True
+            marks = {
+                "cpu": _cpu_self(),
+                "wall": time.monotonic(),
+                "sent": stats.sent,
+                "received": stats.received,
+                "frames": [Counter(p.frames) for p in participants],
+            }
+            conn.send("started")
+        elif command == "stop":
+            stats.measuring = False
+            elapsed = time.monotonic() - marks["wall"]
+            fps: list[float] = []
+            for participant, before in zip(participants, marks["frames"], strict=True):
+                rates = sorted(
+                    (participant.frames[s] - before[s]) / elapsed for s in participant.frames
+                )
+                rates = [0.0] * max(0, others - len(rates)) + rates
+                fps.append(rates[0] if rates else 0.0)
+            latency = stats.latency
+            if len(latency) > 50_000:
+                latency = random.sample(latency, 50_000)
+            conn.send(
+                {
+                    "elapsed": elapsed,
+                    "cpu": _cpu_self() - marks["cpu"],
+                    "sent": stats.sent - marks["sent"],
+                    "received": stats.received - marks["received"],
+                    "fps_min": min(fps) if fps else 0.0,
+                    "latency": latency,
+                }
+            )
+        elif command == "quit":
+            break
+    loop.remove_reader(conn.fileno())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for participant in participants:
+        with contextlib.suppress(Exception):
+            await participant.close()
+    for http in sessions:
+        await http.close()
+    conn.send("bye")
+
+
+def _worker_main(conn: Connection, config: dict[str, Any]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    asyncio.run(_worker(conn, config))
+
+
+# Seeding the server's database ------------------------------------------------------------
+
+
+async def _seed(env: dict[str, str], groups: int, participants: int) -> list[dict[str, Any]]:
+    """K groups of N-1 patients, each consented and checked in for the group's session."""
+    from crisis.questions import next_question
+    from server import catalog, checkin_store, consent_ledger, consent_templates, joinlinks
+    from server.clock import utcnow
+    from server.config import Settings
+    from server.demo import DEMO_TIME_ZONE
+    from server.phi import ensure_keyring
+    from server.schemas import GroupIn, PatientIn, SlotIn
+    from server.storage.engine import create_engine
+    from server.storage.tables import programs, staff
+
+    import sqlalchemy as sa
+
+    settings = Settings.from_env(env)
+    keyring, _ = ensure_keyring(settings.secret_key_file)
+    engine = create_engine(settings.database_url)
+    now = utcnow()
+    out: list[dict[str, Any]] = []
+    try:
+        async with engine.begin() as conn:
+            program_id = (await conn.execute(sa.select(programs.c.id))).scalar_one()
+            clinicians = [
+                row.id
+                for row in await conn.execute(
+                    sa.select(staff.c.id).where(staff.c.role == "clinician").order_by(staff.c.email)
+                )
+            ]
+            for g in range(groups):
+                patients: list[dict[str, Any]] = []
+                for p in range(participants - 1):
+                    patient = await catalog.create_patient(
+                        conn,
+                        keyring,
+                        PatientIn(
+                            program_id=program_id,
+                            legal_name=f"Bench G{g} P{p} Example",
+                            display_name=f"G{g}P{p}",
+                            date_of_birth=dt.date(1990, 1 + p % 12, 1 + g % 28),
+                            home_address=f"{100 + p} Example Street, Sacramento, CA 95814",
+                            backup_phone=f"(555) 010-{100 + p:04d}",
+                            time_zone=DEMO_TIME_ZONE,
+                        ),
+                        now,
+                    )
+                    patients.append({"id": patient["id"]})
+                await catalog.create_group(
+                    conn,
+                    GroupIn(
+                        program_id=program_id,
+                        name=f"Benchmark group {g + 1}",
+                        lead_clinician_id=clinicians[0],
+                        cofacilitator_id=clinicians[1],
+                        member_ids=[p["id"] for p in patients],
+                        time_zone=DEMO_TIME_ZONE,
+                        schedule=[
+                            SlotIn(day=d, start="18:00", end="21:00")
+                            for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+                        ],
+                        template="evening-group-180",
+                        starts_on=now.date(),
+                    ),
+                    now,
+                    settings.schedule_horizon_days,
+                )
+                for patient in patients:
+                    slots = await joinlinks.patient_sessions(conn, patient["id"], now)
+                    link = await joinlinks.issue(
+                        conn,
+                        patient_id=patient["id"],
+                        session_id=slots[0].session_id,
+                        issued_by=clinicians[0],
+                        now=now,
+                        grace=dt.timedelta(minutes=60),
+                        standing_for=dt.timedelta(days=1),
+                    )
+                    patient["join_url"] = f"{settings.public_url}/j/{link.token}"
+                    patient["session_id"] = session_id = link.session_id
+                    terms = await consent_templates.session_terms(conn, session_id)
+                    for kind in terms.required:
+                        template = await consent_templates.latest(conn, kind)
+                        document = await consent_templates.document_for(
+                            conn, template, terms.values
+                        )
+                        await consent_ledger.append(
+                            conn,
+                            keyring,
+                            patient_id=patient["id"],
+                            kind=kind,
+                            event="consented",
+                            template_id=template.id,
+                            template_version=template.version,
+                            text_sha256=document.sha256(),
+                            language="en",
+                            session_id=session_id,
+                            presented_at=now,
+                            consented_at=now,
+                            method="e_signature",
+                            signer_role="patient",
+                            signature="Bench Signature",
+                            recorded_at=now,
+                        )
+                    await checkin_store.save_safety_check(
+                        conn,
+                        keyring,
+                        session_id=session_id,
+                        patient_id=patient["id"],
+                        answers={
+                            "address": "1 Example Street, Fresno, CA 93701",
+                            "county": "Fresno",
+                            "callback_phone": "(555) 010-0150",
+                            "support_reachable": "yes",
+                            "private_space": True,
+                            "same_as_last_time": False,
+                        },
+                        now=now,
+                        recorded_by=None,
+                    )
+                    plan = await checkin_store.plan_for(conn, session_id, patient["id"], now)
+                    answers: dict[str, str] = {}
+                    while (qid := next_question(plan, answers)) is not None:
+                        answers[qid] = "no" if qid.startswith(("cssrs", "sud")) else "0"
+                    await checkin_store.save_screening(
+                        conn,
+                        keyring,
+                        session_id=session_id,
+                        patient_id=patient["id"],
+                        plan=plan,
+                        answers=answers,
+                        now=now,
+                    )
+                out.append({"session_id": patients[0]["session_id"], "patients": patients})
+    finally:
+        await engine.dispose()
+    return out
+
+
+# Processes under test -----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(data_dir: Path, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOP_")}
+    env.pop("DATABASE_URL", None)
+    env.update(
+        {
+            "IOP_HOST": "127.0.0.1",
+            "IOP_PORT": str(port),
+            "IOP_PUBLIC_URL": f"https://127.0.0.1:{port}",
+            "IOP_DATA_DIR": str(data_dir),
+            "IOP_LOG_LEVEL": "warning",
+            "IOP_LOG_FORMAT": "json",
+            "IOP_ICE_HOSTS": "127.0.0.1",
+        }
+    )
+    return env
+
+
+def _cpu_of(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+async def _drain(stream: asyncio.StreamReader | None, keep: list[bytes]) -> None:
+    # The child must never block on a full pipe; the last lines are kept for errors.
+    if stream is None:
+        return
+    while line := await stream.readline():
+        keep.append(line)
+        del keep[:-50]
+
+
+def _floor_us_per_packet(count: int = 40_000) -> float:
+    """SRTP protect + sendto of a ~1.1 kB packet on loopback: the cost no SFU avoids."""
+    import pylibsrtp
+
+    key = os.urandom(30)
+    session = pylibsrtp.Session(
+        pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    )
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    address = sink.getsockname()
+    packet = bytearray(struct.pack("!BBHII", 0x80, 97, 0, 0, 1234) + bytes(1100))
+    started = time.perf_counter()
+    for seq in range(count):
+        packet[2:4] = (seq & 0xFFFF).to_bytes(2, "big")
+        packet[4:8] = (seq >> 16).to_bytes(4, "big")  # new timestamp on each sequence wrap
+        if seq and not seq & 0xFFFF:
+            session = pylibsrtp.Session(
+                pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+            )
+        with contextlib.suppress(BlockingIOError):
+            sender.sendto(session.protect(bytes(packet)), address)
+    elapsed = time.perf_counter() - started
+    sink.close()
+    sender.close()
+    return elapsed / count * 1e6
+
+
+async def _drive(
+    specs: list[dict[str, Any]],
+    *,
+    mode: str,
+    participants: int,
+    workers: int,
+    media: dict[str, Any],
+    ca: str | None,
+    server_pid: int,
+    seconds: float,
+    warmup: float,
+    ready_within: float,
+) -> dict[str, Any]:
+    """Run the generators against a started server; measure for `seconds`."""
+    ctx = multiprocessing.get_context("spawn")
+    shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
+    for spec in specs:
+        # Every room's host in worker 0 (they share one sign-in), the rest spread evenly.
+        index = 0 if spec["host"] else spec["index"] % workers
+        shares[index].append(spec)
+    shares = [s for s in shares if s]
+    pipes: list[Connection] = []
+    procs = []
+    for share in shares:
+        parent, child = ctx.Pipe()
+        config = {
+            "specs": share,
+            "mode": mode,
+            "media": media,
+            "ca": ca,
+            "participants": participants,
+        }
+        proc = ctx.Process(target=_worker_main, args=(child, config), daemon=True)
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    loop = asyncio.get_running_loop()
+
+    async def ask(command: str) -> list[Any]:
+        for pipe in pipes:
+            pipe.send(command)
+        return [await loop.run_in_executor(None, pipe.recv) for pipe in pipes]
+
+    try:
+        deadline = time.monotonic() + ready_within
+        ready = 0
+        while time.monotonic() < deadline:
+            answers = await ask("ready")
+            ready = sum(a["ready"] for a in answers)
+            failed = [f for a in answers for f in a["failed"]]
+            if failed:
+                raise RuntimeError(f"a load generator failed: {failed[:3]}")
+            if ready == len(specs):
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(warmup)
+        await ask("start")
+        cpu_before = _cpu_of(server_pid)
+        began = time.monotonic()
+        await asyncio.sleep(seconds)
+        cpu_after = _cpu_of(server_pid)
+        elapsed = time.monotonic() - began
+        results = await ask("stop")
+        await ask("quit")
+    finally:
+        for proc in procs:
+            await loop.run_in_executor(None, proc.join, 10)
+            if proc.is_alive():
+                proc.kill()
+    received = sum(r["received"] for r in results)
+    sent = sum(r["sent"] for r in results)
+    latency = sorted(x for r in results for x in r["latency"])
+    server_cores = (cpu_after - cpu_before) / elapsed
+    forwarded_pps = received / elapsed
+    cuts = statistics.quantiles(latency, n=100) if len(latency) > 100 else None
+    return {
+        "ready_peers": ready,
+        "server_cpu_cores": round(server_cores, 3),
+        "sent_pps": round(sent / elapsed, 1),
+        "expected_pps": round(sent / elapsed * (participants - 1), 1),
+        "forwarded_pps": round(forwarded_pps, 1),
+        "us_per_packet": round(server_cores * 1e6 / forwarded_pps, 2) if forwarded_pps else None,
+        "latency_p50_ms": round(cuts[49] * 1000, 2) if cuts else None,
+        "latency_p99_ms": round(cuts[98] * 1000, 2) if cuts else None,
+        "subscriber_fps_min": round(min(r["fps_min"] for r in results), 1),
+        "generator_cpu_cores": [round(r["cpu"] / r["elapsed"], 3) for r in results],
+    }
+
+
+async def run_sfu(
+    participants: int, groups: int, seconds: float, workers: int, media: dict[str, Any]
+) -> dict[str, Any]:
+    """The real server with K rooms of N peers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        port = _free_port()
+        env = _env(data_dir, port)
+        demo = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server",
+            "demo",
+            "--json",
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await demo.communicate()
+        clinician = next(m for m in json.loads(out)["staff"] if m["role"] == "clinician")
+        rooms = await _seed(env, groups, participants)
+        server = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        tail: list[bytes] = []
+        drain = asyncio.create_task(_drain(server.stdout, tail))
+        try:
+            base = f"https://127.0.0.1:{port}"
+            ca = data_dir / "certs" / "ca.crt"
+            await _wait_ready(base, ca, server)
+            specs: list[dict[str, Any]] = []
+            for g, room in enumerate(rooms):
+                common = {"base_url": base, "session_id": room["session_id"]}
+                specs.append(
+                    {**common, "name": f"g{g}-host", "host": True, "index": 0, "staff": clinician}
+                )
+                for p, patient in enumerate(room["patients"], start=1):
+                    specs.append(
+                        {
+                            **common,
+                            "name": f"g{g}-p{p}",
+                            "host": False,
+                            "index": p,
+                            "join_url": patient["join_url"],
+                        }
+                    )
+            result = await _drive(
+                specs,
+                mode="sfu",
+                participants=participants,
+                workers=workers,
+                media=media,
+                ca=str(ca),
+                server_pid=server.pid,
+                seconds=seconds,
+                warmup=3.0,
+                ready_within=60.0,
+            )
+        except Exception:
+            sys.stderr.write(b"".join(tail).decode(errors="replace"))
+            raise
+        finally:
+            if server.returncode is None:
+                server.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait(), 15)
+            if server.returncode is None:
+                server.kill()
+                await server.wait()
+            await drain
+    return result
+
+
+async def _wait_ready(base: str, ca: Path, server: Any) -> None:
+    for _ in range(600):
+        if server.returncode is not None:
+            raise RuntimeError("server exited during start-up")
+        if ca.exists():
+            try:
+                ssl_ctx = ssl.create_default_context(cafile=str(ca))
+                async with (
+                    aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as client,
+                    client.get(base + "/healthz") as response,
+                ):
+                    if response.status == 200:
+                        return
+            except (aiohttp.ClientError, OSError, ssl.SSLError):
+                pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+# Baseline: aiortc used the default way (decode, relay, re-encode per subscriber) -----------
+
+
+async def baseline_server(port: int, participants: int) -> None:
+    """Answer N peers' joins with one offer each, relaying decoded tracks to everyone."""
+    from aiohttp import web
+    from aiortc import (
+        MediaStreamTrack,
+        RTCBundlePolicy,
+        RTCConfiguration,
+        RTCPeerConnection,
+        RTCRtpSender,
+        RTCSessionDescription,
+    )
+    from aiortc.contrib.media import MediaRelay
+
+    from rooms.media import hooks
+
+    hooks.use_host_addresses(["127.0.0.1"])
+    loop = asyncio.get_running_loop()
+    relay = MediaRelay()
+    sources: dict[tuple[str, str], asyncio.Future[Any]] = {}
+    joined: dict[str, web.WebSocketResponse] = {}
+    pcs: dict[str, Any] = {}
+    everyone = asyncio.Event()
+
+    class Relayed(MediaStreamTrack):
+        def __init__(self, owner: str, kind: str) -> None:
+            super().__init__()
+            self.kind = kind
+            self._source = sources.setdefault((owner, kind), loop.create_future())
+            self._inner: Any = None
+
+        async def recv(self) -> Any:
+            if self._inner is None:
+                self._inner = relay.subscribe(await self._source, buffered=False)
+            return await self._inner.recv()
+
+    def prefer(transceiver: Any) -> None:
+        wanted = "video/vp8" if transceiver.kind == "video" else "audio/opus"
+        transceiver.setCodecPreferences(
+            [
+                c
+                for c in RTCRtpSender.getCapabilities(transceiver.kind).codecs
+                if c.mimeType.lower() == wanted
+            ]
+        )
+
+    async def offer(name: str) -> None:
+        pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        pcs[name] = pc
+        publish = {k: pc.addTransceiver(k, direction="recvonly") for k in ("audio", "video")}
+        for transceiver in publish.values():
+            prefer(transceiver)
+
+        @pc.on("track")  # type: ignore[misc]
+        def on_track(track: Any) -> None:
+            future = sources.setdefault((name, track.kind), loop.create_future())
+            if not future.done():
+                future.set_result(track)
+
+        legs = []
+        for other in sorted(joined):
+            if other == name:
+                continue
+            for kind in ("audio", "video"):
+                transceiver = pc.addTransceiver(Relayed(other, kind), direction="sendonly")
+                prefer(transceiver)
+                legs.append((transceiver, other, kind))
+        await pc.setLocalDescription(await pc.createOffer())
+        await joined[name].send_json(
+            {
+                "type": "media_offer",
+                "sdp": pc.localDescription.sdp,
+                "tracks": {t.mid: {"member_id": o, "source": k} for t, o, k in legs},
+                "publish": {k: t.mid for k, t in publish.items()},
+            }
+        )
+
+    async def ws_handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        name = ""
+        async for frame in ws:
+            message = json.loads(frame.data)
+            if message["type"] == "join":
+                name = message["name"]
+                joined[name] = ws
+                if len(joined) == participants:
+                    everyone.set()
+                await everyone.wait()
+                await offer(name)
+            elif message["type"] == "media_answer":
+                await pcs[name].setRemoteDescription(
+                    RTCSessionDescription(message["sdp"], "answer")
+                )
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", ws_handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("listening", flush=True)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    for pc in pcs.values():
+        await pc.close()
+    await runner.cleanup()
+
+
+async def run_baseline(
+    participants: int, seconds: float, workers: int, media: dict[str, Any]
+) -> dict[str, Any]:
+    port = _free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--baseline-server",
+        str(port),
+        "--participants",
+        str(participants),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    tail: list[bytes] = []
+    assert server.stdout is not None
+    first = await asyncio.wait_for(server.stdout.readline(), 30)
+    drain = asyncio.create_task(_drain(server.stdout, tail))
+    try:
+        if b"listening" not in first:
+            raise RuntimeError(f"baseline relay did not start: {first!r}")
+        specs = [
+            {"base_url": f"http://127.0.0.1:{port}", "name": f"b{i}", "host": False, "index": i}
+            for i in range(participants)
+        ]
+        return await _drive(
+            specs,
+            mode="baseline",
+            participants=participants,
+            workers=workers,
+            media=media,
+            ca=None,
+            server_pid=server.pid,
+            seconds=seconds,
+            warmup=3.0,
+            ready_within=20.0,
+        )
+    except Exception:
+        sys.stderr.write(b"".join(tail).decode(errors="replace"))
+        raise
+    finally:
+        if server.returncode is None:
+            server.send_signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait(), 15)
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+        await drain
+
+
+# Command line ------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    media = encode_media()
+    sfu = await run_sfu(args.participants, args.groups, args.seconds, args.workers, media)
+    floor = _floor_us_per_packet()
+    result: dict[str, Any] = {
+        "machine": (
+            f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+        ),
+        "participants": args.participants,
+        "groups": args.groups,
+        "seconds": args.seconds,
+        "video_kbps": media["video_kbps"],
+        **sfu,
+        "floor_us_per_packet": round(floor, 2),
+        "floor_share": (
+            round(floor / sfu["us_per_packet"], 3) if sfu["us_per_packet"] else None
+        ),
+        "generator_saturated": any(c > 0.9 for c in sfu["generator_cpu_cores"]),
+        "baseline_ratio": None,
+    }
+    if not args.no_baseline:
+        base = await run_baseline(args.participants, args.seconds, args.workers, media)
+        result["baseline"] = base
+        # Per room: the baseline always runs one room.
+        per_room = sfu["server_cpu_cores"] / args.groups
+        result["baseline_ratio"] = (
+            round(base["server_cpu_cores"] / per_room, 1) if per_room else None
+        )
+        if base["us_per_packet"] and sfu["us_per_packet"]:
+            result["baseline_us_per_packet_ratio"] = round(
+                base["us_per_packet"] / sfu["us_per_packet"], 1
+            )
+        cores = os.cpu_count() or 1
+        if base["server_cpu_cores"] > 0.8 * cores or base["subscriber_fps_min"] < 0.8 * VIDEO_FPS:
+            result["baseline_note"] = (
+                f"the decode/re-encode relay saturates at {args.participants} peers on "
+                f"{cores} cores ({base['server_cpu_cores']} cores busy, subscribers' minimum "
+                f"{base['subscriber_fps_min']} fps of {VIDEO_FPS}): the ratio is a lower bound"
+            )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--participants", type=int, default=13)
+    parser.add_argument("--groups", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        asyncio.run(baseline_server(args.baseline_server, args.participants))
+        return
+    if args.participants < 2:
+        parser.error("--participants must be at least 2")
+    result = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(
+        f"{result['machine']}; {args.groups} x {args.participants} peers, {args.seconds:g} s, "
+        f"VP8 {result['video_kbps']} kbps + Opus"
+    )
+    for key, value in result.items():
+        if key not in ("machine", "baseline"):
+            print(f"  {key:<22} {value}")
+    for key, value in result.get("baseline", {}).items():
+        print(f"  baseline.{key:<13} {value}")
+
+
+if __name__ == "__main__":
+    main()
