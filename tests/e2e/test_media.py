@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from server.appkeys import CLOCK
+from server.appkeys import CLOCK, ROOMS
+from server.media import MEDIA
 from tests.conftest import (
     RunningServer,
     browser_sign_in,
@@ -101,4 +102,46 @@ async def test_a_one_on_one_session_carries_video_both_ways_and_the_host_shares_
     await expect(patient.locator("#tiles figcaption", has_text="(screen)")).to_be_visible()
     await clinician.get_by_role("button", name="Stop sharing").click()
     await expect(patient.locator("#tiles figcaption", has_text="(screen)")).to_have_count(0)
+    assert errors == []
+
+
+async def test_after_a_network_drop_the_browser_reconnects_and_video_resumes(
+    server: RunningServer, demo: dict[str, Any], browser: Any
+) -> None:
+    await consent_group(server, demo)
+    errors: list[str] = []
+    patient = demo["groups"][0]["patients"][0]
+    page = await browser_window(browser, errors, phone=True)
+    await page.goto(patient["join_url"])
+    await page.get_by_role("link", name="Go to the waiting room").click()
+    clinician = await browser_window(browser, errors)
+    await browser_sign_in(clinician, server, demo)
+    await clinician.goto(server.base_url + f"/rooms/{patient['join_session_id']}")
+    await clinician.get_by_role("button", name="Admit everyone waiting").click()
+    await decoding(page, 1)
+    await decoding(clinician, 1)
+    # The patient's connection drops (as a network change does): the server loses her socket.
+    hub = server.app[ROOMS].get(patient["join_session_id"])
+    assert hub is not None
+    member_id = f"patient:{patient['id']}"
+    first_connection = server.app[MEDIA][patient["join_session_id"]].peers[member_id].pc
+    socket = hub._connections[member_id]
+    await socket._ws.close(code=1012, message=b"network change")
+    await expect(page.get_by_text("Connected").first).to_be_visible(timeout=30000)
+    # The patient's connection was replaced: fresh streams decode on both sides.
+    before = await clinician.evaluate("window.IOPMedia.stats()")
+    decoded = sum(s.get("framesDecoded", 0) for s in before if s["kind"] == "video")
+
+    async def more_frames() -> bool:
+        stats = await clinician.evaluate("window.IOPMedia.stats()")
+        return sum(s.get("framesDecoded", 0) for s in stats if s["kind"] == "video") > decoded + 30
+
+    for _ in range(60):
+        if await more_frames():
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise AssertionError("the clinician did not see the patient's video again")
+    await decoding(page, 1)
+    assert server.app[MEDIA][patient["join_session_id"]].peers[member_id].pc is not first_connection
     assert errors == []
