@@ -27,6 +27,7 @@ from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameter
 log = structlog.get_logger(__name__)
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
+SEND_BACKLOG_LIMIT = 256 * 1024  # bytes queued in asyncio above the kernel's socket buffer
 
 
 class HookError(RuntimeError):
@@ -134,6 +135,7 @@ class Wire:
         except AttributeError as exc:
             raise HookError(f"aiortc internals moved: {exc}") from exc
         self._tapped = False
+        self.dropped = 0
 
     @property
     def ready(self) -> bool:
@@ -180,6 +182,11 @@ class Wire:
             return False
         transport = getattr(pair.protocol, "transport", None)
         if transport is None or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > SEND_BACKLOG_LIMIT:
+            # The socket is not draining: late media is worse than lost media, and an
+            # unbounded backlog would grow latency by seconds. NACK/PLI recover the loss.
+            self.dropped += 1
             return False
         try:
             data = tx.protect_rtcp(packet) if rtcp else tx.protect(packet)
