@@ -131,6 +131,37 @@
     render();
   }
 
+  // The facilitator's "flag concern": raised through the crisis entry point like every
+  // other trigger; a high flag pages the on-call supervisor.
+  function flagControl(member) {
+    const box = el("details", null, "flag");
+    box.append(el("summary", "Flag concern"));
+    const level = el("select");
+    level.setAttribute("aria-label", "Concern level for " + member.name);
+    for (const [value, label] of [["moderate", "Moderate: assess in this session"], ["high", "High: needs the supervisor now"]]) {
+      const option = el("option", label);
+      option.value = value;
+      level.append(option);
+    }
+    const note = el("input");
+    note.maxLength = 280;
+    note.setAttribute("aria-label", "What you noticed about " + member.name);
+    const button = el("button", "Flag");
+    button.type = "button";
+    button.setAttribute("aria-label", "Flag concern about " + member.name);
+    button.addEventListener("click", async () => {
+      const response = await fetch("/api/crisis/events", {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ patient_id: member.id.split(":")[1], session_id: root.dataset.ws.split("/").pop(), level: level.value, note: note.value }),
+      });
+      notify(response.ok ? "Concern flagged (" + level.value + "). Do not wait for an acknowledgement to call 911 when danger is imminent." : "The flag was not recorded; call the on-call supervisor.");
+      box.open = false;
+    });
+    box.append(level, note, button);
+    return box;
+  }
+
   function notify(text) {
     const box = $("notice") || $("status");
     box.textContent = text;
@@ -292,6 +323,7 @@
         else if (state.you && member.space === state.you.space) actions.push(["Back to the group:", { type: "private_room", member_id: member.id, open: false }]);
       }
       const item = person(member, actions);
+      if (isStaff && role !== "observer" && member.role === "participant") item.append(flagControl(member));
       if (member.away) item.querySelector(".badges").append(el("span", isStaff ? "in a private room" : "stepped out", "badge"));
       list.append(item);
     }
