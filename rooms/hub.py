@@ -96,6 +96,7 @@ class RoomHub:
         record_help: HelpRecorder | None = None,
         on_member: Callable[[Member], None] | None = None,
         record_private: PrivateRecorder | None = None,
+        record_room: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.room = room
         self.clock = clock_state
@@ -103,6 +104,7 @@ class RoomHub:
         self._record_help = record_help
         self._on_member = on_member
         self._record_private = record_private
+        self._record_room = record_room
         self._clock = clock
         self._record = record
         self._record_state = record_state
@@ -188,9 +190,19 @@ class RoomHub:
         """Members in the room now (admitted, or reconnecting)."""
         return self._audience("in_room")
 
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take over a room another process ran: members come back as reconnecting, and
+        those who do not return within the grace period have left."""
+        loop = asyncio.get_running_loop()
+        for member in self.room.restore(saved, self._clock()):
+            if member.presence is Presence.RECONNECTING:
+                self._timers[member.id] = loop.call_later(self._grace_s, self._expire, member.id)
+
     def _publish_member(self, member: Member) -> None:
         if self._on_member is not None:
             self._on_member(member)
+        if self._record_room is not None:
+            self._record_room(self.room.persisted())
         staff = self._audience("staff")
         full = {"type": "member", "member": member_view(member, staff=True)}
         view = member_view(member)
@@ -214,6 +226,8 @@ class RoomHub:
     def _publish_room(self) -> None:
         if self._record_state is not None:
             self._record_state(self.room.state)
+        if self._record_room is not None:
+            self._record_room(self.room.persisted())
         self.publish(
             self._audience("in_room") | self._audience("staff"),
             {"type": "room", "state": self.room.state.value, "locked": self.room.locked},

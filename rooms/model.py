@@ -182,6 +182,7 @@ class Room:
             # The same person on a new device, or back within the grace period.
             member.presence = Presence.ADMITTED
             member.since = now
+            member.name = name or member.name
             return member
         if member is not None and member.readmitted:
             member.presence = Presence.ADMITTED
@@ -207,6 +208,55 @@ class Room:
             member.audio_blocked, member.video_blocked = old.audio_blocked, old.video_blocked
         self.members[identity.key] = member
         return member
+
+    def persisted(self) -> dict[str, Any]:
+        """What another process needs to take this room over: ids, roles and flags only."""
+        return {
+            "locked": self.locked,
+            "members": [
+                {
+                    "kind": m.identity.kind,
+                    "id": m.identity.id,
+                    "role": m.role.value,
+                    "presence": m.presence.value,
+                    "audio_blocked": m.audio_blocked,
+                    "video_blocked": m.video_blocked,
+                    "readmitted": m.readmitted,
+                }
+                for m in self.members.values()
+                if m.presence is not Presence.WAITING
+            ],
+        }
+
+    def restore(self, saved: dict[str, Any], now: dt.datetime) -> list[Member]:
+        """Rebuild membership saved by `persisted` (the room moved to this process).
+
+        Everyone who was in comes back as `reconnecting`, so their next connection puts them
+        straight back in the room with their role and mute state, not in the waiting room.
+        """
+        self.locked = bool(saved.get("locked", False))
+        restored: list[Member] = []
+        for item in saved.get("members", []):
+            presence = Presence(item["presence"])
+            if presence in (Presence.ADMITTED, Presence.RECONNECTING):
+                presence = Presence.RECONNECTING
+            elif presence is not Presence.REMOVED:
+                continue
+            role = RoomRole(item["role"])
+            member = Member(
+                Identity(item["kind"], item["id"]),
+                role,
+                "Reconnecting…",  # names are not stored; the person's own connection brings it
+                presence,
+                now,
+                audio_blocked=bool(item.get("audio_blocked")),
+                video_blocked=bool(item.get("video_blocked")),
+                readmitted=bool(item.get("readmitted")),
+                visible_to_patients=role is not RoomRole.OBSERVER or self.observers_visible,
+            )
+            self.members[member.id] = member
+            restored.append(member)
+        return restored
 
     def disconnect(self, member_id: str, now: dt.datetime) -> Member:
         """A member's socket dropped: admitted members are `reconnecting`, waiters leave."""

@@ -38,6 +38,7 @@ class RoomRecorder:
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._states: dict[str, str] = {}
         self._clocks: dict[str, dict[str, Any]] = {}
+        self._rooms: dict[str, dict[str, Any]] = {}
         self._audits: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -72,6 +73,11 @@ class RoomRecorder:
             self._audits.append(audit_row)
         self._queue.put_nowait({})
 
+    def room_state(self, session_id: str, state: dict[str, Any]) -> None:
+        """Remember who is in a live room (ids, roles, flags) for a takeover."""
+        self._rooms[session_id] = state
+        self._queue.put_nowait({})
+
     def concern(self, concern: Concern) -> None:
         """A concern raised in a room (the help button) goes to the crisis entry point."""
         self._concerns.append(concern)
@@ -99,6 +105,7 @@ class RoomRecorder:
         events = [row for row in rows if row]
         states, self._states = self._states, {}
         clocks, self._clocks = self._clocks, {}
+        rooms, self._rooms = self._rooms, {}
         audits, self._audits = self._audits, []
         concerns, self._concerns = self._concerns, []
         private_rooms, self._private_rooms = self._private_rooms, []
@@ -110,6 +117,12 @@ class RoomRecorder:
                     for session_id, state in states.items():
                         await conn.execute(
                             sessions.update().where(sessions.c.id == session_id).values(state=state)
+                        )
+                    for session_id, room in rooms.items():
+                        await conn.execute(
+                            sessions.update()
+                            .where(sessions.c.id == session_id)
+                            .values(room_state=room)
                         )
                     now = dt.datetime.now(dt.UTC)
                     for session_id, clock in clocks.items():

@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import WSMsgType, web
 
 from crisis.escalation import Concern
@@ -21,6 +22,7 @@ from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
 from server.roomrecorder import RoomRecorder, recorder_ctx
+from server.storage.tables import sessions
 from server.structure_store import load_clock
 
 log = get_logger(__name__)
@@ -101,6 +103,9 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
     room_id = entry.room.id
     async with request.app[ENGINE].connect() as conn:
         clock_state = await load_clock(conn, room_id)
+        saved_room = await conn.scalar(
+            sa.select(sessions.c.room_state).where(sessions.c.id == room_id)
+        )
 
     def record(member: Member, event: str, at: Any) -> None:
         recorder.record(room_id, member, event, at)
@@ -164,10 +169,18 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             record_help=record_help,
             on_member=lambda member: media.member_changed(app, room_id, member),
             record_private=record_private,
+            record_room=lambda state: recorder.room_state(room_id, state),
             grace_s=request.app[SETTINGS].reconnect_grace_s,
         )
 
-    return request.app[ROOMS].get_or_create(room_id, make)
+    def make_restored() -> RoomHub:
+        hub = make()
+        if saved_room and hub.room.state is not RoomState.ENDED:
+            # This process takes over a room another ran (it moved, or its node died).
+            hub.restore(saved_room)
+        return hub
+
+    return request.app[ROOMS].get_or_create(room_id, make_restored)
 
 
 async def _refuse(ws: web.WebSocketResponse, code: str, reason: str, close: int) -> None:

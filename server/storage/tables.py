@@ -206,6 +206,9 @@ sessions = sa.Table(
     sa.Column("starts_at", UTCDateTime(), nullable=False),
     sa.Column("ends_at", UTCDateTime(), nullable=False),
     sa.Column("state", sa.String(20), nullable=False, server_default="scheduled"),
+    # Who was in the live room, as what, and muted or not (ids and flags, no names), so a
+    # process that takes the room over rebuilds it (rooms.model.Room.restore).
+    sa.Column("room_state", sa.JSON(), nullable=True),
     _created(),
     sa.CheckConstraint(f"kind IN {SESSION_KINDS}", name="kind"),
     sa.CheckConstraint(f"state IN {SESSION_STATES}", name="state"),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from tests.conftest import RunningServer, consent_group, signed_in, staff_login, start_server
 
@@ -87,3 +88,46 @@ async def test_restart_mid_phase_and_mid_turn_resumes_with_the_same_time(
 
 def _ts(value: str) -> float:
     return dt.datetime.fromisoformat(value).timestamp()
+
+
+async def test_a_process_taking_a_room_over_brings_admitted_people_straight_back_muted_as_before(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    data = tmp_path / "data"
+    first = await start_server(data, sqlite_url)
+    demo = await first.seed_demo()
+    await consent_group(first, demo)
+    patient = demo["groups"][0]["patients"][0]
+    room_id = patient["join_session_id"]
+    http, host, _ = await _host(first, demo, room_id)
+    phone = first.client()
+    await phone.get(patient["join_url"])
+    pws = await phone.ws_connect(f"/ws/rooms/{room_id}")
+    await pws.send_json({"type": "hello", "protocol": 1})
+    me = (await _until(pws, "snapshot"))["you"]["id"]
+    await host.send_json({"type": "admit_all"})
+    await host.send_json({"type": "mute", "member_id": me, "audio": True})
+    while True:
+        member = (await _until(pws, "member"))["member"]
+        if member["id"] == me and member["audio_blocked"]:
+            break
+    cookies = phone.cookie_jar.filter_cookies(URL(first.base_url))
+    for closing in (pws, host):
+        await closing.close()
+    await phone.close()
+    await http.close()
+    await first.runner.cleanup()
+
+    second = await start_server(data, sqlite_url)
+    try:
+        async with second.client() as again:
+            again.cookie_jar.update_cookies(cookies)
+            ws = await again.ws_connect(f"/ws/rooms/{room_id}")
+            await ws.send_json({"type": "hello", "protocol": 1})
+            snapshot = await _until(ws, "snapshot")
+            # Straight back in (no waiting room), still muted by the clinician.
+            assert snapshot["you"]["presence"] == "admitted"
+            assert snapshot["you"]["audio_blocked"] is True
+            await ws.close()
+    finally:
+        await second.runner.cleanup()
