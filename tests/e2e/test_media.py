@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from tests.conftest import (
     give_consents,
     signed_in,
     staff_login,
+    start_server,
 )
 
 pytestmark = pytest.mark.e2e
@@ -145,3 +147,28 @@ async def test_after_a_network_drop_the_browser_reconnects_and_video_resumes(
     await decoding(page, 1)
     assert server.app[MEDIA][patient["join_session_id"]].peers[member_id].pc is not first_connection
     assert errors == []
+
+
+async def test_h264_is_forwarded_still_encoded_when_the_program_prefers_it(
+    tmp_path: Path, sqlite_url: str, browser: Any
+) -> None:
+    running = await start_server(tmp_path / "data", sqlite_url, {"IOP_VIDEO_CODECS": "h264,vp8"})
+    try:
+        demo = await running.seed_demo()
+        await consent_group(running, demo)
+        errors: list[str] = []
+        patient = demo["groups"][0]["patients"][0]
+        page = await browser_window(browser, errors, phone=True)
+        await page.goto(patient["join_url"])
+        await page.get_by_role("link", name="Go to the waiting room").click()
+        clinician = await browser_window(browser, errors)
+        await browser_sign_in(clinician, running, demo)
+        await clinician.goto(running.base_url + f"/rooms/{patient['join_session_id']}")
+        await clinician.get_by_role("button", name="Admit everyone waiting").click()
+        for window in (page, clinician):
+            stats = await decoding(window, 1)
+            codecs = {s["codec"] for s in stats if s["kind"] == "video" and s["framesDecoded"]}
+            assert codecs == {"video/H264"}, stats
+        assert errors == []
+    finally:
+        await running.runner.cleanup()

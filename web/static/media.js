@@ -330,7 +330,10 @@
       if (!state.pc) return out;
       const report = await state.pc.getStats();
       report.forEach((s) => {
-        if (s.type === "inbound-rtp") out.push({ kind: s.kind, framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived || 0 });
+        if (s.type === "inbound-rtp") {
+          const codec = report.get(s.codecId);
+          out.push({ kind: s.kind, framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived || 0, codec: codec ? codec.mimeType : "" });
+        }
         if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
           const local = report.get(s.localCandidateId);
           out.push({ kind: "path", candidateType: local ? local.candidateType : "unknown" });
