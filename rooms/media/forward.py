@@ -191,48 +191,34 @@ class Forwarder:
         payload_octets = len(data) - view.ext_end
         mid_id = track.ext_ids.get(MID_URI)
         carries_mid = mid_id is not None and any(i == mid_id for i, _ in view.extensions)
+        # The per-leg loop is the hot path (once per packet per subscriber): kept inline.
         for leg in track.legs:
-            self._send(track, leg, data, view, mime, now, carries_mid, mid_id, payload_octets)
-
-    def _send(
-        self,
-        track: Track,
-        leg: Leg,
-        data: bytes,
-        view: rtp.RtpView,
-        mime: str,
-        now: float,
-        carries_mid: bool,
-        mid_id: int | None,
-        payload_octets: int,
-    ) -> None:
-        pt = leg.payload_types.get(mime)
-        if pt is None:
-            return  # the subscriber did not accept this codec: never transcoded
-        sequence, timestamp = leg.map.map(view.ssrc, view.sequence, view.timestamp, now)
-        remap = leg.extension_map(track)
-        extensions = None
-        if remap is not None or carries_mid:
-            elements: list[tuple[int, bytes]] = []
-            for ext_id, value in view.extensions:
-                out_id = ext_id if remap is None else remap.get(ext_id)
-                if out_id is None:
-                    continue
-                elements.append((out_id, leg._mid_bytes if ext_id == mid_id else value))
-            extensions = rtp.extension_block(elements)
-        packet = rtp.rewrite(
-            data,
-            view,
-            payload_type=pt,
-            sequence=sequence,
-            timestamp=timestamp,
-            ssrc=leg.ssrc,
-            extensions=extensions,
-        )
-        if leg.sink.send_rtp(packet):
-            leg.packets += 1
-            leg.octets += payload_octets
-            self.forwarded += 1
+            pt = leg.payload_types.get(mime)
+            if pt is None:
+                continue  # the subscriber did not accept this codec: never transcoded
+            sequence, timestamp = leg.map.map(view.ssrc, view.sequence, view.timestamp, now)
+            remap = leg.extension_map(track)
+            extensions = None
+            if remap is not None or carries_mid:
+                elements: list[tuple[int, bytes]] = []
+                for ext_id, value in view.extensions:
+                    out_id = ext_id if remap is None else remap.get(ext_id)
+                    if out_id is not None:
+                        elements.append((out_id, leg._mid_bytes if ext_id == mid_id else value))
+                extensions = rtp.extension_block(elements)
+            packet = rtp.rewrite(
+                data,
+                view,
+                payload_type=pt,
+                sequence=sequence,
+                timestamp=timestamp,
+                ssrc=leg.ssrc,
+                extensions=extensions,
+            )
+            if leg.sink.send_rtp(packet):
+                leg.packets += 1
+                leg.octets += payload_octets
+                self.forwarded += 1
 
     def _account(self, track: Track, view: rtp.RtpView, now: float) -> None:
         seq = view.sequence

@@ -136,6 +136,9 @@ class Wire:
             raise HookError(f"aiortc internals moved: {exc}") from exc
         self._tapped = False
         self.dropped = 0
+        self._pair: Any = None
+        self._transport: Any = None
+        self._addr: Any = None
 
     @property
     def ready(self) -> bool:
@@ -176,12 +179,16 @@ class Wire:
         return self._send(packet, rtcp=True)
 
     def _send(self, packet: bytes, *, rtcp: bool) -> bool:
-        tx = self._dtls._tx_srtp
         pair = self._connection._nominated.get(1)
-        if tx is None or pair is None:
-            return False
-        transport = getattr(pair.protocol, "transport", None)
-        if transport is None or transport.is_closing():
+        if pair is not self._pair:
+            # The nominated pair changes rarely (consent loss, a new nomination): look its
+            # socket and address up once rather than per packet.
+            self._pair = pair
+            self._transport = getattr(pair.protocol, "transport", None) if pair else None
+            self._addr = pair.remote_addr if pair else None
+        tx = self._dtls._tx_srtp
+        transport = self._transport
+        if tx is None or transport is None or transport.is_closing():
             return False
         if transport.get_write_buffer_size() > SEND_BACKLOG_LIMIT:
             # The socket is not draining: late media is worse than lost media, and an
@@ -192,7 +199,7 @@ class Wire:
             data = tx.protect_rtcp(packet) if rtcp else tx.protect(packet)
         except pylibsrtp.Error:
             return False  # libsrtp refuses e.g. an oversized packet: that one is dropped
-        transport.sendto(data, pair.remote_addr)
+        transport.sendto(data, self._addr)
         return True
 
     def untap(self) -> None:
