@@ -24,6 +24,7 @@ from server import (
     checkin_pages,
     consent_pages,
     crisis_api,
+    crisis_pages,
     directory_pages,
     directory_store,
     media,
@@ -95,6 +96,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     directory_pages.add_routes(app)
     api.add_routes(app)
     crisis_api.add_routes(app)
+    crisis_pages.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)
