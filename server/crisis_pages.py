@@ -95,9 +95,7 @@ STEP_FORMS: dict[str, tuple[str, tuple[FieldSpec, ...]]] = {
     ledger.Disposition.KIND: (
         "Disposition",
         (
-            FieldSpec(
-                "disposition", "Disposition", "select", True, _choices(ledger.DISPOSITIONS)
-            ),
+            FieldSpec("disposition", "Disposition", "select", True, _choices(ledger.DISPOSITIONS)),
             NOTE,
         ),
     ),
