@@ -32,6 +32,7 @@ from server import (
     patient_pages,
     room_pages,
     signin,
+    silence,
     staff_pages,
     template_pages,
     ws,
@@ -103,6 +104,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     media.setup(app)
     app.cleanup_ctx.append(crisis_workers)
     ws.setup(app)
+    app.cleanup_ctx.append(silence.silence_ctx)
     return app
 
 
