@@ -31,6 +31,7 @@ from server import (
     pages,
     patient_pages,
     room_pages,
+    safety_plan_pages,
     signin,
     silence,
     staff_pages,
@@ -98,6 +99,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     api.add_routes(app)
     crisis_api.add_routes(app)
     crisis_pages.add_routes(app)
+    safety_plan_pages.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)

@@ -40,6 +40,8 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/checkin/answer"): frozenset({PATIENT}),
     ("POST", "/patients/{patient_id}/safety-check"): CARE,
     ("GET", "/patients/{patient_id}/measures"): CARE,
+    ("GET", "/patients/{patient_id}/safety-plan"): CARE,
+    ("POST", "/patients/{patient_id}/safety-plan"): CARE,
     ("POST", "/consent/{kind}"): frozenset({PATIENT}),
     ("GET", "/consent/receipts"): frozenset({PATIENT}),
     ("GET", "/consent/receipt/{seq}"): frozenset({PATIENT}),

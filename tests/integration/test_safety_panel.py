@@ -318,3 +318,32 @@ async def test_step_forms_validate_through_the_ledger_and_land_on_the_timeline(
         page = await (await clinician.get(f"/crisis/events/{event_id}")).text()
     assert "call logged" in page and "INC-42" in page and "follow up task" in page
     assert "Acknowledge by" not in page
+
+
+async def test_a_clinician_records_a_new_safety_plan_version_shown_on_the_panel(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    await _prepare(server, demo)
+    patient_id = _target(demo)["patient_id"]
+    async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
+        form = await clinician.get(f"/patients/{patient_id}/safety-plan")
+        html = await form.text()
+        assert form.status == 200 and "Walk the dog" in html and "version 1" in html
+        empty = await clinician.post(
+            f"/patients/{patient_id}/safety-plan",
+            data={"csrf_token": _token(html)},
+            allow_redirects=False,
+        )
+        assert empty.status == 422 and "write at least one step" in await empty.text()
+        saved = await clinician.post(
+            f"/patients/{patient_id}/safety-plan",
+            data={"csrf_token": _token(html), "safe_environment": "Medicines locked away"},
+            allow_redirects=False,
+        )
+        assert saved.status == 303
+        event_id = await _flag(clinician, demo)
+        page = await (await clinician.get(f"/crisis/events/{event_id}")).text()
+    assert "Version 2" in page and "Medicines locked away" in page
+    assert "Walk the dog" not in page
+    recorded = await _audit(server, "safety.plan_recorded")
+    assert recorded[0].detail == {"version": 2}
