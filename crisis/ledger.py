@@ -28,6 +28,10 @@ DISPOSITIONS = (
     "other",
 )
 TARASOFF_METHODS = ("phone", "in_person", "written", "law_enforcement")
+# CLINICAL.md 7.5: when a flagged patient's video drops, call back, then the support person,
+# then a welfare check through the patient's local dispatch center.
+DROP_ACTIONS = ("call_back", "support_person", "welfare_check")
+DROP_OUTCOMES = ("taken", "skipped")
 FOLLOW_UP_DEFAULT = dt.timedelta(hours=24)  # CLINICAL.md section 7: default within 24 h
 MAX_NOTE = 4000
 MAX_SHORT = 200
@@ -385,6 +389,26 @@ class DebriefNote(StepBase):
 
 
 @dataclass(frozen=True, slots=True)
+class DropFollowUp(StepBase):
+    """One step of the dropped-connection prompt, taken or skipped (with the reason)."""
+
+    KIND: ClassVar[str] = "drop_follow_up"
+    action: str
+    outcome: str
+    reason: str = ""
+    note: str = ""
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], at: dt.datetime) -> DropFollowUp:
+        _no_extra(data, ("action", "outcome", "reason", "note"))
+        action = _choice(data, "action", DROP_ACTIONS)
+        outcome = _choice(data, "outcome", DROP_OUTCOMES)
+        # A skipped step without a reason is a gap in the record nobody can review.
+        reason = _text(data, "reason", limit=MAX_NOTE, required=outcome == "skipped")
+        return cls(action, outcome, reason, _text(data, "note", limit=MAX_NOTE, required=False))
+
+
+@dataclass(frozen=True, slots=True)
 class Amendment(StepBase):
     """A correction to an earlier step, which stays as it was."""
 
@@ -432,6 +456,7 @@ Step = (
     | TarasoffNotification
     | FollowUpTask
     | DebriefNote
+    | DropFollowUp
     | Amendment
     | SignedOff
 )
@@ -447,6 +472,7 @@ RECORDED_BY_STAFF: dict[str, Callable[[Mapping[str, Any], dt.datetime], Step]] =
     TarasoffNotification.KIND: TarasoffNotification.parse,
     FollowUpTask.KIND: FollowUpTask.parse,
     DebriefNote.KIND: DebriefNote.parse,
+    DropFollowUp.KIND: DropFollowUp.parse,
     Amendment.KIND: Amendment.parse,
 }
 # After sign-off the record is closed, except that the debrief and corrections still come.

@@ -155,6 +155,16 @@ class Help(_Message):
     text: Annotated[str, StringConstraints(max_length=280)] = ""
 
 
+class DropStep(_Message):
+    """A facilitator logs a step of a dropped-connection prompt as taken or skipped."""
+
+    type: Literal["drop_step"]
+    event_id: Annotated[str, StringConstraints(min_length=8, max_length=36, pattern=r"^[\w-]+$")]
+    action: Literal["call_back", "support_person", "welfare_check"]
+    outcome: Literal["taken", "skipped"]
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
 class Start(_Message):
     type: Literal["start"]
 
@@ -234,6 +244,7 @@ ClientMessage = Annotated[
     | Grounding
     | Plan
     | Help
+    | DropStep
     | Start
     | End
     | MediaJoin

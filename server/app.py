@@ -24,13 +24,16 @@ from server import (
     checkin_pages,
     consent_pages,
     crisis_api,
+    crisis_pages,
     directory_pages,
     directory_store,
     media,
     pages,
     patient_pages,
     room_pages,
+    safety_plan_pages,
     signin,
+    silence,
     staff_pages,
     template_pages,
     ws,
@@ -95,12 +98,15 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     directory_pages.add_routes(app)
     api.add_routes(app)
     crisis_api.add_routes(app)
+    crisis_pages.add_routes(app)
+    safety_plan_pages.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)
     media.setup(app)
     app.cleanup_ctx.append(crisis_workers)
     ws.setup(app)
+    app.cleanup_ctx.append(silence.silence_ctx)
     return app
 
 

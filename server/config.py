@@ -63,6 +63,11 @@ class Settings:
     webhook_retry_base_s: float = 5.0
     webhook_timeout_s: float = 10.0
     webhook_max_attempts: int = 12
+    drop_callback_s: float = 120.0
+    drop_welfare_s: float = 300.0
+    silence_alert_s: float = 120.0
+    silence_check_s: float = 5.0
+    break_glass_minutes: int = 60
 
     @property
     def certs_dir(self) -> Path:
@@ -122,6 +127,15 @@ class Settings:
         retry_base = reader.get("IOP_WEBHOOK_RETRY_BASE_SECONDS", 5.0, _float_between(0.1, 3600))
         webhook_timeout = reader.get("IOP_WEBHOOK_TIMEOUT_SECONDS", 10.0, _float_between(0.5, 120))
         max_attempts = reader.get("IOP_WEBHOOK_MAX_ATTEMPTS", 12, _int_between(1, 100))
+        drop_callback = reader.get("IOP_DROP_CALLBACK_SECONDS", 120.0, _float_between(5, 3600))
+        drop_welfare = reader.get("IOP_DROP_WELFARE_SECONDS", 300.0, _float_between(5, 7200))
+        if drop_welfare <= drop_callback:
+            raise ConfigError(
+                "IOP_DROP_WELFARE_SECONDS", "must be longer than IOP_DROP_CALLBACK_SECONDS"
+            )
+        silence_alert = reader.get("IOP_SILENCE_ALERT_SECONDS", 120.0, _float_between(0.5, 3600))
+        silence_check = reader.get("IOP_SILENCE_CHECK_SECONDS", 5.0, _float_between(0.05, 60))
+        break_glass = reader.get("IOP_BREAK_GLASS_MINUTES", 60, _int_between(5, 720))
         return cls(
             host=host,
             port=port,
@@ -156,6 +170,11 @@ class Settings:
             webhook_retry_base_s=retry_base,
             webhook_timeout_s=webhook_timeout,
             webhook_max_attempts=max_attempts,
+            drop_callback_s=drop_callback,
+            drop_welfare_s=drop_welfare,
+            silence_alert_s=silence_alert,
+            silence_check_s=silence_check,
+            break_glass_minutes=break_glass,
         )
 
 

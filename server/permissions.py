@@ -38,6 +38,8 @@ class Action(StrEnum):
     CRISIS_SIGN_OFF = "crisis.sign_off"
     CRISIS_REPORT = "crisis.report"
     CRISIS_CONFIGURE = "crisis.configure"
+    # Opening an event's safety panel without being on the event, with a reason (audited).
+    CRISIS_BREAK_GLASS = "crisis.break_glass"
     ONCALL_READ = "oncall.read"
     ONCALL_MANAGE = "oncall.manage"
 
@@ -59,6 +61,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.CRISIS_ACT,
             Action.CRISIS_SIGN_OFF,
             Action.CRISIS_REPORT,
+            Action.CRISIS_BREAK_GLASS,
             Action.ONCALL_READ,
         }
     ),

@@ -17,7 +17,7 @@ from rooms.clock import SessionClock
 from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
 from rooms.registry import RoomRegistry
-from server import audit, media
+from server import audit, dropwatch, media
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
@@ -149,6 +149,13 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
         recorder.private_room(room_id, patient.identity.id, clinician.identity.id, at)
         log.warning("crisis.private_room_opened", room_id=room_id)
 
+    made: list[RoomHub] = []
+
+    def on_member(member: Member) -> None:
+        media.member_changed(app, room_id, member)
+        if made:
+            app[dropwatch.DROPS].member_changed(made[0], member)
+
     def make() -> RoomHub:
         info = entry.room
         # A supervisor may watch a group unseen; a one-on-one is never observed silently.
@@ -159,7 +166,7 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             info.starts_at,
             observers_visible=info.kind == "individual",
         )
-        return RoomHub(
+        hub = RoomHub(
             room,
             clock=clock.now,
             record=record,
@@ -167,11 +174,13 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             clock_state=clock_state,
             record_clock=record_clock,
             record_help=record_help,
-            on_member=lambda member: media.member_changed(app, room_id, member),
+            on_member=on_member,
             record_private=record_private,
             record_room=lambda state: recorder.room_state(room_id, state),
             grace_s=request.app[SETTINGS].reconnect_grace_s,
         )
+        made.append(hub)
+        return hub
 
     def make_restored() -> RoomHub:
         hub = make()
@@ -292,6 +301,8 @@ async def _read_loop(
                 raise protocol.ProtocolError("unexpected", "hello was already said")
             if isinstance(parsed, protocol.MEDIA_MESSAGES):
                 await media.handle(app, hub, me.member_id, parsed)
+            elif isinstance(parsed, protocol.DropStep):
+                await app[dropwatch.DROPS].record(hub, me.member_id, parsed)
             else:
                 await _close_all(hub.handle(me, parsed))
         except protocol.ProtocolError as exc:
@@ -318,4 +329,5 @@ def setup(app: web.Application) -> None:
     app[SOCKETS] = set()
     app.router.add_get("/ws/rooms/{room_id}", room_socket)
     app.cleanup_ctx.append(recorder_ctx(ATTENDANCE, ENGINE, KEYRING))
+    dropwatch.setup(app)
     app.on_shutdown.append(_close_sockets)

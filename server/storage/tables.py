@@ -595,3 +595,33 @@ notification_outbox = sa.Table(
     sa.CheckConstraint(f"status IN {OUTBOX_STATUSES}", name="status"),
     sa.Index("ix_notification_outbox_due", "status", "next_attempt_at"),
 )
+
+# Patients' Stanley-Brown safety plans (crisis/safety_plan.py), one sealed row per version.
+safety_plans = sa.Table(
+    "safety_plans",
+    metadata,
+    _id(),
+    sa.Column("patient_id", sa.ForeignKey("patients.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("plan_enc", sa.Text(), nullable=False),
+    sa.Column("recorded_by", sa.String(36), nullable=True),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("patient_id", "version"),
+)
+
+# Break-glass openings of an event's safety panel by a supervisor not on the event
+# (CLINICAL.md section 8). The reason is sealed: it tends to describe the patient.
+break_glass = sa.Table(
+    "break_glass",
+    metadata,
+    _id(),
+    sa.Column("staff_id", sa.ForeignKey("staff.id"), nullable=False),
+    sa.Column("event_id", sa.ForeignKey("crisis_events.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("program_id", sa.String(36), nullable=False),
+    sa.Column("patient_id", sa.String(36), nullable=False),
+    sa.Column("reason_enc", sa.Text(), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_break_glass_staff_event", "staff_id", "event_id", "expires_at"),
+    sa.Index("ix_break_glass_at", "at"),
+)

@@ -40,6 +40,8 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/checkin/answer"): frozenset({PATIENT}),
     ("POST", "/patients/{patient_id}/safety-check"): CARE,
     ("GET", "/patients/{patient_id}/measures"): CARE,
+    ("GET", "/patients/{patient_id}/safety-plan"): CARE,
+    ("POST", "/patients/{patient_id}/safety-plan"): CARE,
     ("POST", "/consent/{kind}"): frozenset({PATIENT}),
     ("GET", "/consent/receipts"): frozenset({PATIENT}),
     ("GET", "/consent/receipt/{seq}"): frozenset({PATIENT}),
@@ -130,6 +132,13 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/api/crisis/oncall/{shift_id}"): ADMIN_ONLY,
     ("GET", "/api/crisis/settings/{program_id}"): ADMIN_ONLY,
     ("PUT", "/api/crisis/settings/{program_id}"): ADMIN_ONLY,
+    # The event page and its forms: the role check here, who is on the event per event.
+    ("GET", "/crisis/events/{event_id}"): STAFF,
+    ("POST", "/crisis/events/{event_id}/ack"): STAFF,
+    ("POST", "/crisis/events/{event_id}/steps"): STAFF,
+    ("POST", "/crisis/events/{event_id}/signoff"): frozenset({ADMIN, SUPERVISOR}),
+    ("POST", "/crisis/events/{event_id}/break-glass"): frozenset({ADMIN, SUPERVISOR}),
+    ("GET", "/crisis/break-glass"): frozenset({ADMIN, SUPERVISOR}),
     ("POST", "/signout"): EVERYONE,
 }
 # Routes that end the caller's session run last for each caller.

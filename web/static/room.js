@@ -118,6 +118,10 @@
         return showPrivateRoom(message);
       case "float_needed":
         return notify("No co-facilitator is here to keep the group: call in a float clinician from the on-call roster. The group has been told to take a short break.");
+      case "drop_prompt":
+        return showDropPrompt(message);
+      case "drop_step_logged":
+        return showDropStepLogged(message);
       case "help_received":
         $("help-confirm").textContent = "Your clinician has been told. They will contact you privately.";
         return;
@@ -194,6 +198,105 @@
     alert.append(el("span", " · " + new Date(message.at).toLocaleTimeString(), "muted"));
     box.prepend(alert);
   }
+
+  // Dropped connection of a flagged patient (facilitators only): call back, then the
+  // support person, then a welfare check through the patient's local dispatch line.
+  const drops = new Map();
+  function telHref(number) {
+    const digits = String(number).replace(/[^0-9]/g, "");
+    if (String(number).trim().startsWith("+")) return "tel:+" + digits;
+    return digits.length === 10 ? "tel:+1" + digits : "tel:" + digits;
+  }
+  function showDropPrompt(message) {
+    const box = $("drop-prompts");
+    if (!box) return;
+    let prompt = drops.get(message.member_id);
+    if (message.status === "reconnected") {
+      if (!prompt) return;
+      prompt.stopped = true;
+      prompt.status.textContent = message.name + " reconnected at " + new Date(message.at).toLocaleTimeString() + ". The countdown has stopped.";
+      prompt.node.classList.add("reconnected");
+      prompt.countdown.textContent = "";
+      return;
+    }
+    if (prompt) prompt.node.remove();
+    const node = el("div", null, "drop-prompt");
+    node.setAttribute("role", "alert");
+    node.dataset.member = message.member_id;
+    node.append(el("strong", message.name + "'s connection dropped (open crisis event)"));
+    const status = el("p", "Act now, in this order:", "drop-status");
+    const countdown = el("p", "", "drop-countdown");
+    countdown.setAttribute("role", "timer");
+    const list = el("ol", null, "drop-steps");
+    const started = Date.parse(message.at) / 1000;
+    prompt = { node, status, countdown, steps: message.steps, started, stopped: false, items: new Map(), eventId: message.event_id };
+    for (const step of message.steps) {
+      const item = el("li", null, "drop-step");
+      item.dataset.action = step.action;
+      const text = el("span", step.text);
+      item.append(text);
+      if (step.phone) {
+        const call = el("a", "Call", "button tel");
+        call.href = telHref(step.phone);
+        item.append(" ", call);
+      }
+      const taken = el("button", "Done");
+      taken.type = "button";
+      taken.addEventListener("click", () => send({ type: "drop_step", event_id: message.event_id, action: step.action, outcome: "taken" }));
+      const reason = el("input");
+      reason.type = "text";
+      reason.maxLength = 500;
+      reason.placeholder = "reason to skip";
+      reason.setAttribute("aria-label", "Reason to skip: " + step.text);
+      const skipped = el("button", "Skip");
+      skipped.type = "button";
+      skipped.addEventListener("click", () => {
+        if (!reason.value.trim()) { reason.focus(); return; }
+        send({ type: "drop_step", event_id: message.event_id, action: step.action, outcome: "skipped", reason: reason.value.trim() });
+      });
+      const logged = el("span", "", "drop-logged muted");
+      item.append(" ", taken, " ", reason, " ", skipped, " ", logged);
+      prompt.items.set(step.action, { item, logged });
+      list.append(item);
+    }
+    const link = el("a", "Open the crisis event");
+    link.href = "/crisis/events/" + encodeURIComponent(message.event_id);
+    node.append(status, countdown, list, link);
+    box.prepend(node);
+    drops.set(message.member_id, prompt);
+    tickDrops();
+  }
+  function showDropStepLogged(message) {
+    for (const prompt of drops.values()) {
+      if (prompt.eventId !== message.event_id) continue;
+      const entry = prompt.items.get(message.action);
+      if (entry) {
+        entry.logged.textContent = message.outcome + " (" + message.by + ", step #" + message.step_no + ")";
+        entry.item.classList.add("logged");
+      }
+    }
+  }
+  function tickDrops() {
+    const now = session.serverNow ? session.serverNow() : Date.now() / 1000;
+    for (const prompt of drops.values()) {
+      if (prompt.stopped) continue;
+      const elapsed = now - prompt.started;
+      let current = prompt.steps[0];
+      let next = null;
+      for (const step of prompt.steps) {
+        if (elapsed >= step.after_s) current = step;
+        else if (!next) next = step;
+      }
+      for (const [action, entry] of prompt.items) entry.item.classList.toggle("current", action === current.action);
+      if (next) {
+        const left = Math.max(0, Math.ceil(next.after_s - elapsed));
+        prompt.countdown.textContent = "Next step in " + Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0") + ": " + next.text;
+      } else {
+        prompt.countdown.textContent = "Now: " + current.text;
+      }
+    }
+  }
+  setInterval(tickDrops, 1000);
 
   function showReaction(message) {
     const who = state.members.get(message.from);

@@ -244,6 +244,7 @@
 
   window.IOPSession = {
     me: null,
+    serverNow,
     setup(options) {
       role = options.role;
       send = options.send;

@@ -1,0 +1,151 @@
+"""A patient's safety data for one session, gathered for the people on a crisis event.
+
+CLINICAL.md sections 2 and 7: the confirmed location and callback phone from this session's
+check-in, the backup and alternate phones, the support person and their release, the
+current safety plan, and the local emergency numbers for the confirmed location. Every
+caller audits the read; nothing here logs a value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crisis.directory import LocalEmergencyInfo
+from crisis.safety_plan import SafetyPlan, parse_plan
+from server import catalog, checkin_store, directory_store
+from server.catalog import new_id
+from server.phi import Keyring
+from server.storage.tables import safety_plans
+
+
+def _plan_context(row_id: str) -> str:
+    return f"safety_plans/{row_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanVersion:
+    """One stored version of a patient's safety plan."""
+
+    version: int
+    plan: SafetyPlan
+    recorded_by: str | None
+    recorded_at: dt.datetime
+
+
+async def save_plan(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    patient_id: str,
+    plan: SafetyPlan,
+    by: str | None,
+    now: dt.datetime,
+) -> int:
+    """Store a new version of the patient's plan (earlier versions stay); return it."""
+    last = await conn.scalar(
+        sa.select(sa.func.max(safety_plans.c.version)).where(
+            safety_plans.c.patient_id == patient_id
+        )
+    )
+    version = int(last or 0) + 1
+    row_id = new_id()
+    await conn.execute(
+        safety_plans.insert().values(
+            id=row_id,
+            patient_id=patient_id,
+            version=version,
+            plan_enc=keyring.seal(
+                json.dumps(plan.to_json(), sort_keys=True), context=_plan_context(row_id)
+            ),
+            recorded_by=by,
+            recorded_at=now,
+        )
+    )
+    return version
+
+
+async def current_plan(
+    conn: AsyncConnection, keyring: Keyring, patient_id: str
+) -> PlanVersion | None:
+    """The newest version of the patient's plan, or None."""
+    row = (
+        await conn.execute(
+            sa.select(safety_plans)
+            .where(safety_plans.c.patient_id == patient_id)
+            .order_by(safety_plans.c.version.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    plan = parse_plan(json.loads(keyring.open(row.plan_enc, context=_plan_context(row.id))))
+    return PlanVersion(row.version, plan, row.recorded_by, row.recorded_at)
+
+
+@dataclass(frozen=True, slots=True)
+class SafetyData:
+    """What the people on an event need to reach and protect the patient."""
+
+    patient: dict[str, Any]  # the intake record, opened
+    check: dict[str, Any] | None  # this session's safety check answers, opened
+    checked_at: dt.datetime | None
+    plan: PlanVersion | None
+    local: LocalEmergencyInfo
+
+    @property
+    def callback_phone(self) -> str | None:
+        """The phone the patient gave for this session."""
+        return None if self.check is None else self.check.get("callback_phone") or None
+
+    @property
+    def address(self) -> str | None:
+        """Where the patient said they are for this session."""
+        return None if self.check is None else self.check.get("address") or None
+
+    @property
+    def support_person(self) -> dict[str, Any] | None:
+        """Name, relationship and phone, or None."""
+        found = self.patient.get("support_person")
+        return found if isinstance(found, dict) else None
+
+    @property
+    def support_released(self) -> bool:
+        """True when the patient's signed release allows contacting the support person."""
+        return bool(self.patient.get("support_release")) and self.support_person is not None
+
+    @property
+    def psap_phone(self) -> str | None:
+        """The most specific local emergency dispatch line for the confirmed location."""
+        primary = self.local.primary
+        return None if primary is None else primary.entry.psap_phone
+
+
+async def load(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    patient_id: str,
+    session_id: str,
+    today: dt.date,
+    *,
+    stale_days: int,
+) -> SafetyData:
+    """Gather the patient's safety data for this session (the caller audits the read)."""
+    patient = await catalog.get_patient(conn, keyring, patient_id) or {}
+    row = await checkin_store.safety_check_for(conn, session_id, patient_id)
+    check = None
+    if row is not None:
+        check = json.loads(keyring.open(row.answers_enc, context=f"safety_checks/{row.id}"))
+    local = await directory_store.resolve(
+        conn,
+        None if row is None else row.zip,
+        None if row is None else row.county,
+        today,
+        stale_days=stale_days,
+    )
+    plan = await current_plan(conn, keyring, patient_id)
+    return SafetyData(patient, check, None if row is None else row.at, plan, local)
