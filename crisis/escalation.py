@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-TRIGGERS = ("screening", "clinician_flag", "help_button", "silence")
+TRIGGERS = ("screening", "clinician_flag", "help_button", "silence", "dropped")
 
 
 @dataclass(frozen=True, slots=True)

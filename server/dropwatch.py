@@ -16,17 +16,21 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from crisis import ledger
 from crisis.directory import format_phone
+from crisis.escalation import Concern, raise_concern
 from rooms import protocol
 from rooms.hub import RoomHub
 from rooms.model import Member, Presence, RoomRole
 from server import audit, crisis_store, safety_data
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
+from server.checkin_store import SqlConcerns
 from server.logs import get_logger
+from server.storage.tables import sessions
 
 log = get_logger(__name__)
 FACILITATORS = frozenset({RoomRole.HOST, RoomRole.COHOST})
@@ -145,6 +149,23 @@ class DropPrompts:
                     target_id=event.patient_id,
                     detail={"event_id": event.id, "room_id": hub.room.id},
                 )
+                if member.presence in DROPPED:
+                    # A flagged patient dropping out is itself a trigger (CLINICAL.md 7):
+                    # through the one entry point, it lands on the open event's timeline.
+                    ends_at = await conn.scalar(
+                        sa.select(sessions.c.ends_at).where(sessions.c.id == hub.room.id)
+                    )
+                    await raise_concern(
+                        SqlConcerns(conn, app[KEYRING], ends_at),
+                        Concern(
+                            patient_id=event.patient_id,
+                            session_id=event.session_id,
+                            trigger="dropped",
+                            level=event.level,
+                            rule="a flagged patient's connection dropped",
+                            at=now,
+                        ),
+                    )
             if member.presence not in DROPPED:
                 return  # back already: nothing to prompt
             settings = app[SETTINGS]

@@ -130,6 +130,13 @@ async def test_a_flagged_patient_drop_prompts_the_facilitators_only_and_steps_ar
     ]
     assert recorded[1]["data"]["reason"] == "patient called back from the session phone"
     assert recorded[0]["actor_type"] == "staff"
+    # The drop itself came in through the crisis entry point, once, onto the same event.
+    dropped = [
+        s
+        for s in await _timeline(server, event_id)
+        if s["kind"] == "concern_added" and s["data"]["trigger"] == "dropped"
+    ]
+    assert len(dropped) == 1
 
     back = await live._open(flagged.http)
     assert back.me == flagged.me
