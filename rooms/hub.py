@@ -660,6 +660,9 @@ class RoomHub:
             self.hand_off_clock(holder, pause=keeper is None)
         self._publish_member(patient)
         self._publish_member(member)
+        if not member.visible_to_patients:
+            # A supervisor watching unseen becomes visible to this one patient only.
+            self.publish(frozenset({patient.id}), {"type": "member", "member": member_view(member)})
         group = frozenset(m.id for m in self.room.in_room() if m.space is None)
         self.publish(
             group,

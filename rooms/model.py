@@ -84,7 +84,10 @@ PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
     RoomRole.HOST: _STAFF_CONTROLS | {RoomAction.END},
     RoomRole.COHOST: _STAFF_CONTROLS,
     # An observer watches and writes staff notes; a private message would reveal them.
-    RoomRole.OBSERVER: frozenset({RoomAction.STAFF_NOTE, RoomAction.SEE_WAITING}),
+    # A supervisor may also take a patient aside during a crisis (the private room).
+    RoomRole.OBSERVER: frozenset(
+        {RoomAction.STAFF_NOTE, RoomAction.SEE_WAITING, RoomAction.PRIVATE_ROOM}
+    ),
     RoomRole.PARTICIPANT: frozenset(
         {
             RoomAction.CHAT_ROOM,

@@ -69,7 +69,12 @@ def member_changed(app: web.Application, room_id: str, member: Member) -> None:
 
 def _publishes(hub: RoomHub, member: Member) -> bool:
     # A supervisor watches a group unseen, so sends nothing; in a one-on-one they are seen.
-    return member.role is not RoomRole.OBSERVER or hub.room.observers_visible
+    # ...unless they take a patient to a private room, where the patient must see them.
+    return (
+        member.role is not RoomRole.OBSERVER
+        or hub.room.observers_visible
+        or member.space is not None
+    )
 
 
 async def handle(app: web.Application, hub: RoomHub, member_id: str, message: Any) -> None:

@@ -275,7 +275,8 @@ class MediaRoom:
         except Exception as exc:  # aiortc raises ValueError and its own errors for bad SDP
             raise MediaError("bad_sdp", "the answer could not be applied") from exc
         peer.negotiating = False
-        if peer.wire is None:
+        if peer.wire is None and peer.pc.getTransceivers():
+            # (An observer who arrives before anyone sends has nothing to receive yet.)
             peer.wire = hooks.Wire(peer.pc)
             peer.wire.tap(self._rtp_handler(peer), self._rtcp_handler(peer))
             for source in SOURCES:

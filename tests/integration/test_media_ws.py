@@ -338,3 +338,29 @@ async def test_a_private_room_keeps_media_between_the_two_and_hides_them_from_th
 
     await host.send({"type": "private_room", "member_id": ana.me, "open": False})
     await until(lambda: ana_to_ben.packets > frozen + 10)
+
+
+async def test_an_observing_supervisor_takes_a_patient_aside_and_is_then_seen_and_heard(
+    media_room: MediaRoomClient, server: RunningServer
+) -> None:
+    host = await media_room.host()
+    ana = await media_room.patient(host, 0)
+    ben = await media_room.patient(host, 1)
+    supervisor = await media_room._open(
+        await signed_in(server, *staff_login(media_room.demo, "supervisor"))
+    )
+    for person in (host, ana, ben, supervisor):
+        await person.send({"type": "media_join"})
+    await until(lambda: sees(supervisor, ana, "video") and sees(ana, host, "video"))
+    assert ana.peer.frames[(supervisor.me, "video")] == 0  # unseen in the group
+    await supervisor.send({"type": "private_room", "member_id": ana.me, "open": True})
+    await until(lambda: any(m["type"] == "private_room" and m.get("mine") for m in ana.messages))
+    # The supervisor's page starts its media over with camera and microphone.
+    supervisor.peer = ClientPeer("supervisor")
+    await supervisor.send({"type": "media_join", "restart": True})
+    await until(lambda: sees(ana, supervisor, "video") and sees(ana, supervisor, "audio"))
+    assert any(m["type"] == "member" and m["member"]["id"] == supervisor.me for m in ana.messages)
+    assert not any(
+        m["type"] == "member" and m["member"]["id"] == supervisor.me for m in ben.messages
+    )
+    assert ben.peer.frames[(supervisor.me, "video")] == 0

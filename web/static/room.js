@@ -181,6 +181,9 @@
       notify("You are now talking privately with " + message.with_name + ". Nobody else in the group can see or hear you. Take your time; you will come back to the group afterwards.");
     } else if (message.mine) {
       notify("You are in a private room with " + name + ". The group cannot see or hear either of you.");
+      // An observing supervisor sends nothing in the group; in the private room they must
+      // be seen and heard, so their media connection starts over with camera and microphone.
+      if (role === "observer" && media) media.start(send, true);
     } else if (message.short_break) {
       notify("Let's take a short break. The group will continue in a few minutes.");
     } else {
@@ -422,6 +425,8 @@
         actions.push([member.video_blocked ? "Allow video" : "Stop video", { type: "mute", member_id: member.id, video: !member.video_blocked }]);
         if (member.hand_raised) actions.push(["Lower hand", { type: "lower_hand", member_id: member.id }]);
         actions.push(["Remove", { type: "remove", member_id: member.id }]);
+      }
+      if ((canModerate || role === "observer") && member.role === "participant") {
         if (!member.away) actions.push(["Private room with", { type: "private_room", member_id: member.id, open: true }]);
         else if (state.you && member.space === state.you.space) actions.push(["Back to the group:", { type: "private_room", member_id: member.id, open: false }]);
       }
