@@ -60,3 +60,18 @@ def test_host_addresses_can_be_pinned_to_loopback_and_restored() -> None:
     finally:
         hooks.use_host_addresses([])
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
+
+
+async def test_asyncio_datagram_transports_expose_their_non_blocking_socket() -> None:
+    import asyncio
+    import socket
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        sock = transport._sock  # type: ignore[attr-defined]
+        assert isinstance(sock, socket.socket) and sock.gettimeout() == 0.0
+    finally:
+        transport.close()
