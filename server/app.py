@@ -24,6 +24,7 @@ from server import (
     checkin_pages,
     consent_pages,
     crisis_api,
+    dashboard,
     directory_pages,
     directory_store,
     media,
@@ -101,6 +102,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     media.setup(app)
     app.cleanup_ctx.append(crisis_workers)
     ws.setup(app)
+    dashboard.setup(app)
     return app
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from crisis import ledger, routing
 from crisis.escalation import Concern
 from crisis.ledger import Event, Step
-from server import audit, chain, oncall
+from server import audit, chain, crisis_publish, oncall
 from server.catalog import new_id
 from server.phi import DecryptionError, Keyring
 from server.storage.tables import (
@@ -30,6 +30,7 @@ from server.storage.tables import (
     notification_outbox,
     programs,
     sessions,
+    staff,
 )
 
 HASHED_FIELDS = ("seq", "event_id", "step_no", "kind", "actor_type", "actor_id", "at", "payload")
@@ -145,21 +146,23 @@ async def enqueue(
 ) -> str:
     """Queue one notification about `event` for delivery (ids, level, roles: no PHI)."""
     notification_id = new_id()
+    body = {
+        "id": notification_id,
+        "event_id": event.id,
+        "program_id": event.program_id,
+        "level": event.level,
+        "kind": kind,
+        "roles": list(roles),
+        "at": now.astimezone(dt.UTC).isoformat(),
+    }
+    crisis_publish.queued(body)
     await conn.execute(
         notification_outbox.insert().values(
             id=notification_id,
             event_id=event.id,
             program_id=event.program_id,
             kind=kind,
-            body={
-                "id": notification_id,
-                "event_id": event.id,
-                "program_id": event.program_id,
-                "level": event.level,
-                "kind": kind,
-                "roles": list(roles),
-                "at": now.astimezone(dt.UTC).isoformat(),
-            },
+            body=body,
             status="pending",
             created_at=now,
             next_attempt_at=now,
@@ -368,6 +371,122 @@ async def acknowledge(
     )
     await enqueue(conn, acknowledged, "acknowledged", (), now)
     return acknowledged
+
+
+class AssignmentError(Exception):
+    """An assignment that cannot be made; `reason` is safe to show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def assignee(conn: AsyncConnection, keyring: Keyring, event_id: str) -> str | None:
+    """Who carries the event now: the last assignment, else whoever acknowledged it."""
+    found = await assignees(conn, keyring, [event_id])
+    return found.get(event_id)
+
+
+async def assignees(
+    conn: AsyncConnection, keyring: Keyring, event_ids: list[str]
+) -> dict[str, str]:
+    """The current assignee of each event that has one (last `assigned` step, else the ack)."""
+    if not event_ids:
+        return {}
+    out: dict[str, str] = {}
+    acked = await conn.execute(
+        sa.select(crisis_events.c.id, crisis_events.c.acknowledged_by).where(
+            crisis_events.c.id.in_(event_ids), crisis_events.c.acknowledged_by.is_not(None)
+        )
+    )
+    for row in acked:
+        out[row.id] = row.acknowledged_by
+    steps = await conn.execute(
+        sa.select(crisis_steps.c.event_id, crisis_steps.c.seq, crisis_steps.c.payload_enc)
+        .where(
+            crisis_steps.c.event_id.in_(event_ids),
+            crisis_steps.c.kind == ledger.Assigned.KIND,
+        )
+        .order_by(crisis_steps.c.seq)
+    )
+    for row in steps:
+        payload = json.loads(keyring.open(row.payload_enc, context=step_context(row.seq)))
+        out[row.event_id] = payload["staff_id"]
+    return out
+
+
+async def assignable(conn: AsyncConnection, event: Event, at: dt.datetime) -> dict[str, str]:
+    """Staff an event may be handed to, by id -> role: its clinicians and who is on call."""
+    holders = await _holders(conn, event, at)
+    out: dict[str, str] = {}
+    for role, staff_id in holders.items():
+        if staff_id is not None and staff_id not in out:
+            out[staff_id] = role
+    if not out:
+        return out
+    active = await conn.execute(
+        sa.select(staff.c.id).where(
+            staff.c.id.in_(list(out)),
+            staff.c.disabled.is_(False),
+            staff.c.program_id == event.program_id,
+        )
+    )
+    keep = {row.id for row in active}
+    return {staff_id: role for staff_id, role in out.items() if staff_id in keep}
+
+
+async def assign(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    event_id: str,
+    staff_id: str,
+    actor: audit.Actor,
+    now: dt.datetime,
+    note: str = "",
+) -> Event:
+    """Hand the event to `staff_id` (take it over when that is the actor).
+
+    Taking over an unacknowledged event acknowledges it by name first: whoever carries an
+    event has taken it. Handing it to someone else is limited to the session's clinicians
+    and the program's on-call staff, who are on the event already.
+    """
+    event = await get_event(conn, event_id, lock=True)
+    ledger.check_can_assign(event.state)
+    if staff_id != actor.id:
+        if staff_id not in await assignable(conn, event, now):
+            raise AssignmentError("hand it only to this session's clinicians or who is on call")
+        if event.state == "open":
+            raise AssignmentError("acknowledge the event before handing it to someone else")
+    previous = await assignee(conn, keyring, event_id)
+    if previous == staff_id:
+        raise AssignmentError("that person already has this event")
+    if event.state == "open":
+        event = await acknowledge(conn, keyring, event_id, actor, now)
+    step = ledger.Assigned.parse(
+        {"staff_id": staff_id, "previous": previous, **({"note": note} if note else {})}, now
+    )
+    await append_step(conn, keyring, event_id, step, actor, now)
+    await enqueue(conn, event, "assigned", (), now)
+    return event
+
+
+async def next_deadlines(conn: AsyncConnection, event_ids: list[str]) -> dict[str, Any]:
+    """The earliest pending deadline of each event: {event_id: (purpose, due_at)}."""
+    if not event_ids:
+        return {}
+    found = await conn.execute(
+        sa.select(crisis_timers.c.event_id, crisis_timers.c.purpose, crisis_timers.c.due_at)
+        .where(
+            crisis_timers.c.event_id.in_(event_ids),
+            crisis_timers.c.fired_at.is_(None),
+            crisis_timers.c.cancelled_at.is_(None),
+        )
+        .order_by(crisis_timers.c.due_at)
+    )
+    out: dict[str, Any] = {}
+    for row in found:
+        out.setdefault(row.event_id, (row.purpose, row.due_at))
+    return out
 
 
 async def record_step(
