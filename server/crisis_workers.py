@@ -254,9 +254,7 @@ async def crisis_workers(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession()
 
     async def timers() -> None:
-        await fire_due_timers(
-            engine, keyring, clock, stream=stream, public_url=settings.public_url
-        )
+        await fire_due_timers(engine, keyring, clock, stream=stream, public_url=settings.public_url)
 
     async def outbox() -> None:
         await deliver_outbox(engine, keyring, clock, settings, session, stream)
