@@ -394,6 +394,19 @@ async def run(rooms: int, presses: int, interval: float, chatter: float) -> dict
                     seen.setdefault(key, time.perf_counter())
                     arrived.set()
 
+            # The room's own alert to its clinician, for comparison: no storage on its path.
+            in_room: dict[tuple[str, str], float] = {}
+
+            def on_host(session_id: str) -> Any:
+                def record(message: dict[str, Any]) -> None:
+                    if message["type"] == "help":
+                        in_room.setdefault((session_id, message["name"]), time.perf_counter())
+
+                return record
+
+            for room, (host, _) in zip(seeded, live, strict=True):
+                host.on_message = on_host(room["session_id"])
+
             ws = await supervisor_http.ws_connect("/ws/dashboard")
             board = Socket(supervisor_http, ws)
             await ws.send_json({"type": "hello", "protocol": 1})
@@ -423,6 +436,7 @@ async def run(rooms: int, presses: int, interval: float, chatter: float) -> dict
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(arrived.wait(), 0.2)
             latencies = [(seen[k] - t) * 1000 for k, t in pressed.items() if k in seen]
+            room_latencies = [(in_room[k] - t) * 1000 for k, t in pressed.items() if k in in_room]
         finally:
             for task in background:
                 task.cancel()
@@ -445,6 +459,8 @@ async def run(rooms: int, presses: int, interval: float, chatter: float) -> dict
         "p90_ms": round(_percentile(latencies, 90), 1) if latencies else None,
         "p99_ms": round(_percentile(latencies, 99), 1) if latencies else None,
         "max_ms": round(max(latencies), 1) if latencies else None,
+        "room_alert_p50_ms": round(_percentile(room_latencies, 50), 1) if room_latencies else None,
+        "room_alert_p99_ms": round(_percentile(room_latencies, 99), 1) if room_latencies else None,
         "interval_s": interval,
         "chatter_per_s": chatter,
         "setup_s": round(setup_s, 1),

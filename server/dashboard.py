@@ -140,9 +140,17 @@ class DashboardHub:
             finally:
                 subscription.close()
 
-    async def _visible(self, conn: Any, viewer: Viewer, event: ledger.Event) -> bool:
+    async def _visible(
+        self,
+        conn: Any,
+        viewer: Viewer,
+        event: ledger.Event,
+        holders: dict[str, str | None] | None = None,
+    ) -> bool:
         if viewer.program_id is not None and event.program_id != viewer.program_id:
             return False
+        if holders is not None and viewer.who.id in holders.values():
+            return True  # the session's clinician or on call for the program: on the event
         return await can_see(conn, viewer.who, event, self._app[CLOCK].now())
 
     async def _fan_out(self, notification: Notification) -> None:
@@ -154,11 +162,14 @@ class DashboardHub:
                 event = await crisis_store.get_event(conn, notification.event_id)
             except crisis_store.EventNotFoundError:
                 return
-            audience = [v for v in list(self._viewers) if await self._visible(conn, v, event)]
+            holders = await crisis_store.holders_of(conn, event, now)
+            audience = [
+                v for v in list(self._viewers) if await self._visible(conn, v, event, holders)
+            ]
             if not audience:
                 return
             (view,) = await dashboard_views.event_views(
-                conn, self._app[KEYRING], [event], self._app[ROOMS], now
+                conn, self._app[KEYRING], [event], self._app[ROOMS], now, {event.id: holders}
             )
         message = {
             "type": "event",

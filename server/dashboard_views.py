@@ -125,10 +125,15 @@ async def event_views(
     events: list[Event],
     rooms: RoomRegistry,
     now: dt.datetime,
+    holders: dict[str, dict[str, str | None]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The dashboard's view of each event: level, state, times, who has it, what is due."""
+    """The dashboard's view of each event: level, state, times, who has it, what is due.
+
+    `holders` (event id -> role -> staff id) saves looking up again who is on an event.
+    """
+    holders = holders or {}
     ids = [event.id for event in events]
-    assigned = await crisis_store.assignees(conn, keyring, ids)
+    assigned = await crisis_store.assignees(conn, keyring, events)
     deadlines = await crisis_store.next_deadlines(conn, ids)
     titles = await conn.execute(
         sa.select(sessions.c.id, groups.c.name)
@@ -136,7 +141,10 @@ async def event_views(
         .where(sessions.c.id.in_({event.session_id for event in events}))
     )
     title_of = {row.id: row.name or "One-on-one session" for row in titles}
-    choices = {event.id: await crisis_store.assignable(conn, event, now) for event in events}
+    choices = {
+        event.id: await crisis_store.assignable(conn, event, now, holders.get(event.id))
+        for event in events
+    }
     people: set[str] = set(assigned.values())
     for event in events:
         people.update(choices[event.id])
