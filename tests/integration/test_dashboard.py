@@ -296,3 +296,47 @@ async def test_a_dashboard_must_say_hello_in_its_protocol(live: Room) -> None:
         peer = Peer(client, ws)
         assert (await peer.until(lambda m: m["type"] == "error"))["code"] == "protocol_version"
         assert await peer.closed() == 4400
+
+
+async def test_the_assign_route_takes_over_and_hands_only_to_people_on_the_event(
+    live: Room,
+) -> None:
+    demo = live.demo
+    host = await live.staff()
+    patient = await live.admitted(host, 0)
+    await patient.send({"type": "help", "text": ""})
+    async with await signed_in(live.server, *staff_login(demo, "supervisor")) as supervisor:
+        listed: list[dict[str, Any]] = []
+        for _ in range(50):
+            listed = (await (await supervisor.get("/api/crisis/events")).json())["events"]
+            if listed:
+                break
+            await patient.quiet(0.1)
+        event_id = listed[0]["id"]
+        backup = next(o["staff_id"] for o in demo["oncall"] if o["role"] == "backup")
+        early = await supervisor.post(
+            f"/api/crisis/events/{event_id}/assign", json={"staff_id": backup}
+        )
+        assert early.status == 422  # acknowledge (or take it over) first
+        admin_id = _staff_id(demo, "admin")
+        stranger = await supervisor.post(
+            f"/api/crisis/events/{event_id}/assign", json={"staff_id": admin_id}
+        )
+        assert stranger.status == 422
+        mine = await supervisor.post(
+            f"/api/crisis/events/{event_id}/assign",
+            json={"staff_id": _staff_id(demo, "supervisor")},
+        )
+        assert mine.status == 200, await mine.text()
+        assert (await mine.json())["event"]["state"] == "acknowledged"
+        again = await supervisor.post(
+            f"/api/crisis/events/{event_id}/assign",
+            json={"staff_id": _staff_id(demo, "supervisor")},
+        )
+        assert again.status == 422
+        handed = await supervisor.post(
+            f"/api/crisis/events/{event_id}/assign", json={"staff_id": backup, "note": "yours"}
+        )
+        assert handed.status == 200
+        bad = await supervisor.post(f"/api/crisis/events/{event_id}/assign", json={"staff_id": 1})
+        assert bad.status == 422

@@ -228,3 +228,24 @@ async def test_the_event_stream_publishes_each_notification_id_once() -> None:
     assert not stream.publish(_notification("raised", "same"))
     assert stream.publish(_notification("acknowledged", "other"))
     assert [(await reader.next()).id, (await reader.next()).id] == ["same", "other"]
+
+
+def test_an_assignment_names_who_and_is_refused_on_a_closed_event() -> None:
+    step = ledger.Assigned.parse({"staff_id": "s-2", "previous": "s-1", "note": " over "}, RAISED)
+    assert step.payload() == {"staff_id": "s-2", "previous": "s-1", "note": "over"}
+    for bad in ({}, {"staff_id": ""}, {"staff_id": 3}, {"staff_id": "s", "extra": 1}):
+        with pytest.raises(ledger.InvalidStepError):
+            ledger.Assigned.parse(bad, RAISED)
+    ledger.check_can_assign("open")
+    ledger.check_can_assign("acknowledged")
+    with pytest.raises(ledger.InvalidStateError):
+        ledger.check_can_assign("closed")
+
+
+def test_a_note_is_a_staff_step_with_text() -> None:
+    note = ledger.parse_staff_step(
+        "note", {"note": "called the backup phone"}, RAISED, substance_use=False
+    )
+    assert note.KIND == "note"
+    with pytest.raises(ledger.InvalidStepError):
+        ledger.parse_staff_step("note", {"note": "  "}, RAISED, substance_use=False)
