@@ -133,7 +133,7 @@
     facts.append(el("span", STATE[ev.state] || ev.state), " · raised ", el("span", "", "age"), " ago");
     if (ev.next_deadline) facts.append(" · ", el("span", "", "timer"));
     if (ev.acknowledged_by) facts.append(" · acknowledged by ", el("span", ev.acknowledged_by.name));
-    if (ev.assigned_to) facts.append(" · with ", el("span", ev.assigned_to.name));
+    if (ev.assigned_to && (!ev.acknowledged_by || ev.assigned_to.id !== ev.acknowledged_by.id)) facts.append(" · with ", el("span", ev.assigned_to.name));
     item.append(facts);
     const answer = el("p", "", "event-msg");
     answer.setAttribute("role", "status");
@@ -151,9 +151,12 @@
       take.addEventListener("click", () => act({ type: "take_over", event_id: ev.id }, answer));
       actions.append(take);
     }
-    const join = el("a", "Join the session", "button");
-    join.href = "/rooms/" + encodeURIComponent(ev.session_id);
-    actions.append(join);
+    // Rooms admit their own clinicians and observing supervisors; admins are not in them.
+    if (!you || you.role !== "admin") {
+      const join = el("a", "Join the session", "button");
+      join.href = "/rooms/" + encodeURIComponent(ev.session_id);
+      actions.append(join);
+    }
     const others = ev.assignable.filter((p) => !you || p.id !== you.id);
     if (ev.state !== "open" && others.length) {
       const select = el("select");
