@@ -220,6 +220,28 @@ class Acknowledged(StepBase):
 
 
 @dataclass(frozen=True, slots=True)
+class Assigned(StepBase):
+    """Someone now carries the event: the actor took it over, or handed it to `staff_id`."""
+
+    KIND: ClassVar[str] = "assigned"
+    staff_id: str
+    previous: str | None = None
+    note: str = ""
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], at: dt.datetime) -> Assigned:
+        _no_extra(data, ("staff_id", "previous", "note"))
+        previous = data.get("previous")
+        if previous is not None and not isinstance(previous, str):
+            raise InvalidStepError("previous", "must be text")
+        return cls(
+            _text(data, "staff_id", limit=64),
+            previous,
+            _text(data, "note", limit=MAX_NOTE, required=False),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PrivateRoomOpened(StepBase):
     """A clinician took the patient to a private room."""
 
@@ -409,6 +431,19 @@ class DropFollowUp(StepBase):
 
 
 @dataclass(frozen=True, slots=True)
+class Note(StepBase):
+    """A note by someone on the event while it is handled (what was seen, what is next)."""
+
+    KIND: ClassVar[str] = "note"
+    note: str
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], at: dt.datetime) -> Note:
+        _no_extra(data, ("note",))
+        return cls(_text(data, "note", limit=MAX_NOTE))
+
+
+@dataclass(frozen=True, slots=True)
 class Amendment(StepBase):
     """A correction to an earlier step, which stays as it was."""
 
@@ -448,6 +483,7 @@ Step = (
     | Notified
     | DeadlineMissed
     | Acknowledged
+    | Assigned
     | PrivateRoomOpened
     | CallLogged
     | SupportPersonContacted
@@ -457,6 +493,7 @@ Step = (
     | FollowUpTask
     | DebriefNote
     | DropFollowUp
+    | Note
     | Amendment
     | SignedOff
 )
@@ -473,6 +510,7 @@ RECORDED_BY_STAFF: dict[str, Callable[[Mapping[str, Any], dt.datetime], Step]] =
     FollowUpTask.KIND: FollowUpTask.parse,
     DebriefNote.KIND: DebriefNote.parse,
     DropFollowUp.KIND: DropFollowUp.parse,
+    Note.KIND: Note.parse,
     Amendment.KIND: Amendment.parse,
 }
 # After sign-off the record is closed, except that the debrief and corrections still come.
@@ -484,6 +522,7 @@ ALL_KINDS = (
     Notified.KIND,
     DeadlineMissed.KIND,
     Acknowledged.KIND,
+    Assigned.KIND,
     SignedOff.KIND,
     *RECORDED_BY_STAFF,
 )
@@ -518,6 +557,12 @@ def check_can_acknowledge(state: str) -> None:
     """Only an open event can be acknowledged; the first acknowledgement stands."""
     if state == "acknowledged":
         raise InvalidStateError("the event is already acknowledged")
+    if state == "closed":
+        raise InvalidStateError("the event is signed off")
+
+
+def check_can_assign(state: str) -> None:
+    """A signed-off event is nobody's to carry any more."""
     if state == "closed":
         raise InvalidStateError("the event is signed off")
 

@@ -13,13 +13,17 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-KINDS = ("raised", "escalation", "acknowledged", "concern_added", "signed_off")
+KINDS = ("raised", "escalation", "acknowledged", "assigned", "concern_added", "signed_off")
 SIGNATURE_HEADER = "X-IOP-Signature"
 SUBSCRIBER_BUFFER = 256
+# How many notification ids a stream remembers so a second copy (the outbox poll after the
+# committing process published it directly) is not shown twice.
+RECENT_IDS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +149,12 @@ class Subscription:
 class EventStream:
     """Fan-out of notifications to in-process subscribers; a slow one is dropped, not waited for."""
 
-    def __init__(self, buffer: int = SUBSCRIBER_BUFFER) -> None:
+    def __init__(self, buffer: int = SUBSCRIBER_BUFFER, recent: int = RECENT_IDS) -> None:
         self._buffer = buffer
         self._subscribers: set[Subscription] = set()
         self._closed = False
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._recent_limit = recent
 
     def subscribe(self) -> Subscription:
         """A new listener that sees every notification published from now on."""
@@ -158,8 +164,13 @@ class EventStream:
         self._subscribers.add(subscription)
         return subscription
 
-    def publish(self, notification: Notification) -> None:
-        """Offer a notification to every subscriber without waiting for any."""
+    def publish(self, notification: Notification) -> bool:
+        """Offer a notification to every subscriber without waiting; False if seen before."""
+        if notification.id in self._recent:
+            return False
+        self._recent[notification.id] = None
+        if len(self._recent) > self._recent_limit:
+            self._recent.popitem(last=False)
         for subscription in list(self._subscribers):
             if not subscription._offer(notification):
                 # A full queue means the listener stopped reading; it must resync from storage.
@@ -167,6 +178,7 @@ class EventStream:
                 self._subscribers.discard(subscription)
                 subscription._queue.get_nowait()
                 subscription._offer(None)
+        return True
 
     def _remove(self, subscription: Subscription) -> None:
         if subscription in self._subscribers:

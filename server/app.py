@@ -25,6 +25,7 @@ from server import (
     consent_pages,
     crisis_api,
     crisis_pages,
+    dashboard,
     directory_pages,
     directory_store,
     media,
@@ -107,6 +108,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     app.cleanup_ctx.append(crisis_workers)
     ws.setup(app)
     app.cleanup_ctx.append(silence.silence_ctx)
+    dashboard.setup(app)
     return app
 
 

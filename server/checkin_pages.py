@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from crisis.questions import PREFER_NOT, Plan, next_question, progress, question, valid_answer
-from server import checkin_store
+from server import checkin_store, crisis_publish
 from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import audit_event, csrf_token, identity, read_form, requires
 from server.joinlinks import patient_sessions
@@ -170,7 +170,7 @@ async def answer_submit(request: web.Request) -> web.StreamResponse:
     session[STATE] = {**state, "answers": answers}
     if next_question(plan, answers) is not None:
         raise web.HTTPSeeOther("/checkin")
-    async with request.app[ENGINE].begin() as conn:
+    async with crisis_publish.transaction(request.app) as conn:
         _, outcome = await checkin_store.save_screening(
             conn,
             request.app[KEYRING],

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from crisis import ledger
 from crisis.escalation import Concern, raise_concern
 from crisis.routing import PolicyError, policy_from_json, policy_to_json
-from server import crisis_store, oncall
+from server import crisis_publish, crisis_store, oncall
 from server.api import parse_body
 from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import StaffIdentity, audit_event, identity, requires
@@ -44,6 +44,11 @@ class FlagIn(Strict):
 
 
 class NoteIn(Strict):
+    note: str = NOTE
+
+
+class AssignIn(Strict):
+    staff_id: Id
     note: str = NOTE
 
 
@@ -158,7 +163,7 @@ async def flag(request: web.Request) -> web.Response:
     body = await parse_body(request, FlagIn)
     who = identity(request)
     now = request.app[CLOCK].now()
-    async with request.app[ENGINE].begin() as conn:
+    async with crisis_publish.transaction(request.app) as conn:
         found = await _patient_session_program(conn, body.patient_id, body.session_id)
         if found is None:
             raise web.HTTPNotFound(reason="no such patient in that session")
@@ -223,7 +228,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     """The caller takes the event, by name; pending deadlines stop."""
     body = await parse_body(request, NoteIn)
     who = identity(request)
-    async with request.app[ENGINE].begin() as conn:
+    async with crisis_publish.transaction(request.app) as conn:
         event = await _event_for(request, conn, lock=True)
         try:
             done = await crisis_store.acknowledge(
@@ -275,7 +280,7 @@ async def sign_off(request: web.Request) -> web.Response:
     """A supervisor's review closes the event."""
     body = await parse_body(request, NoteIn)
     who = identity(request)
-    async with request.app[ENGINE].begin() as conn:
+    async with crisis_publish.transaction(request.app) as conn:
         event = await _event_for(request, conn, lock=True)
         try:
             done = await crisis_store.sign_off(
@@ -287,6 +292,40 @@ async def sign_off(request: web.Request) -> web.Response:
             request, conn, "crisis.signed_off", target_type="crisis_event", target_id=event.id
         )
     return web.json_response({"event": done.to_json()})
+
+
+@requires(Action.CRISIS_ACT)
+async def assign(request: web.Request) -> web.Response:
+    """Take the event over (your own id) or hand it to another clinician or on-call staff."""
+    body = await parse_body(request, AssignIn)
+    who = identity(request)
+    async with crisis_publish.transaction(request.app) as conn:
+        event = await _event_for(request, conn, lock=True)
+        try:
+            done = await crisis_store.assign(
+                conn,
+                request.app[KEYRING],
+                event.id,
+                body.staff_id,
+                who.actor,
+                request.app[CLOCK].now(),
+                body.note,
+            )
+        except crisis_store.AssignmentError as exc:
+            raise ApiError(
+                422, "invalid_input", exc.reason, [{"field": "staff_id", "message": exc.reason}]
+            ) from None
+        except ledger.InvalidStateError as exc:
+            raise _state_error(exc) from None
+        await audit_event(
+            request,
+            conn,
+            "crisis.assigned",
+            target_type="crisis_event",
+            target_id=event.id,
+            detail={"staff_id": body.staff_id},
+        )
+    return web.json_response({"event": done.to_json(), "assigned_to": body.staff_id})
 
 
 def _time_param(query: Any, name: str, default: dt.datetime) -> dt.datetime:
@@ -461,6 +500,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/crisis/events/{event_id}", get_event)
     app.router.add_post("/api/crisis/events/{event_id}/ack", acknowledge)
     app.router.add_post("/api/crisis/events/{event_id}/steps", add_step)
+    app.router.add_post("/api/crisis/events/{event_id}/assign", assign)
     app.router.add_post("/api/crisis/events/{event_id}/signoff", sign_off)
     app.router.add_get("/api/crisis/breaches", breaches)
     app.router.add_get("/api/crisis/oncall", list_shifts)

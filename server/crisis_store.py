@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from crisis import ledger, routing
 from crisis.escalation import Concern
 from crisis.ledger import Event, Step
-from server import audit, chain, oncall
+from server import audit, chain, crisis_publish, oncall
 from server.catalog import new_id
 from server.phi import DecryptionError, Keyring
 from server.storage.tables import (
@@ -30,6 +30,7 @@ from server.storage.tables import (
     notification_outbox,
     programs,
     sessions,
+    staff,
 )
 
 HASHED_FIELDS = ("seq", "event_id", "step_no", "kind", "actor_type", "actor_id", "at", "payload")
@@ -96,32 +97,62 @@ async def append_step(
     at: dt.datetime,
 ) -> int:
     """Append one step to an event's timeline (no state checks); return its step number."""
+    return (await append_steps(conn, keyring, event_id, [(step, actor)], at))[-1]
+
+
+async def append_steps(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    event_id: str,
+    steps: list[tuple[Step, audit.Actor]],
+    at: dt.datetime,
+) -> list[int]:
+    """Append steps in order under one hold of the chain head; return their step numbers.
+
+    One round trip per statement, not per step: the crisis path's latency (a help press to
+    the supervisor's screen) is mostly the number of statements a raise takes.
+    """
     last = await conn.scalar(
         sa.select(sa.func.max(crisis_steps.c.step_no)).where(crisis_steps.c.event_id == event_id)
     )
-    step_no = int(last or 0) + 1
-    seq, prev_hash = await chain.bump_head(conn, crisis_head)
-    payload = json.dumps(step.payload(), sort_keys=True, separators=(",", ":"))
-    fields: dict[str, Any] = {
-        "seq": seq,
-        "event_id": event_id,
-        "step_no": step_no,
-        "kind": step.KIND,
-        "actor_type": actor.type,
-        "actor_id": actor.id,
-        "at": at.astimezone(dt.UTC),
-    }
-    digest = row_hash(prev_hash, fields | {"payload": payload})
-    await conn.execute(
-        crisis_steps.insert().values(
-            **fields,
-            payload_enc=keyring.seal(payload, context=step_context(seq)),
-            prev_hash=prev_hash,
-            hash=digest,
+    row = (
+        await conn.execute(
+            crisis_head.update()
+            .where(crisis_head.c.id == 1)
+            .values(seq=crisis_head.c.seq + len(steps))
+            .returning(crisis_head.c.seq, crisis_head.c.hash)
         )
-    )
-    await chain.set_head(conn, crisis_head, digest)
-    return step_no
+    ).one()
+    first_seq, prev_hash = int(row.seq) - len(steps) + 1, str(row.hash)
+    rows = []
+    numbers = []
+    for offset, (step, actor) in enumerate(steps):
+        seq = first_seq + offset
+        step_no = int(last or 0) + 1 + offset
+        payload = json.dumps(step.payload(), sort_keys=True, separators=(",", ":"))
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "event_id": event_id,
+            "step_no": step_no,
+            "kind": step.KIND,
+            "actor_type": actor.type,
+            "actor_id": actor.id,
+            "at": at.astimezone(dt.UTC),
+        }
+        digest = row_hash(prev_hash, fields | {"payload": payload})
+        rows.append(
+            {
+                **fields,
+                "payload_enc": keyring.seal(payload, context=step_context(seq)),
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+        numbers.append(step_no)
+        prev_hash = digest
+    await conn.execute(crisis_steps.insert(), rows)
+    await chain.set_head(conn, crisis_head, prev_hash)
+    return numbers
 
 
 async def verify(conn: AsyncConnection, keyring: Keyring) -> chain.Verification:
@@ -145,21 +176,23 @@ async def enqueue(
 ) -> str:
     """Queue one notification about `event` for delivery (ids, level, roles: no PHI)."""
     notification_id = new_id()
+    body = {
+        "id": notification_id,
+        "event_id": event.id,
+        "program_id": event.program_id,
+        "level": event.level,
+        "kind": kind,
+        "roles": list(roles),
+        "at": now.astimezone(dt.UTC).isoformat(),
+    }
+    crisis_publish.queued(body)
     await conn.execute(
         notification_outbox.insert().values(
             id=notification_id,
             event_id=event.id,
             program_id=event.program_id,
             kind=kind,
-            body={
-                "id": notification_id,
-                "event_id": event.id,
-                "program_id": event.program_id,
-                "level": event.level,
-                "kind": kind,
-                "roles": list(roles),
-                "at": now.astimezone(dt.UTC).isoformat(),
-            },
+            body=body,
             status="pending",
             created_at=now,
             next_attempt_at=now,
@@ -172,7 +205,8 @@ async def enqueue(
 # Paging ------------------------------------------------------------------------------------
 
 
-async def _holders(conn: AsyncConnection, event: Event, at: dt.datetime) -> dict[str, str | None]:
+async def holders_of(conn: AsyncConnection, event: Event, at: dt.datetime) -> dict[str, str | None]:
+    """Who is on the event by role: the session's clinicians and the program's on-call staff."""
     return await oncall.session_clinicians(conn, event.session_id) | await oncall.on_call(
         conn, event.program_id, at
     )
@@ -188,35 +222,33 @@ async def _page(
     kind: str,
     holders: dict[str, str | None] | None = None,
 ) -> None:
-    holders = holders if holders is not None else await _holders(conn, event, at)
-    for role in roles:
-        # Recorded even when the roster names nobody: an empty rota is itself a finding.
-        await append_step(
-            conn,
-            keyring,
-            event.id,
-            ledger.Notified(role, holders.get(role), reason),
-            audit.SYSTEM,
-            at,
-        )
+    holders = holders if holders is not None else await holders_of(conn, event, at)
+    # Recorded even when the roster names nobody: an empty rota is itself a finding.
+    notified: list[tuple[Step, audit.Actor]] = [
+        (ledger.Notified(role, holders.get(role), reason), audit.SYSTEM) for role in roles
+    ]
+    if notified:
+        await append_steps(conn, keyring, event.id, notified, at)
     await enqueue(conn, event, kind, roles, at)
 
 
 async def _arm(
     conn: AsyncConnection, event: Event, policy: routing.Policy, start: dt.datetime
 ) -> None:
-    for deadline in routing.deadlines(policy, event.level, start):
-        await conn.execute(
-            crisis_timers.insert().values(
-                id=new_id(),
-                event_id=event.id,
-                purpose=deadline.purpose,
-                waiting_on=",".join(deadline.waiting_on),
-                page=",".join(deadline.page),
-                due_at=deadline.due_at,
-                attempts=0,
-            )
-        )
+    rows = [
+        {
+            "id": new_id(),
+            "event_id": event.id,
+            "purpose": deadline.purpose,
+            "waiting_on": ",".join(deadline.waiting_on),
+            "page": ",".join(deadline.page),
+            "due_at": deadline.due_at,
+            "attempts": 0,
+        }
+        for deadline in routing.deadlines(policy, event.level, start)
+    ]
+    if rows:
+        await conn.execute(crisis_timers.insert(), rows)
 
 
 async def _cancel_pending(conn: AsyncConnection, event_id: str, now: dt.datetime) -> int:
@@ -304,10 +336,21 @@ async def open_event(conn: AsyncConnection, keyring: Keyring, concern: Concern) 
         )
     )
     raised = ledger.Raised(concern.trigger, concern.level, concern.rule, dict(concern.detail))
-    await append_step(conn, keyring, event.id, raised, _raiser(concern), at)
     policy = await oncall.policy_for(conn, program_id)
     first = policy.for_level(event.level).first
-    await _page(conn, keyring, event, first, "raised", at, "raised")
+    holders = await holders_of(conn, event, at)
+    # The raise and its first pages in one append: same steps, fewer statements.
+    await append_steps(
+        conn,
+        keyring,
+        event.id,
+        [
+            (raised, _raiser(concern)),
+            *((ledger.Notified(role, holders.get(role), "raised"), audit.SYSTEM) for role in first),
+        ],
+        at,
+    )
+    await enqueue(conn, event, "raised", first, at)
     await _arm(conn, event, policy, at)
     return event.id
 
@@ -368,6 +411,113 @@ async def acknowledge(
     )
     await enqueue(conn, acknowledged, "acknowledged", (), now)
     return acknowledged
+
+
+class AssignmentError(Exception):
+    """An assignment that cannot be made; `reason` is safe to show."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def assignees(conn: AsyncConnection, keyring: Keyring, events: list[Event]) -> dict[str, str]:
+    """Who carries each event now: its last `assigned` step, else whoever acknowledged it."""
+    out = {event.id: event.acknowledged_by for event in events if event.acknowledged_by}
+    if not events:
+        return out
+    steps = await conn.execute(
+        sa.select(crisis_steps.c.event_id, crisis_steps.c.seq, crisis_steps.c.payload_enc)
+        .where(
+            crisis_steps.c.event_id.in_([event.id for event in events]),
+            crisis_steps.c.kind == ledger.Assigned.KIND,
+        )
+        .order_by(crisis_steps.c.seq)
+    )
+    for row in steps:
+        payload = json.loads(keyring.open(row.payload_enc, context=step_context(row.seq)))
+        out[row.event_id] = payload["staff_id"]
+    return out
+
+
+async def assignable(
+    conn: AsyncConnection,
+    event: Event,
+    at: dt.datetime,
+    holders: dict[str, str | None] | None = None,
+) -> dict[str, str]:
+    """Staff an event may be handed to, by id -> role: its clinicians and who is on call."""
+    if holders is None:
+        holders = await holders_of(conn, event, at)
+    out: dict[str, str] = {}
+    for role, staff_id in holders.items():
+        if staff_id is not None and staff_id not in out:
+            out[staff_id] = role
+    if not out:
+        return out
+    active = await conn.execute(
+        sa.select(staff.c.id).where(
+            staff.c.id.in_(list(out)),
+            staff.c.disabled.is_(False),
+            staff.c.program_id == event.program_id,
+        )
+    )
+    keep = {row.id for row in active}
+    return {staff_id: role for staff_id, role in out.items() if staff_id in keep}
+
+
+async def assign(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    event_id: str,
+    staff_id: str,
+    actor: audit.Actor,
+    now: dt.datetime,
+    note: str = "",
+) -> Event:
+    """Hand the event to `staff_id` (take it over when that is the actor).
+
+    Taking over an unacknowledged event acknowledges it by name first: whoever carries an
+    event has taken it. Handing it to someone else is limited to the session's clinicians
+    and the program's on-call staff, who are on the event already.
+    """
+    event = await get_event(conn, event_id, lock=True)
+    ledger.check_can_assign(event.state)
+    if staff_id != actor.id:
+        if staff_id not in await assignable(conn, event, now):
+            raise AssignmentError("hand it only to this session's clinicians or who is on call")
+        if event.state == "open":
+            raise AssignmentError("acknowledge the event before handing it to someone else")
+    previous = (await assignees(conn, keyring, [event])).get(event_id)
+    if previous == staff_id:
+        raise AssignmentError("that person already has this event")
+    if event.state == "open":
+        event = await acknowledge(conn, keyring, event_id, actor, now)
+    step = ledger.Assigned.parse(
+        {"staff_id": staff_id, "previous": previous, **({"note": note} if note else {})}, now
+    )
+    await append_step(conn, keyring, event_id, step, actor, now)
+    await enqueue(conn, event, "assigned", (), now)
+    return event
+
+
+async def next_deadlines(conn: AsyncConnection, event_ids: list[str]) -> dict[str, Any]:
+    """The earliest pending deadline of each event: {event_id: (purpose, due_at)}."""
+    if not event_ids:
+        return {}
+    found = await conn.execute(
+        sa.select(crisis_timers.c.event_id, crisis_timers.c.purpose, crisis_timers.c.due_at)
+        .where(
+            crisis_timers.c.event_id.in_(event_ids),
+            crisis_timers.c.fired_at.is_(None),
+            crisis_timers.c.cancelled_at.is_(None),
+        )
+        .order_by(crisis_timers.c.due_at)
+    )
+    out: dict[str, Any] = {}
+    for row in found:
+        out.setdefault(row.event_id, (row.purpose, row.due_at))
+    return out
 
 
 async def record_step(
@@ -467,7 +617,7 @@ async def fire_timer(
         return False
     waiting_on = tuple(role for role in timer.waiting_on.split(",") if role)
     page = tuple(role for role in timer.page.split(",") if role)
-    holders = await _holders(conn, event, timer.due_at)
+    holders = await holders_of(conn, event, timer.due_at)
     missed = ledger.DeadlineMissed(
         timer.purpose,
         timer.due_at,
@@ -476,7 +626,7 @@ async def fire_timer(
     )
     await append_step(conn, keyring, event.id, missed, audit.SYSTEM, now)
     if page:
-        current = await _holders(conn, event, now)
+        current = await holders_of(conn, event, now)
         await _page(
             conn,
             keyring,

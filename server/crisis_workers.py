@@ -33,7 +33,7 @@ from crisis.notify import (
     retry_delay,
     signature,
 )
-from server import crisis_store, oncall
+from server import crisis_publish, crisis_store, oncall
 from server.appkeys import BACKGROUND, CLOCK, CRISIS_STREAM, ENGINE, KEYRING, SETTINGS
 from server.clock import Clock
 from server.config import Settings
@@ -94,12 +94,25 @@ class WebhookNotifier:
 
 
 async def fire_due_timers(
-    engine: AsyncEngine, keyring: Keyring, clock: Clock, worker: str = WORKER_ID
+    engine: AsyncEngine,
+    keyring: Keyring,
+    clock: Clock,
+    worker: str = WORKER_ID,
+    stream: EventStream | None = None,
+    public_url: str = "",
 ) -> int:
-    """Fire every due deadline (one transaction each); return how many fired here."""
+    """Fire every due deadline (one transaction each); return how many fired here.
+
+    With a `stream`, each escalation reaches this process's dashboards once it commits.
+    """
     fired = 0
     for _ in range(BATCH):
-        async with engine.begin() as conn:
+        transaction = (
+            engine.begin()
+            if stream is None
+            else crisis_publish.committed(engine, stream, public_url)
+        )
+        async with transaction as conn:
             now = clock.now()
             timer = await crisis_store.due_timer(conn, now)
             if timer is None:
@@ -241,7 +254,7 @@ async def crisis_workers(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession()
 
     async def timers() -> None:
-        await fire_due_timers(engine, keyring, clock)
+        await fire_due_timers(engine, keyring, clock, stream=stream, public_url=settings.public_url)
 
     async def outbox() -> None:
         await deliver_outbox(engine, keyring, clock, settings, session, stream)

@@ -28,6 +28,8 @@ class Action(StrEnum):
     APPOINTMENTS_MANAGE = "appointments.manage"
     SESSIONS_READ = "sessions.read"
     DASHBOARD_VIEW = "dashboard.view"
+    # The supervisor dashboard: every live session of a program and its open crises.
+    SUPERVISION_VIEW = "supervision.view"
     JOIN_LINKS_MANAGE = "join_links.manage"
     DIRECTORY_READ = "directory.read"
     DIRECTORY_MANAGE = "directory.manage"
@@ -55,6 +57,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.APPOINTMENTS_READ,
             Action.SESSIONS_READ,
             Action.DASHBOARD_VIEW,
+            Action.SUPERVISION_VIEW,
             Action.DIRECTORY_READ,
             Action.CRISIS_RAISE,
             Action.CRISIS_READ,

@@ -1,22 +1,28 @@
-"""Writing what rooms do (presence, session state, clock) to storage without holding them up."""
+"""Writing what rooms do (presence, session state, clock) to storage without holding them up.
+
+A concern (the help button) does not wait in that queue: it has its own writer and its own
+transaction, so a burst of attendance rows never stands between a patient's press and the
+supervisor's screen.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crisis.escalation import Concern, raise_concern
 from crisis.ledger import PrivateRoomOpened
 from rooms.model import Member
-from server import audit, crisis_store
+from server import audit, crisis_publish, crisis_store
 from server.checkin_store import SqlConcerns
 from server.logs import get_logger
 from server.phi import Keyring
@@ -25,15 +31,20 @@ from server.structure_store import save_clock
 
 log = get_logger(__name__)
 BATCH = 200
+Transaction = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
 class RoomRecorder:
     """Queues presence events, session states and clock changes and writes them in order."""
 
-    def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
+    def __init__(
+        self, engine: AsyncEngine, keyring: Keyring, transaction: Transaction | None = None
+    ) -> None:
         self._engine = engine
         self._keyring = keyring
-        self._concerns: list[Concern] = []
+        # Concerns commit through `transaction` (which tells dashboards once committed).
+        self._transaction: Transaction = transaction or engine.begin
+        self._concerns: asyncio.Queue[Concern] = asyncio.Queue()
         self._private_rooms: list[tuple[str, str, str, dt.datetime]] = []
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._states: dict[str, str] = {}
@@ -41,10 +52,12 @@ class RoomRecorder:
         self._rooms: dict[str, dict[str, Any]] = {}
         self._audits: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._concern_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Begin writing."""
         self._task = asyncio.create_task(self._run(), name="attendance-writer")
+        self._concern_task = asyncio.create_task(self._run_concerns(), name="concern-writer")
 
     def record(self, session_id: str, member: Member, event: str, at: dt.datetime) -> None:
         """Queue one event (rooms call this synchronously)."""
@@ -79,9 +92,30 @@ class RoomRecorder:
         self._queue.put_nowait({})
 
     def concern(self, concern: Concern) -> None:
-        """A concern raised in a room (the help button) goes to the crisis entry point."""
-        self._concerns.append(concern)
-        self._queue.put_nowait({})
+        """A concern raised in a room (the help button) goes to the crisis entry point now."""
+        self._concerns.put_nowait(concern)
+
+    async def _run_concerns(self) -> None:
+        while True:
+            concern = await self._concerns.get()
+            try:
+                await self._write_concern(concern)
+            finally:
+                self._concerns.task_done()
+
+    async def _write_concern(self, concern: Concern) -> None:
+        for attempt in range(5):
+            try:
+                async with self._transaction() as conn:
+                    ends = await conn.scalar(
+                        sa.select(sessions.c.ends_at).where(sessions.c.id == concern.session_id)
+                    )
+                    await raise_concern(SqlConcerns(conn, self._keyring, ends), concern)
+                return
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("crisis.concern_write_failed", error_type=type(exc).__name__)
+                await asyncio.sleep(0.05 * 2**attempt)
+        log.error("crisis.concern_dropped", session_id=concern.session_id)
 
     def private_room(
         self, session_id: str, patient_id: str, clinician_id: str, at: dt.datetime
@@ -107,7 +141,6 @@ class RoomRecorder:
         clocks, self._clocks = self._clocks, {}
         rooms, self._rooms = self._rooms, {}
         audits, self._audits = self._audits, []
-        concerns, self._concerns = self._concerns, []
         private_rooms, self._private_rooms = self._private_rooms, []
         for attempt in range(5):
             try:
@@ -129,11 +162,6 @@ class RoomRecorder:
                         await save_clock(conn, session_id, clock, now)
                     for row in audits:
                         await audit.record(conn, **row)
-                    for concern in concerns:
-                        ends = await conn.scalar(
-                            sa.select(sessions.c.ends_at).where(sessions.c.id == concern.session_id)
-                        )
-                        await raise_concern(SqlConcerns(conn, self._keyring, ends), concern)
                     for session_id, patient_id, clinician_id, at in private_rooms:
                         event = await crisis_store.open_event_for(conn, patient_id, session_id)
                         if event is not None:
@@ -153,25 +181,32 @@ class RoomRecorder:
 
     async def flush(self) -> None:
         """Wait until everything queued so far is written."""
+        await self._concerns.join()
         await self._queue.join()
 
     async def _drain(self) -> None:
+        while not self._concerns.empty():
+            concern = self._concerns.get_nowait()
+            self._concerns.task_done()
+            await self._write_concern(concern)
         rows = []
         while not self._queue.empty():
             rows.append(self._queue.get_nowait())
             self._queue.task_done()
-        if rows or self._states or self._clocks or self._audits or self._concerns:
+        if rows or self._states or self._clocks or self._audits:
             await self._write(rows)
 
     async def close(self) -> None:
-        """Let the writer finish what is queued, then stop it (never mid-transaction)."""
-        if self._task is not None:
-            if not self._task.done():
+        """Let the writers finish what is queued, then stop them (never mid-transaction)."""
+        for task, queue in ((self._concern_task, self._concerns), (self._task, self._queue)):
+            if task is None:
+                continue
+            if not task.done():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._queue.join(), timeout=10)
-            self._task.cancel()
+                    await asyncio.wait_for(queue.join(), timeout=10)
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         await self._drain()
 
 
@@ -179,7 +214,9 @@ def recorder_ctx(key: web.AppKey[RoomRecorder], engine_key: Any, keyring_key: An
     """A cleanup_ctx that runs the writer for the application's lifetime."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        writer = RoomRecorder(app[engine_key], app[keyring_key])
+        writer = RoomRecorder(
+            app[engine_key], app[keyring_key], lambda: crisis_publish.transaction(app)
+        )
         writer.start()
         app[key] = writer
         try:

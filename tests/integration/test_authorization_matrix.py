@@ -63,6 +63,9 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/rooms/{room_id}"): frozenset({CLINICIAN, SUPERVISOR, PATIENT}),
     ("GET", "/ws/rooms/{room_id}"): frozenset({CLINICIAN, SUPERVISOR, PATIENT}),
     ("GET", "/dashboard"): STAFF,
+    # The supervisor dashboard: supervisors (their program) and admins.
+    ("GET", "/supervisor"): frozenset({ADMIN, SUPERVISOR}),
+    ("GET", "/ws/dashboard"): frozenset({ADMIN, SUPERVISOR}),
     ("GET", "/groups/{group_id}"): STAFF,
     ("GET", "/patients/{patient_id}"): CARE,
     ("POST", "/patients/{patient_id}/join-links"): CARE,
@@ -125,6 +128,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/crisis/events/{event_id}"): STAFF,
     ("POST", "/api/crisis/events/{event_id}/ack"): STAFF,
     ("POST", "/api/crisis/events/{event_id}/steps"): STAFF,
+    ("POST", "/api/crisis/events/{event_id}/assign"): STAFF,
     ("POST", "/api/crisis/events/{event_id}/signoff"): frozenset({ADMIN, SUPERVISOR}),
     ("GET", "/api/crisis/breaches"): frozenset({ADMIN, SUPERVISOR}),
     ("GET", "/api/crisis/oncall"): STAFF,

@@ -1,4 +1,4 @@
-"""The API benchmark still runs end to end (its figures are read by people, not asserted)."""
+"""The benchmarks still run end to end (their figures are read by people, not asserted)."""
 
 import json
 import subprocess
@@ -21,3 +21,31 @@ def test_api_load_benchmark_runs_and_reports_every_route_without_errors() -> Non
     for route in ("readyz", "api_groups"):
         assert figures[route]["requests"] > 0
         assert figures[route]["errors"] == 0
+
+
+def test_crisis_benchmark_sees_every_help_press_on_the_dashboard() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/crisis.py",
+            "--rooms",
+            "2",
+            "--presses",
+            "6",
+            "--interval",
+            "0.05",
+            "--chatter",
+            "5",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["rooms"] == 2 and figures["presses"] == 6
+    assert figures["lost"] == 0
+    assert figures["p50_ms"] > 0 and figures["p99_ms"] >= figures["p50_ms"]

@@ -178,8 +178,10 @@ def test_state_rules_ack_once_sign_off_after_a_disposition_amend_after_close() -
     assert ledger.state_after("acknowledged", ledger.SignedOff()) == "closed"
 
 
-def _notification(kind: str = "raised") -> Notification:
-    return Notification("n1", "e1", "p1", "high", kind, ("primary",), RAISED, "https://x/e1")
+def _notification(kind: str = "raised", notification_id: str = "n1") -> Notification:
+    return Notification(
+        notification_id, "e1", "p1", "high", kind, ("primary",), RAISED, "https://x/e1"
+    )
 
 
 def test_the_signature_is_an_hmac_of_the_exact_body() -> None:
@@ -206,7 +208,7 @@ async def test_the_event_stream_fans_out_and_drops_a_listener_that_stops_reading
     stream = EventStream(buffer=2)
     reader, idle = stream.subscribe(), stream.subscribe()
     for kind in ("raised", "escalation", "acknowledged"):
-        stream.publish(_notification(kind))
+        stream.publish(_notification(kind, f"n-{kind}"))
         assert (await asyncio.wait_for(reader.next(), 1)).kind == kind
     assert idle.dropped and stream.subscribers == 1
     with pytest.raises(StreamClosedError):
@@ -216,3 +218,34 @@ async def test_the_event_stream_fans_out_and_drops_a_listener_that_stops_reading
     assert [n async for n in reader] == []
     with pytest.raises(StreamClosedError):
         stream.subscribe()
+
+
+async def test_the_event_stream_publishes_each_notification_id_once() -> None:
+    stream = EventStream()
+    reader = stream.subscribe()
+    # The committing process publishes at once; the outbox poll's copy is then ignored.
+    assert stream.publish(_notification("raised", "same"))
+    assert not stream.publish(_notification("raised", "same"))
+    assert stream.publish(_notification("acknowledged", "other"))
+    assert [(await reader.next()).id, (await reader.next()).id] == ["same", "other"]
+
+
+def test_an_assignment_names_who_and_is_refused_on_a_closed_event() -> None:
+    step = ledger.Assigned.parse({"staff_id": "s-2", "previous": "s-1", "note": " over "}, RAISED)
+    assert step.payload() == {"staff_id": "s-2", "previous": "s-1", "note": "over"}
+    for bad in ({}, {"staff_id": ""}, {"staff_id": 3}, {"staff_id": "s", "extra": 1}):
+        with pytest.raises(ledger.InvalidStepError):
+            ledger.Assigned.parse(bad, RAISED)
+    ledger.check_can_assign("open")
+    ledger.check_can_assign("acknowledged")
+    with pytest.raises(ledger.InvalidStateError):
+        ledger.check_can_assign("closed")
+
+
+def test_a_note_is_a_staff_step_with_text() -> None:
+    note = ledger.parse_staff_step(
+        "note", {"note": "called the backup phone"}, RAISED, substance_use=False
+    )
+    assert note.KIND == "note"
+    with pytest.raises(ledger.InvalidStepError):
+        ledger.parse_staff_step("note", {"note": "  "}, RAISED, substance_use=False)

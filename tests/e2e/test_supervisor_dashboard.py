@@ -1,0 +1,50 @@
+"""The supervisor dashboard in real Chromium: a help press takes the screen until acknowledged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.async_api import expect
+
+from tests.conftest import RunningServer, browser_sign_in, browser_window, consent_group
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_a_help_press_takes_over_the_supervisors_screen_until_acknowledged(
+    server: RunningServer, demo: dict[str, Any], browser: Any
+) -> None:
+    await consent_group(server, demo)
+    errors: list[str] = []
+    group = demo["groups"][0]
+    supervisor = await browser_window(browser, errors)
+    await browser_sign_in(supervisor, server, demo, role="supervisor")
+    await supervisor.goto(server.base_url + "/supervisor")
+    await expect(supervisor.get_by_role("heading", name="Supervision")).to_be_visible()
+    await expect(
+        supervisor.get_by_text("Do not wait for an acknowledgement to call 911").first
+    ).to_be_visible()
+    await expect(supervisor.locator("#dash-status")).to_contain_text("Live")
+    await supervisor.get_by_role("button", name="Enable sound").click()
+    await expect(supervisor.locator("#sound-toggle")).to_have_attribute("aria-pressed", "true")
+
+    patient = await browser_window(browser, errors, phone=True)
+    await patient.goto(group["patients"][0]["join_url"])
+    await patient.goto(server.base_url + "/room")
+    await patient.get_by_text("I need help (private)").click()
+    await patient.get_by_role("button", name="Tell my clinician now").click()
+    await expect(patient.get_by_text("Your clinician has been told")).to_be_visible()
+
+    alert = supervisor.get_by_role("alertdialog")
+    await expect(alert).to_be_visible()
+    await expect(alert).to_contain_text("Avery in Evening IOP Group A")
+    await expect(alert.locator("#takeover-timer")).to_contain_text("acknowledge within")
+    await expect(supervisor.locator("#events .event")).to_have_count(1)
+    # The waiting room counts the patient on the session's row.
+    await expect(supervisor.locator("#sessions tr .waiting")).to_have_text("1")
+    await alert.get_by_role("button", name="Acknowledge").click()
+    await expect(alert).to_be_hidden()
+    event = supervisor.locator("#events .event")
+    await expect(event).to_contain_text("acknowledged by Sam Supervisor (demo)")
+    assert errors == []
