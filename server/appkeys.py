@@ -12,6 +12,7 @@ from rooms.registry import RoomRegistry
 from server.clock import Clock
 from server.config import Settings
 from server.phi import Keyring
+from server.roomrecorder import RoomRecorder
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -22,3 +23,5 @@ ROOMS = web.AppKey("rooms", RoomRegistry)
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 # In-process listeners (the supervisor dashboard) subscribe here to crisis notifications.
 CRISIS_STREAM = web.AppKey("crisis_stream", EventStream)
+# Writes presence, session state and clock changes of live rooms.
+ATTENDANCE = web.AppKey("attendance", RoomRecorder)
