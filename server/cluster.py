@@ -119,7 +119,7 @@ class Cluster:
         await self._redis.delete(self._drain_key(self.node_id))
         await self._announce()
         self._heartbeat = asyncio.create_task(self._beat(), name="cluster-heartbeat")
-        log.info("cluster.joined", node=self.node_id, lease_ms=self.lease_ms)
+        log.info("cluster.joined", node_id=self.node_id, lease_ms=self.lease_ms)
 
     async def close(self) -> None:
         """Stop the heartbeat, free every lease and leave the cluster (idempotent)."""
@@ -132,7 +132,7 @@ class Cluster:
             for room_id in list(self._held):
                 await self.release(room_id)
             await self._redis.delete(self._node_key(self.node_id), self._rooms_key(self.node_id))
-            log.info("cluster.left", node=self.node_id)
+            log.info("cluster.left", node_id=self.node_id)
 
     async def _announce(self) -> None:
         state = "draining" if self.draining else "serving"
@@ -160,7 +160,7 @@ class Cluster:
             mode = mode.decode() if isinstance(mode, bytes) else str(mode)
             if self.draining != mode:
                 self.draining = mode
-                log.info("cluster.draining", node=self.node_id, mode=mode)
+                log.info("cluster.draining", node_id=self.node_id, mode=mode)
                 await self._announce()
             self.on_drain(mode)
 
@@ -177,10 +177,14 @@ class Cluster:
             if not extended and room_id in self._held:
                 self._held.pop(room_id, None)
                 await self._redis.srem(self._rooms_key(self.node_id), room_id)
-                log.warning("cluster.lease_lost", room_id=room_id, node=self.node_id)
+                log.warning("cluster.lease_lost", room_id=room_id, node_id=self.node_id)
                 self.on_lost(room_id)
 
     # Leases -------------------------------------------------------------------------------
+
+    def held_rooms(self) -> list[str]:
+        """The rooms whose lease this node holds."""
+        return list(self._held)
 
     def holds(self, room_id: str) -> bool:
         """True while this node holds the room's lease."""
@@ -212,7 +216,7 @@ class Cluster:
             if taken:
                 self._held[room_id] = time.monotonic()
                 await self._redis.sadd(self._rooms_key(self.node_id), room_id)
-                log.info("cluster.room_taken", room_id=room_id, node=self.node_id)
+                log.info("cluster.room_taken", room_id=room_id, node_id=self.node_id)
                 return HERE
             if holder_id in (None, self.node_id):
                 continue
@@ -229,7 +233,7 @@ class Cluster:
         self._held.pop(room_id, None)
         await self._release(keys=[self._room_key(room_id)], args=[self.node_id])
         await self._redis.srem(self._rooms_key(self.node_id), room_id)
-        log.info("cluster.room_released", room_id=room_id, node=self.node_id)
+        log.info("cluster.room_released", room_id=room_id, node_id=self.node_id)
 
     @contextlib.asynccontextmanager
     async def moving(self, room_id: str) -> AsyncIterator[None]:

@@ -151,6 +151,10 @@ def at_safe_point(hub: RoomHub) -> bool:
 
 
 def _drain_step(app: web.Application, mode: str) -> None:
+    # A room claimed by a page whose socket has not come yet has nobody to interrupt.
+    for room_id in app[CLUSTER].held_rooms():
+        if app[ROOMS].get(room_id) is None:
+            _spawn(app, room_id, _move(app, room_id, release=True))
     for hub in app[ROOMS]:
         if mode == DRAIN_NOW or at_safe_point(hub):
             _spawn(app, hub.room.id, _move(app, hub.room.id, release=True))
@@ -194,7 +198,7 @@ async def _move(app: web.Application, room_id: str, *, release: bool) -> None:
             )
             await media.close_room(app, room_id)
             to = target.id if target is not None else None
-            log.info("cluster.room_moved", room_id=room_id, to=to, clients=len(connections))
+            log.info("cluster.room_moved", room_id=room_id, to_node=to, count=len(connections))
             with contextlib.suppress(RedisError, OSError):
                 await cluster.publish(
                     "rooms", {"event": "moved", "room": room_id, "from": cluster.node_id, "to": to}

@@ -99,7 +99,7 @@ def _watch(worker: Worker, now: float) -> None:
     worker.process = None
     worker.restart_at = now + (0.0 if ran > STABLE_S else worker.backoff)
     wait = round(worker.restart_at - now, 1)
-    log.warning("worker.exited", worker=worker.index, code=code, restart_in_s=wait)
+    log.warning("worker.exited", worker=worker.index, exit_code=code, restart_in_s=wait)
 
 
 def _stop_all(workers: list[Worker], timeout_s: float) -> None:

@@ -273,21 +273,7 @@ async def test_drain_moves_a_live_room_and_its_clock_to_another_node(cluster: Cl
         )
         await ws.send_json({"type": "clock", "op": "start"})
         before = (await _first(ws, "clock"))["clock"]
-        drain = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server",
-            "drain",
-            "--node",
-            "a",
-            "--now",
-            "--wait",
-            "15",
-            env=_env(cluster.data_dir, cluster.ports["a"], **cluster.env),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        drain = await _drain(cluster, "a", "--now", "--wait", "15")
         redirect = await _first(ws, "redirect")
         assert redirect["node"] == "b"
         closing = await ws.receive()
@@ -308,6 +294,51 @@ async def test_drain_moves_a_live_room_and_its_clock_to_another_node(cluster: Cl
         health = await http.get(f"https://127.0.0.1:{cluster.ports['a']}/healthz")
         assert (await health.json())["state"] == "draining"
         await moved.close()
+
+
+async def _drain(cluster: Cluster, node: str, *flags: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        "drain",
+        "--node",
+        node,
+        *flags,
+        env=_env(cluster.data_dir, cluster.ports[node], **cluster.env),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_drain_waits_for_the_next_phase_before_moving_a_running_room(
+    cluster: Cluster,
+) -> None:
+    await cluster.start("a")
+    await cluster.start("b")
+    room = _room_id(cluster)
+    async with cluster.client() as http:
+        await _sign_in(cluster, http, "a")
+        ws, _ = await _host_socket(
+            cluster, http, f"https://127.0.0.1:{cluster.ports['a']}/ws/rooms/{room}?node=a"
+        )
+        await ws.send_json({"type": "clock", "op": "start"})
+        assert (await _first(ws, "clock"))["clock"]["phases"][0]["kind"] != "break"
+        drain = await _drain(cluster, "a", "--wait", str(LEASE_S + 1))
+        out, err = await asyncio.wait_for(drain.communicate(), timeout=30)
+        assert drain.returncode == 0, err.decode()
+        assert f"node a: 0 rooms moved, 1 still here ({room})" in out.decode()
+        assert await cluster.holder(room) == "a"
+        await ws.send_json({"type": "clock", "op": "next"})
+        moved_on = await _first(ws, "clock", "redirect")
+        assert moved_on["type"] == "clock" and moved_on["clock"]["index"] == 1
+        redirect = await _first(ws, "redirect")
+        assert redirect["node"] == "b"
+        follow, snapshot = await _host_socket(cluster, http, redirect["url"])
+        assert snapshot["clock"]["index"] == 1
+        assert await cluster.holder(room) == "b"
+        await follow.close()
 
 
 def test_multi_node_mode_refuses_to_start_on_sqlite(tmp_path: Path) -> None:
