@@ -62,7 +62,8 @@ async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
     cluster.keep = keep
     cluster.on_drain = lambda mode: _drain_step(app, mode)
     cluster.on_lost = lambda room_id: _spawn(app, room_id, _move(app, room_id, release=False))
-    app[MOVES] = set()
+    moves: set[asyncio.Task[None]] = set()
+    app[MOVES] = moves
     await cluster.start()
     app[CLUSTER] = cluster
     try:
