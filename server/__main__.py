@@ -5,18 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import time
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from server import audit, consent_ledger, crisis_store
 from server.app import create_app, tls_context
 from server.clock import utcnow
+from server.cluster import DRAIN_NOW, DRAIN_SAFE, bus_channel, live_nodes, request_drain, rooms_of
 from server.config import ConfigError, Settings
 from server.consent_templates import ensure_shipped
 from server.demo import DemoExistsError, database_is_empty, describe, seed_demo
@@ -34,6 +39,7 @@ from server.storage.engine import create_engine
 from server.storage.migrate import upgrade
 from server.structure_store import ensure_shipped as ensure_shipped_templates
 from server.structure_store import templates as all_templates
+from server.supervisor import supervise
 
 log = get_logger("server")
 
@@ -47,6 +53,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo-if-empty", action="store_true", help="seed the demo program into an empty database"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        nargs="?",
+        const=os.cpu_count() or 1,
+        default=None,
+        metavar="N",
+        help="run N nodes on consecutive ports under a supervisor (no N: one per core); "
+        "needs REDIS_URL",
+    )
+    drain = commands.add_parser(
+        "drain", help="move a node's rooms to other nodes (multi-node mode)"
+    )
+    drain.add_argument("--node", required=True, help="the node's id (see `nodes`)")
+    drain.add_argument(
+        "--now", action="store_true", help="move every room at once, not between clock phases"
+    )
+    drain.add_argument(
+        "--wait", type=float, default=30.0, help="seconds to wait and report moves (default 30)"
+    )
+    commands.add_parser("nodes", help="list the live nodes (multi-node mode)")
     commands.add_parser("migrate", help="apply database migrations and exit")
     demo = commands.add_parser("demo", help="create the demo program")
     demo.add_argument("--json", action="store_true", help="print the demo as one JSON object")
@@ -86,6 +113,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     command = args.command or "serve"
+    if command in ("drain", "nodes"):
+        if settings.redis_url is None:
+            print(f"configuration error: REDIS_URL: `{command}` needs it", file=sys.stderr)
+            return 2
+        configure_logging(settings.log_level, settings.log_format, stream=sys.stderr)
+        try:
+            if command == "nodes":
+                return asyncio.run(_nodes(settings))
+            mode = DRAIN_NOW if args.now else DRAIN_SAFE
+            return asyncio.run(_drain(settings, args.node, mode, args.wait))
+        except (RedisError, OSError) as exc:
+            print(f"cannot reach Redis: {type(exc).__name__}", file=sys.stderr)
+            return 1
+    workers = getattr(args, "workers", None)
+    if workers is not None and (workers < 1 or (workers > 1 and settings.redis_url is None)):
+        reason = "at least 1" if workers < 1 else "several nodes need REDIS_URL (multi-node mode)"
+        print(f"configuration error: --workers: {reason}", file=sys.stderr)
+        return 2
     # The server logs to stdout; one-shot commands keep stdout for their own output.
     configure_logging(
         settings.log_level,
@@ -126,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_verify_audit(settings))
         if command == "crisis":
             return asyncio.run(_verify_crisis(settings, keyring))
-        return _serve(settings, keyring, demo_if_empty=getattr(args, "demo_if_empty", False))
+        demo_if_empty = getattr(args, "demo_if_empty", False)
+        if workers is not None:
+            return _supervise(settings, keyring, workers, demo_if_empty=demo_if_empty)
+        return _serve(settings, keyring, demo_if_empty=demo_if_empty)
     except (SQLAlchemyError, OSError) as exc:
         print(f"cannot reach the database: {type(exc).__name__}", file=sys.stderr)
         log.error("startup.failed", error_type=type(exc).__name__)
@@ -256,15 +304,73 @@ async def _consent(settings: Settings, keyring: Keyring, args: argparse.Namespac
     return await _with_engine(settings, work)
 
 
+def _prepare(settings: Settings, keyring: Keyring, *, demo_if_empty: bool) -> None:
+    async def seed_if_empty(engine: Any) -> int:
+        if demo_if_empty and await database_is_empty(engine):
+            print(describe(await _seed(engine, keyring, settings)), flush=True)
+        return 0
+
+    asyncio.run(_with_engine(settings, seed_if_empty))
+
+
+def _supervise(settings: Settings, keyring: Keyring, workers: int, *, demo_if_empty: bool) -> int:
+    # Migrations, the demo and the development certificate once, before the workers race.
+    _prepare(settings, keyring, demo_if_empty=demo_if_empty)
+    tls_context(settings)
+    return supervise(settings, workers)
+
+
+async def _nodes(settings: Settings) -> int:
+    redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
+    try:
+        for node in await live_nodes(redis, settings.redis_prefix):
+            print(f"{node.id}\t{node.state}\t{node.rooms} rooms\t{node.url}")
+    finally:
+        await redis.aclose()
+    return 0
+
+
+async def _drain(settings: Settings, node_id: str, mode: str, wait_s: float) -> int:
+    prefix = settings.redis_prefix
+    redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
+    pubsub = redis.pubsub()
+    try:
+        nodes = await live_nodes(redis, prefix)
+        if node_id not in {n.id for n in nodes}:
+            live = ", ".join(n.id for n in nodes) or "none"
+            print(f"no live node {node_id} (live nodes: {live})", file=sys.stderr)
+            return 1
+        await pubsub.subscribe(bus_channel(prefix, "rooms"))
+        held = await rooms_of(redis, prefix, node_id)
+        await request_drain(redis, prefix, node_id, mode)
+        when = "now" if mode == DRAIN_NOW else "at each room's next phase change"
+        print(f"node {node_id} draining ({when}): {len(held)} rooms", flush=True)
+        moved: dict[str, str | None] = {}
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            item = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.25)
+            if item is not None:
+                body = json.loads(item["data"])
+                if body.get("event") == "moved" and body.get("from") == node_id:
+                    moved[body["room"]] = body.get("to")
+                    print(f"moved room {body['room']} to node {body.get('to')}", flush=True)
+            if not await rooms_of(redis, prefix, node_id) and set(moved) >= held:
+                break
+        left = await rooms_of(redis, prefix, node_id)
+        print(
+            f"node {node_id}: {len(moved)} rooms moved, {len(left)} still here"
+            + (f" ({', '.join(sorted(left))})" if left else ""),
+            flush=True,
+        )
+        return 0
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()
+
+
 def _serve(settings: Settings, keyring: Keyring, *, demo_if_empty: bool) -> int:
     if demo_if_empty:
-
-        async def seed_if_empty(engine: Any) -> int:
-            if await database_is_empty(engine):
-                print(describe(await _seed(engine, keyring, settings)), flush=True)
-            return 0
-
-        asyncio.run(_with_engine(settings, seed_if_empty))
+        _prepare(settings, keyring, demo_if_empty=True)
     context = tls_context(settings)
     app = create_app(settings, keyring)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,10 @@ class Settings:
     silence_alert_s: float = 120.0
     silence_check_s: float = 5.0
     break_glass_minutes: int = 60
+    node_id: str = "local"
+    node_url: str = "https://localhost:8443"
+    lease_s: float = 10.0
+    redis_prefix: str = "iop:"
 
     @property
     def certs_dir(self) -> Path:
@@ -78,6 +84,11 @@ class Settings:
     def is_sqlite(self) -> bool:
         """True when storage is the single-file SQLite database."""
         return self.database_url.startswith("sqlite")
+
+    @property
+    def multi_node(self) -> bool:
+        """True when rooms are placed across nodes through Redis."""
+        return self.redis_url is not None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -136,6 +147,15 @@ class Settings:
         silence_alert = reader.get("IOP_SILENCE_ALERT_SECONDS", 120.0, _float_between(0.5, 3600))
         silence_check = reader.get("IOP_SILENCE_CHECK_SECONDS", 5.0, _float_between(0.05, 60))
         break_glass = reader.get("IOP_BREAK_GLASS_MINUTES", 60, _int_between(5, 720))
+        node_id = reader.get("IOP_NODE_ID", _default_node_id(port), _node_id)
+        node_url = reader.get("IOP_NODE_URL", public_url, _https_url)
+        lease_s = reader.get("IOP_LEASE_SECONDS", 10, _int_between(1, 300))
+        redis_prefix = reader.get("IOP_REDIS_PREFIX", "iop:", _redis_prefix)
+        if redis_url is not None and database_url.startswith("sqlite"):
+            # Every node must see every record: one SQLite file cannot be shared by nodes.
+            raise ConfigError(
+                "REDIS_URL", "multi-node mode needs PostgreSQL: set DATABASE_URL=postgresql://..."
+            )
         return cls(
             host=host,
             port=port,
@@ -175,6 +195,10 @@ class Settings:
             silence_alert_s=silence_alert,
             silence_check_s=silence_check,
             break_glass_minutes=break_glass,
+            node_id=node_id,
+            node_url=node_url.rstrip("/"),
+            lease_s=float(lease_s),
+            redis_prefix=redis_prefix,
         )
 
 
@@ -190,6 +214,28 @@ class _Reader:
             return parse(raw.strip())
         except ValueError as exc:
             raise ConfigError(name, str(exc)) from None
+
+
+def _default_node_id(port: int) -> str:
+    # Unique per process start: a restarted node is a new node to the cluster.
+    host = socket.gethostname().split(".")[0] or "node"
+    return f"{_slug(host)}-{port}-{secrets.token_hex(2)}"
+
+
+def _slug(raw: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in raw.lower())[:40]
+
+
+def _node_id(raw: str) -> str:
+    if not 1 <= len(raw) <= 64 or any(not (ch.isalnum() or ch in "-_") for ch in raw):
+        raise ValueError("letters, digits, - and _ only, at most 64 characters")
+    return raw
+
+
+def _redis_prefix(raw: str) -> str:
+    if len(raw) > 64 or any(ch.isspace() for ch in raw):
+        raise ValueError("at most 64 characters, no spaces")
+    return raw
 
 
 def _host(raw: str) -> str:

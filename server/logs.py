@@ -49,6 +49,15 @@ ALLOWED_KEYS = frozenset(
         "redacted",
         "event_id",
         "purpose",
+        "lease_ms",
+        "mode",
+        "to_node",
+        "worker",
+        "workers",
+        "pid",
+        "ports",
+        "exit_code",
+        "restart_in_s",
     }
 )
 

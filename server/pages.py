@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from server import placement
 from server.appkeys import ENGINE
 from server.auth import current_staff
 from server.logs import get_logger
@@ -20,9 +21,13 @@ async def home(request: web.Request) -> web.Response:
     return await render(request, "home.html", {"staff": who})
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    """The process is alive and serving."""
-    return web.json_response({"status": "ok"})
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive and serving (in multi-node mode: as which node)."""
+    cluster = placement.cluster_of(request.app)
+    if cluster is None:
+        return web.json_response({"status": "ok"})
+    state = "draining" if cluster.draining else "serving"
+    return web.json_response({"status": "ok", "node": cluster.node_id, "state": state})
 
 
 async def readyz(request: web.Request) -> web.Response:

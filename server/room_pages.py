@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from rooms.model import PERMISSIONS, RoomAction
+from server import placement
 from server.appkeys import CLOCK, ENGINE, SETTINGS
 from server.joinlinks import link_state, patient_sessions
 from server.render import render
@@ -25,10 +26,11 @@ async def staff_room(request: web.Request) -> web.Response:
     entry = await resolve(request, request.match_info["room_id"])
     if entry.identity.kind != "staff":
         raise web.HTTPSeeOther("/room")
+    await placement.redirect_page(request, entry.room.id)
     context = {
         "entry": entry,
         "starts_local": local_time(entry.room.starts_at, entry.room.time_zone),
-        "ws_path": f"/ws/rooms/{entry.room.id}",
+        "ws_path": placement.ws_path(request.app, entry.room.id),
         "live_room": True,
         **_media_context(request, entry),
     }
@@ -54,10 +56,11 @@ async def patient_room(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther("/consent") from None
     except CheckinRequired:
         raise web.HTTPSeeOther("/checkin") from None
+    await placement.redirect_page(request, entry.room.id)
     context = {
         "entry": entry,
         "starts_local": local_time(entry.room.starts_at, entry.room.time_zone),
-        "ws_path": f"/ws/rooms/{entry.room.id}",
+        "ws_path": placement.ws_path(request.app, entry.room.id),
         "program_phone": link.program_phone,
         **_media_context(request, entry),
     }

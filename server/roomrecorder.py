@@ -225,3 +225,7 @@ def recorder_ctx(key: web.AppKey[RoomRecorder], engine_key: Any, keyring_key: An
             await writer.close()
 
     return ctx
+
+
+# The live rooms' write-behind recorder (attendance, room and clock state, concerns).
+ATTENDANCE = web.AppKey("attendance", RoomRecorder)

@@ -17,11 +17,11 @@ from rooms.clock import SessionClock
 from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
 from rooms.registry import RoomRegistry
-from server import audit, dropwatch, media
+from server import audit, dropwatch, media, placement
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
-from server.roomrecorder import RoomRecorder, recorder_ctx
+from server.roomrecorder import ATTENDANCE, recorder_ctx
 from server.storage.tables import sessions
 from server.structure_store import load_clock
 
@@ -37,7 +37,6 @@ CLOSE_REFUSED = 4403
 CLOSE_FLOOD = 4429
 CLOSE_SLOW = 4408
 CLOSE_SHUTDOWN = 1001
-ATTENDANCE = web.AppKey("attendance", RoomRecorder)
 
 
 class SocketParticipant:
@@ -130,6 +129,7 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
                 "detail": {"held_by": state.held_by, "status": state.status},
             }
         recorder.clock(room_id, state.to_json(), audit_row)
+        placement.phase_changed(app, room_id, op)
 
     def record_help(member: Member, text: str, at: Any) -> None:
         recorder.concern(
@@ -248,6 +248,17 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
             except RoomError as exc:
                 await _refuse(ws, exc.code, exc.reason, CLOSE_REFUSED)
                 return ws
+        try:
+            holder = await placement.elsewhere(request.app, entry.room.id)
+        except placement.Unavailable as exc:
+            await _refuse(ws, "try_again", str(exc), placement.CLOSE_TRY_AGAIN)
+            return ws
+        if holder is not None:
+            await ws.send_json(
+                placement.redirect_message(holder, entry.room.id, entry.identity.kind)
+            )
+            await ws.close(code=placement.CLOSE_REDIRECT, message=b"the room is on another node")
+            return ws
         hub = await _hub_for(request, entry)
         participant = SocketParticipant(ws, entry.identity.key)
         participant.start()
@@ -275,6 +286,7 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
             if hub.ended and hub.connected == 0:
                 request.app[ROOMS].drop(entry.room.id)
                 await media.close_room(request.app, entry.room.id)
+                await placement.room_closed(request.app, entry.room.id)
         if participant is not None:
             await participant.stop()
         request.app[SOCKETS].discard(ws)
@@ -328,6 +340,9 @@ def setup(app: web.Application) -> None:
     app[ROOMS] = RoomRegistry()
     app[SOCKETS] = set()
     app.router.add_get("/ws/rooms/{room_id}", room_socket)
+    # Before the recorder: on shutdown the recorder writes everything out, then the
+    # leases are freed, so the node taking a room over reads its latest clock.
+    app.cleanup_ctx.append(placement.cluster_ctx)
     app.cleanup_ctx.append(recorder_ctx(ATTENDANCE, ENGINE, KEYRING))
     dropwatch.setup(app)
     app.on_shutdown.append(_close_sockets)

@@ -76,6 +76,10 @@ def test_public_url_follows_host_and_port_when_unset() -> None:
         ("IOP_LOG_FORMAT", "xml"),
         ("IOP_ICE_HOSTS", "127.0.0.1,not-an-ip"),
         ("IOP_SCHEDULE_HORIZON_DAYS", "0"),
+        ("IOP_NODE_ID", "node one"),
+        ("IOP_NODE_URL", "http://node1.example.org"),
+        ("IOP_LEASE_SECONDS", "0"),
+        ("IOP_REDIS_PREFIX", "iop key:"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
@@ -103,3 +107,41 @@ def test_directory_staleness_defaults_to_180_days_and_refuses_nonsense() -> None
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"IOP_DIRECTORY_STALE_DAYS": "0"})
     assert caught.value.variable == "IOP_DIRECTORY_STALE_DAYS"
+
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/iop"
+
+
+def test_multi_node_settings_default_to_one_public_name_and_a_fresh_node_id() -> None:
+    env = {"DATABASE_URL": POSTGRES, "REDIS_URL": "redis://127.0.0.1:6379/0", "IOP_PORT": "9001"}
+    first, second = Settings.from_env(env), Settings.from_env(env)
+    assert first.multi_node
+    assert first.node_url == first.public_url == "https://localhost:9001"
+    assert first.lease_s == 10.0
+    assert first.redis_prefix == "iop:"
+    assert "-9001-" in first.node_id and first.node_id != second.node_id
+    assert not Settings.from_env({}).multi_node
+
+
+def test_multi_node_settings_are_read() -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": POSTGRES,
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "IOP_NODE_ID": "web-1",
+            "IOP_NODE_URL": "https://node1.iop.example.org/",
+            "IOP_LEASE_SECONDS": "3",
+            "IOP_REDIS_PREFIX": "clinic-a:",
+        }
+    )
+    assert settings.node_id == "web-1"
+    assert settings.node_url == "https://node1.iop.example.org"
+    assert settings.lease_s == 3.0
+    assert settings.redis_prefix == "clinic-a:"
+
+
+def test_multi_node_mode_on_sqlite_is_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert caught.value.variable == "REDIS_URL"
+    assert "needs PostgreSQL" in str(caught.value) and "\n" not in str(caught.value)

@@ -32,8 +32,12 @@
   }
 
   // Connection ------------------------------------------------------------------------------
+  // Multi-node: a socket may be told the room lives on another node ("redirect", then
+  // close 4307). Same origin: reconnect there at once, resuming from the same seq. Another
+  // origin: cookies do not follow, so the page itself moves there.
+  let redirectUrl = null;
   function connect() {
-    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + root.dataset.ws;
+    const url = redirectUrl || (location.protocol === "https:" ? "wss://" : "ws://") + location.host + root.dataset.ws;
     socket = new WebSocket(url);
     socket.addEventListener("open", () => {
       attempt = 0;
@@ -48,7 +52,14 @@
       if (event.code === 4002) return gone("This session has ended. Thank you for coming.");
       if (event.code === 4003) return gone("This session was opened on another device.");
       if (event.code === 4403 || state.closed) return;
+      if (event.code === 4307) {
+        // The room moved: no back-off, nobody should notice.
+        setTimeout(connect, 0);
+        return;
+      }
       attempt += 1;
+      // A node named by a redirect that stays unreachable has gone: ask the page's own again.
+      if (attempt > 3) redirectUrl = null;
       const delay = Math.min(15000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
       setStatus("Connection lost. Reconnecting…", true);
       setTimeout(connect, delay);
@@ -125,6 +136,8 @@
       case "help_received":
         $("help-confirm").textContent = "Your clinician has been told. They will contact you privately.";
         return;
+      case "redirect":
+        return follow(message);
       case "error":
         return setStatus("Not done: " + message.reason, false);
       case "pong":
@@ -164,6 +177,18 @@
     });
     box.append(level, note, button);
     return box;
+  }
+
+  function follow(message) {
+    const target = new URL(message.url);
+    if (target.host === location.host) {
+      redirectUrl = message.url;
+      const page = new URL(message.page);
+      history.replaceState(null, "", page.pathname + page.search);
+      return;
+    }
+    state.closed = true;
+    location.assign(message.page);
   }
 
   function notify(text) {
