@@ -128,6 +128,13 @@ class Client:
         self.drops = 0
         self.redirects = 0
         self.try_again = 0
+        self.rejoins = 0
+        self.closes: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+
+    @staticmethod
+    def node_of(url: str) -> str:
+        return str(URL(url).port)
 
     def _url(self, base: str) -> str:
         ws = URL(base).with_scheme("wss").with_path(f"/ws/rooms/{self.spec['session_id']}")
@@ -152,7 +159,7 @@ class Client:
         except (aiohttp.ClientError, OSError):
             return None
         self.ws = ws
-        self.node = str(URL(url).with_path("/").with_query(None)).rstrip("/")
+        self.node = self.node_of(url)
         follow: str | None = None
         joined = False
         try:
@@ -179,13 +186,24 @@ class Client:
                     if self.spec["host"] and member["presence"] == "waiting":
                         await ws.send_json({"type": "admit", "member_id": member["id"]})
                 elif kind == "media_offer":
-                    sdp = await self.peer.on_offer(message)
+                    pc = self.peer.pc
+                    try:
+                        if pc is not None and pc.signalingState == "closed":
+                            # The server closed this connection (DTLS ended): start over.
+                            raise ConnectionResetError("peer connection closed")
+                        sdp = await self.peer.on_offer(message)
+                    except Exception:
+                        self.rejoins += 1
+                        await self.peer.reset()
+                        await ws.send_json({"type": "media_join"})
+                        continue
                     await ws.send_json({"type": "media_answer", "sdp": sdp})
                 elif kind == "error":
-                    if message.get("code") == "try_again":
+                    code = message.get("code", "")
+                    if code == "try_again":
                         self.try_again += 1
                     else:
-                        print(f"{self.peer.name}: {message}", file=sys.stderr)
+                        self.errors[code] += 1
         except (aiohttp.ClientError, OSError, ConnectionError, RuntimeError):
             pass
         finally:
@@ -194,6 +212,7 @@ class Client:
             self.admitted = False
             if joined:
                 self.drops += 1
+                self.closes[f"{ws.close_code}@{self.node_of(url)}"] += 1
             with contextlib.suppress(Exception):
                 await ws.close()
         return follow
@@ -350,6 +369,9 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
                             "drops": c.drops,
                             "redirects": c.redirects,
                             "try_again": c.try_again,
+                            "rejoins": c.rejoins,
+                            "errors": dict(c.errors),
+                            "closes": dict(c.closes),
                             "node": c.node,
                         }
                         for c in clients
@@ -522,6 +544,13 @@ def _match(
     return seen
 
 
+_STARTED = time.monotonic()
+
+
+def _say(text: str) -> None:
+    print(f"[{time.monotonic() - _STARTED:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
 def _pct(values: list[float], q: int) -> float | None:
     if not values:
         return None
@@ -592,6 +621,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for node in nodes[1:]:
                 await sfu._wait_ready(node.base, ca, node.proc)
             ssl_ctx = ssl.create_default_context(cafile=str(ca))
+            _say(f"{len(nodes)} nodes up; {args.rooms} rooms seeded")
 
             host_http = _client_session(ssl_ctx)
             board_http = _client_session(ssl_ctx)
@@ -648,6 +678,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     break
                 await asyncio.sleep(0.5)
             setup_s = time.monotonic() - began
+            _say(f"{ready} of {total} peers receive video from everyone in their room")
 
             holders = {
                 room["index"]: await redis.get(f"{prefix}room:{room['session_id']}")
@@ -708,7 +739,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         pressed = await owner[room["index"]].ask("press", room["index"])
                         if pressed is not None:
                             pressed["room"] = room["index"]
-                            pressed["cross_node"] = pressed["node"] != board_node.base
+                            pressed["cross_node"] = pressed["node"] != str(board_node.port)
                             presses.append(pressed)
                             break
 
@@ -737,6 +768,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             killed_at = time.time()
             victim.proc.send_signal(signal.SIGKILL)
             await victim.proc.wait()
+            _say(f"killed {victim.id} holding rooms {moved_rooms}")
 
             # Until every client of the moved rooms has media again (or the limit).
             def recovered(report: list[dict[str, Any]]) -> bool:
@@ -751,6 +783,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.5)
                 if recovered(await asyncio.gather(*(w.ask("report") for w in workers))):
                     break
+            _say(f"failover wait over after {time.time() - killed_at:.1f} s")
             mark, t0 = cpu_marks(), time.monotonic()
             await asyncio.sleep(args.seconds)
             after_cpu = {
@@ -842,6 +875,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "reconnects": sum(p["drops"] for p in peers),
         "try_again_answers": sum(p["try_again"] for p in peers),
         "redirects_followed": sum(p["redirects"] for p in peers),
+        "media_rejoins": sum(p["rejoins"] for p in peers),
+        "closes": dict(sum((Counter(p["closes"]) for p in peers), Counter())),
+        "server_errors": dict(sum((Counter(p["errors"]) for p in peers), Counter())),
         "presses": len(presses),
         "presses_cross_node": len(cross),
         "crisis_p50_ms": _r(_pct(cross_ms, 50)),
