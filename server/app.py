@@ -22,8 +22,10 @@ from server import (
     api,
     attendance_pages,
     checkin_pages,
+    cluster_views,
     consent_pages,
     crisis_api,
+    crisis_bus,
     crisis_pages,
     dashboard,
     directory_pages,
@@ -107,6 +109,8 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     media.setup(app)
     app.cleanup_ctx.append(crisis_workers)
     ws.setup(app)
+    crisis_bus.setup(app)
+    cluster_views.setup(app)
     app.cleanup_ctx.append(silence.silence_ctx)
     dashboard.setup(app)
     return app

@@ -260,6 +260,27 @@ class Cluster:
         others = [n for n in await self.nodes() if n.id != self.node_id and n.state == "serving"]
         return min(others, key=lambda n: (n.rooms, n.id)) if others else None
 
+    # Shared views (each node's own expiring key) -------------------------------------------
+
+    async def share(self, name: str, value: dict[str, Any]) -> None:
+        """Publish this node's `name` view; it expires with the node's lease."""
+        key = f"{self._prefix}{name}:{self.node_id}"
+        await self._redis.set(key, json.dumps(value), px=self.lease_ms)
+
+    async def shared(self, name: str) -> dict[str, dict[str, Any]]:
+        """Every live node's `name` view, by node id."""
+        found: dict[str, dict[str, Any]] = {}
+        pattern = f"{self._prefix}{name}:*"
+        async for key in self._redis.scan_iter(match=pattern, count=100):
+            raw = await self._redis.get(key)
+            if raw is None:
+                continue
+            name_key = key.decode() if isinstance(key, bytes) else str(key)
+            body = json.loads(raw)
+            if isinstance(body, dict):
+                found[name_key.rsplit(":", 1)[1]] = body
+        return found
+
     # Messages between nodes (the seam for cross-node fan-out) -----------------------------
 
     async def publish(self, channel: str, message: dict[str, Any]) -> int:

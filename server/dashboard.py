@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crisis import ledger
 from crisis.notify import Notification, StreamClosedError
-from server import crisis_publish, crisis_store, dashboard_views
+from server import cluster_views, crisis_publish, crisis_store, dashboard_views
 from server import dashboard_protocol as dp
 from server.appkeys import BACKGROUND, CLOCK, CRISIS_STREAM, ENGINE, KEYRING, ROOMS, SOCKETS
 from server.auth import StaffIdentity, audit_event, identity, requires
@@ -193,8 +193,9 @@ class DashboardHub:
 
     # Sessions -----------------------------------------------------------------------------
 
-    async def _session_rows(self, force: bool = False) -> dict[str, dict[str, Any]]:
-        live_ids = [hub.room.id for hub in self._app[ROOMS]]
+    async def _session_rows(
+        self, live_ids: list[str], force: bool = False
+    ) -> dict[str, dict[str, Any]]:
         stale = time.monotonic() - self._rows_at > SCHEDULE_REFRESH_S
         if force or stale or any(room_id not in self._rows for room_id in live_ids):
             async with self._app[ENGINE].connect() as conn:
@@ -209,12 +210,12 @@ class DashboardHub:
             await asyncio.sleep(SESSIONS_TICK_S)
             if not self._viewers:
                 continue
+            live = await cluster_views.live_counts(self._app)
             try:
-                rows = await self._session_rows()
+                rows = await self._session_rows(list(live))
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("dashboard.sessions_failed", error_type=type(exc).__name__)
                 continue
-            live = dashboard_views.live_counts(self._app[ROOMS])
             for viewer in list(self._viewers):
                 if not viewer.ready:
                     continue
@@ -227,8 +228,8 @@ class DashboardHub:
 
     async def snapshot(self, viewer: Viewer) -> dict[str, Any]:
         """Everything a dashboard starts (or restarts) from."""
-        rows = await self._session_rows(force=True)
-        live = dashboard_views.live_counts(self._app[ROOMS])
+        live = await cluster_views.live_counts(self._app)
+        rows = await self._session_rows(list(live), force=True)
         viewer.sessions = dashboard_views.sessions_view(rows, live, viewer.program_id)
         async with self._app[ENGINE].connect() as conn:
             events = await self.events_for(conn, viewer)

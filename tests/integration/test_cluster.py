@@ -20,7 +20,9 @@ import pyotp
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from yarl import URL
 
+from server.appkeys import CLOCK, ENGINE
 from tests.conftest import (
     ROOT,
     _create_postgres_database,
@@ -393,3 +395,80 @@ async def test_workers_start_two_nodes_answering_health_checks_and_stop_on_sigte
     events = [json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")]
     assert events.count("server.stopped") == 2
     assert events[-1] == "supervisor.stopped"
+
+
+async def _consent_and_check_in(cluster: Cluster, patient: dict[str, Any]) -> None:
+    """The patient's consents and check-in, written straight to the shared database."""
+    from server.clock import Clock
+    from server.config import _database_url
+    from server.phi import ensure_keyring
+    from server.storage.engine import create_engine
+    from tests.conftest import give_checkin, give_consents
+
+    keyring, _ = ensure_keyring(cluster.data_dir / "secret.key")
+    engine = create_engine(_database_url(cluster.env["DATABASE_URL"]))
+    try:
+        stand_in = type("Node", (), {"app": {CLOCK: Clock(), ENGINE: engine}, "keyring": keyring})()
+        await give_consents(stand_in, patient["id"], patient["join_session_id"])  # type: ignore[arg-type]
+        await give_checkin(stand_in, patient["id"], patient["join_session_id"])  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_help_press_on_one_node_reaches_a_supervisor_on_another_node(
+    cluster: Cluster,
+) -> None:
+    await cluster.start("a")
+    await cluster.start("b")
+    await cluster.start("c")
+    patient = cluster.demo["groups"][0]["patients"][0]
+    await _consent_and_check_in(cluster, patient)
+    room = _room_id(cluster)
+    a, b = cluster.ports["a"], cluster.ports["b"]
+    async with cluster.client() as clinician, cluster.client() as phone:
+        async with cluster.client() as supervisor:
+            boss = next(m for m in cluster.demo["staff"] if m["role"] == "supervisor")
+            signed = await supervisor.post(
+                f"https://127.0.0.1:{b}/api/auth/session",
+                json={
+                    "email": boss["email"],
+                    "password": boss["password"],
+                    "code": pyotp.TOTP(boss["totp_secret"]).now(),
+                },
+            )
+            assert signed.status == 200
+            board = await supervisor.ws_connect(f"wss://127.0.0.1:{b}/ws/dashboard")
+            await board.send_json({"type": "hello", "protocol": 1})
+            await _first(board, "snapshot")
+            # The room lives on node a; the patient and clinician are there.
+            await _sign_in(cluster, clinician, "a")
+            host, snapshot = await _host_socket(
+                cluster, clinician, f"wss://127.0.0.1:{a}/ws/rooms/{room}?node=a"
+            )
+            assert snapshot["type"] == "snapshot" and await cluster.holder(room) == "a"
+            landing = await phone.get(str(URL(patient["join_url"]).with_port(a)))
+            assert landing.status == 200
+            ws = await phone.ws_connect(f"wss://127.0.0.1:{a}/ws/rooms/{room}?node=a")
+            await ws.send_json({"type": "hello", "protocol": 1})
+            me = (await _first(ws, "snapshot"))["you"]["id"]
+            await host.send_json({"type": "admit", "member_id": me})
+            await _first(ws, "snapshot")
+            pressed = asyncio.get_running_loop().time()
+            await ws.send_json({"type": "help", "text": ""})
+            async with asyncio.timeout(10):
+                while True:
+                    body = await _first(board, "event")
+                    if body["kind"] == "raised":
+                        break
+            elapsed = asyncio.get_running_loop().time() - pressed
+            assert body["event"]["session_id"] == room and body["event"]["level"] == "high"
+            assert elapsed < 2.0  # pub/sub, not the outbox poll
+            # Node b's dashboard also counts the people in the room node a holds.
+            async with asyncio.timeout(15):
+                while True:
+                    sessions = await _first(board, "sessions", "snapshot")
+                    listed = {s["id"]: s for s in sessions.get("sessions", [])}
+                    if listed.get(room, {}).get("in_room") == 1:
+                        break
+            for socket in (ws, host, board):
+                await socket.close()
