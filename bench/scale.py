@@ -475,17 +475,22 @@ class Node:
         self.tail: list[bytes] = []
         self.drain: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, log_dir: str | None = None) -> None:
+        out: Any = asyncio.subprocess.PIPE
+        if log_dir:
+            out = open(Path(log_dir) / f"{self.id}.log", "ab")  # noqa: ASYNC230, SIM115
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "server",
             "serve",
-            env=self.env,
+            env={**self.env, "IOP_LOG_LEVEL": "info"} if log_dir else self.env,
             cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
+            stdout=out,
             stderr=asyncio.subprocess.STDOUT,
         )
+        if log_dir:
+            out.close()
         self.drain = asyncio.create_task(sfu._drain(self.proc.stdout, self.tail))
 
     @property
@@ -614,10 +619,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             rooms = await sfu._seed(seed_env, args.rooms, args.participants)
             ca = data_dir / "certs" / "ca.crt"
             # The first node makes the certificates the others share.
-            await nodes[0].start()
+            await nodes[0].start(args.log_dir)
             await sfu._wait_ready(nodes[0].base, ca, nodes[0].proc)
             for node in nodes[1:]:
-                await node.start()
+                await node.start(args.log_dir)
             for node in nodes[1:]:
                 await sfu._wait_ready(node.base, ca, node.proc)
             ssl_ctx = ssl.create_default_context(cafile=str(ca))
@@ -916,6 +921,7 @@ def main() -> None:
     parser.add_argument("--press-interval", type=float, default=0.5)
     parser.add_argument("--ready-within", type=float, default=90.0)
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--log-dir", help="keep each node's log here (at info level)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.nodes < 2:
