@@ -8,11 +8,12 @@ import pytest
 from playwright.async_api import expect
 
 from tests.conftest import RunningServer, browser_sign_in, browser_window, consent_group
+from tests.e2e.test_media import decoding
 
 pytestmark = pytest.mark.e2e
 
 
-async def test_a_help_press_takes_over_the_supervisors_screen_until_acknowledged(
+async def test_a_help_press_takes_over_the_supervisors_screen_and_ends_in_a_private_room(
     server: RunningServer, demo: dict[str, Any], browser: Any
 ) -> None:
     await consent_group(server, demo)
@@ -32,6 +33,11 @@ async def test_a_help_press_takes_over_the_supervisors_screen_until_acknowledged
     patient = await browser_window(browser, errors, phone=True)
     await patient.goto(group["patients"][0]["join_url"])
     await patient.goto(server.base_url + "/room")
+    clinician = await browser_window(browser, errors)
+    await browser_sign_in(clinician, server, demo)
+    await clinician.goto(server.base_url + f"/rooms/{group['patients'][0]['join_session_id']}")
+    await clinician.get_by_role("button", name="Admit everyone waiting").click()
+    await expect(patient.get_by_role("heading", name="Evening IOP Group A")).to_be_visible()
     await patient.get_by_text("I need help (private)").click()
     await patient.get_by_role("button", name="Tell my clinician now").click()
     await expect(patient.get_by_text("Your clinician has been told")).to_be_visible()
@@ -41,10 +47,23 @@ async def test_a_help_press_takes_over_the_supervisors_screen_until_acknowledged
     await expect(alert).to_contain_text("Avery in Evening IOP Group A")
     await expect(alert.locator("#takeover-timer")).to_contain_text("acknowledge within")
     await expect(supervisor.locator("#events .event")).to_have_count(1)
-    # The waiting room counts the patient on the session's row.
-    await expect(supervisor.locator("#sessions tr .waiting")).to_have_text("1")
+    # The session's row counts the patient in the room.
+    await expect(supervisor.locator("#sessions tr .in-room")).to_have_text("1")
     await alert.get_by_role("button", name="Acknowledge").click()
     await expect(alert).to_be_hidden()
     event = supervisor.locator("#events .event")
     await expect(event).to_contain_text("acknowledged by Sam Supervisor (demo)")
+
+    # The supervisor joins the session and takes Avery to a private room: the group does
+    # not see or hear them, Avery sees and hears the supervisor, media never stops.
+    await event.get_by_role("link", name="Join the session").click()
+    await supervisor.get_by_role("button", name="Private room with Avery").click()
+    await expect(patient.get_by_role("alert")).to_contain_text(
+        "You are now talking privately with Sam Supervisor (demo)"
+    )
+    await expect(
+        patient.locator("#tiles figcaption", has_text="Sam Supervisor (demo)")
+    ).to_be_visible()
+    await decoding(patient, 1)
+    await expect(clinician.get_by_text("Avery is in a private room")).to_be_visible()
     assert errors == []

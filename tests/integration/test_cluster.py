@@ -472,3 +472,63 @@ async def test_a_help_press_on_one_node_reaches_a_supervisor_on_another_node(
                         break
             for socket in (ws, host, board):
                 await socket.close()
+
+
+async def test_a_dead_nodes_crisis_deadlines_fire_once_on_a_live_node(cluster: Cluster) -> None:
+    from tests.integration.test_crisis import until
+    from tests.integration.test_crisis_processes import FAST_POLICY, _counts
+
+    cluster.env["IOP_TIMER_POLL_SECONDS"] = "0.1"
+    a = await cluster.start("a")
+    await cluster.start("b")
+    staff = {member["role"]: member for member in cluster.demo["staff"]}
+    patient = cluster.demo["groups"][0]["patients"][0]
+    port = cluster.ports["a"]
+    async with cluster.client() as http:
+        for role in ("admin", "clinician"):
+            member = staff[role]
+            signed = await http.post(
+                f"https://127.0.0.1:{port}/api/auth/session",
+                json={
+                    "email": member["email"],
+                    "password": member["password"],
+                    "code": pyotp.TOTP(member["totp_secret"]).now(),
+                },
+            )
+            assert signed.status == 200
+            if role == "admin":
+                policy = {
+                    "high": {
+                        "escalations": [
+                            {**rung, "after_s": rung["after_s"] + 2}
+                            for rung in FAST_POLICY["high"]["escalations"]
+                        ]
+                    }
+                }
+                saved = await http.put(
+                    f"https://127.0.0.1:{port}/api/crisis/settings/{cluster.demo['program']['id']}",
+                    json={"policy": policy},
+                )
+                assert saved.status == 200, await saved.text()
+        flagged = await http.post(
+            f"https://127.0.0.1:{port}/api/crisis/events",
+            json={
+                "patient_id": patient["id"],
+                "session_id": patient["join_session_id"],
+                "level": "high",
+            },
+        )
+        assert flagged.status == 201, await flagged.text()
+    # The node that raised the event dies before its first deadline.
+    a.process.send_signal(signal.SIGKILL)
+    await a.process.wait()
+    url = cluster.env["DATABASE_URL"]
+
+    async def all_missed() -> bool:
+        return bool((await _counts(url))["deadline_missed"] >= 3)
+
+    await until(all_missed, within=30)
+    await asyncio.sleep(1.0)
+    counts = await _counts(url)
+    assert counts["deadline_missed"] == 3  # each once, on the live node
+    assert counts["fired"] == ["ack-high-1", "ack-high-2", "ack-high-3"]
