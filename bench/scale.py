@@ -750,6 +750,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             background.append(asyncio.create_task(press_loop()))
 
+            # Every change of a room's holder, to tell planned moves from lapsed leases.
+            moves: list[dict[str, Any]] = []
+            last = dict(holders)
+
+            async def watch_holders() -> None:
+                while True:
+                    await asyncio.sleep(0.5)
+                    for room in plan:
+                        holder = await redis.get(f"{prefix}room:{room['session_id']}")
+                        if holder is not None and holder != last[room["index"]]:
+                            moves.append({"room": room["index"], "to": holder, "at": time.time()})
+                            last[room["index"]] = holder
+
+            background.insert(0, asyncio.create_task(watch_holders()))
+
             def cpu_marks() -> dict[str, float]:
                 return {n.id: sfu._cpu_of(n.proc.pid) for n in nodes if n.alive}
 
@@ -877,6 +892,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             _r(max(full_s), 2) if full_s and len(full_s) == len(moved_rooms) else None
         ),
         "placement_after": {str(i): h for i, h in holders_after.items()},
+        "holder_changes_before_kill": sum(1 for m in moves if m["at"] < killed_at),
+        "holder_changes_after_kill": sum(1 for m in moves if m["at"] >= killed_at),
         "reconnects": sum(p["drops"] for p in peers),
         "try_again_answers": sum(p["try_again"] for p in peers),
         "redirects_followed": sum(p["redirects"] for p in peers),
