@@ -9,21 +9,23 @@ sockets on any node and follow the `redirect` (close 4307) to the holder. Every
 participant is a real aiortc peer (ICE/DTLS) sending VP8 + Opus as raw SRTP through the
 SFU, as in `bench/sfu.py`.
 
-A supervisor's dashboard socket is connected to the last node. Patients press "I need
-help" one after another (each patient once) and the benchmark times press -> `event`
-(raised) on the dashboard, then acknowledges every event from the dashboard and times
-the `done` answer. Presses in rooms held by another node than the dashboard's measure
-cross-node delivery (`crisis_p99_ms`); `lost` counts presses never shown and
+A supervisor's dashboard socket is connected to a node without rooms (or with the
+fewest), and moved to another node before the kill if it is on the node to be killed.
+Patients press "I need help" one after another (each patient once); the benchmark times
+press -> `event` (raised) on the dashboard, acknowledges every event from the dashboard
+and times the `done` answer. Presses in rooms held by another node than the dashboard's
+measure cross-node delivery (`crisis_p99_ms`); `lost` counts presses never shown and
 acknowledgements never answered.
 
-After `--seconds` the busiest node (most rooms) is killed with SIGKILL. Its rooms'
-clients see their sockets drop and reconnect to the nodes in turn (the dead node refuses,
-a live one answers 1013 "try again" until the dead node's lease runs out, then takes the
-room or redirects to whichever node did); they say hello again, the host admits everyone
-again, each re-sends `media_join` with a new peer connection. Failover of a room is the
-time from the kill until every one of its participants has received a media packet on
-its new peer connection (`failover_s_*`); `failover_full_s_*` is until every participant
-receives video from every other participant again. The run then goes on for `--seconds`.
+After `--seconds` the busiest node (most rooms, read from Redis) is killed with SIGKILL.
+Its rooms' clients see their sockets drop and try the nodes in turn (the dead node
+refuses; a live one redirects to the holder of record or answers 1013 "try again" until
+the dead node's lease runs out, then takes the room); they say hello again, the host
+admits everyone again, each re-sends `media_join` with a new peer connection. Failover
+of a room is the time from the kill until every one of its participants has received a
+media packet on its new peer connection (`failover_s_*`); `failover_full_s_*` is until
+every participant receives video from every other participant again. The run then goes
+on for `--seconds`.
 
     python bench/scale.py [--nodes 2] [--rooms 4] [--participants 13] [--seconds 15] [--json]
 """
@@ -689,24 +691,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 room["index"]: await redis.get(f"{prefix}room:{room['session_id']}")
                 for room in plan
             }
-            board_node = nodes[-1]
 
-            # The supervisor's dashboard, acknowledging every event it is shown.
+            # The supervisor's dashboard, acknowledging every event it is shown: on a node
+            # without rooms if there is one, else the one with the fewest (the last on a tie).
+            def fewest_rooms(among: list[Node], held: dict[int, str | None]) -> Node:
+                counts = Counter(held.values())
+                return min(reversed(among), key=lambda n: counts.get(n.id, 0))
+
             arrivals: list[tuple[str, str | None, float]] = []
             acked: dict[str, float] = {}
             done: dict[str, float] = {}
-            board = await board_http.ws_connect(
-                board_node.base.replace("https", "wss") + "/ws/dashboard", heartbeat=None
-            )
-            await board.send_json({"type": "hello", "protocol": 1})
-            async with asyncio.timeout(30):
-                while True:
-                    first = json.loads((await board.receive()).data)
-                    if first["type"] == "snapshot":
-                        break
+            board: dict[str, Any] = {}
 
-            async def read_board() -> None:
-                async for frame in board:
+            async def read_board(ws: aiohttp.ClientWebSocketResponse) -> None:
+                async for frame in ws:
                     if frame.type is not aiohttp.WSMsgType.TEXT:
                         return
                     now = time.time()
@@ -716,7 +714,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         if event["id"] not in acked:
                             arrivals.append((event["session_id"], event["patient_name"], now))
                             acked[event["id"]] = now
-                            await board.send_json(
+                            await ws.send_json(
                                 {"type": "ack", "event_id": event["id"], "ref": event["id"]}
                             )
                     elif message["type"] == "done" and message.get("action") == "ack":
@@ -724,13 +722,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     elif message["type"] == "error":
                         print(f"dashboard: {message}", file=sys.stderr)
 
+            async def open_board(node: Node) -> None:
+                ws = await board_http.ws_connect(
+                    node.base.replace("https", "wss") + "/ws/dashboard", heartbeat=None
+                )
+                await ws.send_json({"type": "hello", "protocol": 1})
+                async with asyncio.timeout(30):
+                    while True:
+                        first = json.loads((await ws.receive()).data)
+                        if first["type"] == "snapshot":
+                            break
+                old = board.get("ws")
+                board.update(ws=ws, node=node)
+                background.append(asyncio.create_task(read_board(ws)))
+                if old is not None:
+                    await old.close()
+
             async def board_ping() -> None:
                 while True:
                     await asyncio.sleep(PING_S)
                     with contextlib.suppress(Exception):
-                        await board.send_json({"type": "ping", "t": time.time()})
+                        await board["ws"].send_json({"type": "ping", "t": time.time()})
 
-            background += [asyncio.create_task(read_board()), asyncio.create_task(board_ping())]
+            await open_board(fewest_rooms(nodes, holders))
+            background.append(asyncio.create_task(board_ping()))
 
             presses: list[dict[str, Any]] = []
 
@@ -744,11 +759,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         pressed = await owner[room["index"]].ask("press", room["index"])
                         if pressed is not None:
                             pressed["room"] = room["index"]
-                            pressed["cross_node"] = pressed["node"] != str(board_node.port)
+                            pressed["cross_node"] = pressed["node"] != str(board["node"].port)
                             presses.append(pressed)
                             break
 
-            background.append(asyncio.create_task(press_loop()))
+            pressing = asyncio.create_task(press_loop())
+            background.append(pressing)
 
             # Every change of a room's holder, to tell planned moves from lapsed leases.
             moves: list[dict[str, Any]] = []
@@ -766,7 +782,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             background.insert(0, asyncio.create_task(watch_holders()))
 
             def cpu_marks() -> dict[str, float]:
-                return {n.id: sfu._cpu_of(n.proc.pid) for n in nodes if n.alive}
+                return {n.id: sfu._cpu_of(n.proc.pid) for n in nodes if n.proc and n.alive}
 
             # Before the kill.
             mark, t0 = cpu_marks(), time.monotonic()
@@ -777,13 +793,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             gen_before = await asyncio.gather(*(w.ask("report") for w in workers))
             received_before = sum(g["received"] for g in gen_before)
 
-            # Kill the busiest node (the most rooms; never the dashboard's node).
-            counts = Counter(holders.values())
-            victim = max(
-                (n for n in nodes if n is not board_node),
-                key=lambda n: (counts.get(n.id, 0), -nodes.index(n)),
-            )
-            moved_rooms = [i for i, h in holders.items() if h == victim.id]
+            # Kill the busiest node (the most rooms now; the first on a tie), after moving
+            # the dashboard off it if it is there.
+            held_now = {
+                room["index"]: await redis.get(f"{prefix}room:{room['session_id']}")
+                for room in plan
+            }
+            counts = Counter(held_now.values())
+            victim = max(nodes, key=lambda n: (counts.get(n.id, 0), -nodes.index(n)))
+            dashboard_moved = board["node"] is victim
+            if dashboard_moved:
+                await open_board(fewest_rooms([n for n in nodes if n is not victim], held_now))
+            moved_rooms = [i for i, h in held_now.items() if h == victim.id]
             assert victim.proc is not None
             killed_at = time.time()
             victim.proc.send_signal(signal.SIGKILL)
@@ -809,7 +830,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             after_cpu = {
                 k: (v2 - mark[k]) / (time.monotonic() - t0) for k, v2 in cpu_marks().items()
             }
-            background[-1].cancel()  # no more presses
+            pressing.cancel()  # no more presses
             wait_until = time.monotonic() + CRISIS_WAIT_S
             while time.monotonic() < wait_until:
                 seen = _match(presses, arrivals)
@@ -881,7 +902,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "peers": total,
         "setup_s": round(setup_s, 1),
         "placement": {str(i): h for i, h in holders.items()},
+        "placement_at_kill": {str(i): h for i, h in held_now.items()},
         "killed_node": victim.id,
+        "dashboard_node": board["node"].id,
+        "dashboard_moved_before_kill": dashboard_moved,
         "rooms_moved": len(moved_rooms),
         "rooms_recovered": len(recovered_s),
         "rooms_not_recovered": not_recovered,
@@ -891,6 +915,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "failover_full_s_max": (
             _r(max(full_s), 2) if full_s and len(full_s) == len(moved_rooms) else None
         ),
+        "failover_by_room": {
+            str(room): {
+                "first_media_s": _r(failover[room], 2),
+                "full_s": _r(failover_full[room], 2),
+            }
+            for room in moved_rooms
+        },
         "placement_after": {str(i): h for i, h in holders_after.items()},
         "holder_changes_before_kill": sum(1 for m in moves if m["at"] < killed_at),
         "holder_changes_after_kill": sum(1 for m in moves if m["at"] >= killed_at),
