@@ -31,7 +31,7 @@ system-deps:
 
 test: $(VENV)/.installed-dev system-deps
 	$(PY) -m ruff check --quiet .
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

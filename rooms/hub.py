@@ -97,6 +97,7 @@ class RoomHub:
         on_member: Callable[[Member], None] | None = None,
         record_private: PrivateRecorder | None = None,
         record_room: Callable[[dict[str, Any]], None] | None = None,
+        float_roster: list[dict[str, str]] | None = None,
     ) -> None:
         self.room = room
         self.clock = clock_state
@@ -105,6 +106,7 @@ class RoomHub:
         self._on_member = on_member
         self._record_private = record_private
         self._record_room = record_room
+        self._float_roster = float_roster or []
         self._clock = clock
         self._record = record
         self._record_state = record_state
@@ -688,7 +690,7 @@ class RoomHub:
         if keeper is None:
             self.publish(
                 self._audience("staff"),
-                {"type": "float_needed", "member_id": patient.id},
+                {"type": "float_needed", "member_id": patient.id, "roster": self._float_roster},
             )
         if self._record_private is not None:
             self._record_private(patient, member, now)

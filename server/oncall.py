@@ -139,6 +139,37 @@ async def on_call(conn: AsyncConnection, program_id: str, at: dt.datetime) -> di
     return holders
 
 
+async def float_roster(
+    conn: AsyncConnection, session_id: str, at: dt.datetime
+) -> list[dict[str, str]]:
+    """Who can be called in to keep a group: the program's on-call staff, then its other
+    clinicians (not already running this session), names and roles only."""
+    program_id = await conn.scalar(
+        sa.select(sessions.c.program_id).where(sessions.c.id == session_id)
+    )
+    if program_id is None:
+        return []
+    holders = await on_call(conn, program_id, at)
+    running = set((await session_clinicians(conn, session_id)).values())
+    rows = (
+        await conn.execute(
+            sa.select(staff.c.id, staff.c.display_name, staff.c.role).where(
+                staff.c.program_id == program_id, staff.c.disabled.is_(False)
+            )
+        )
+    ).all()
+    names = {row.id: row for row in rows}
+    out: list[dict[str, str]] = []
+    for role, staff_id in holders.items():
+        if staff_id in names and staff_id not in running:
+            out.append({"name": names[staff_id].display_name, "as": role.replace("_", " ")})
+    listed = {entry["name"] for entry in out}
+    for row in rows:
+        if row.role == "clinician" and row.id not in running and row.display_name not in listed:
+            out.append({"name": row.display_name, "as": "clinician"})
+    return out
+
+
 async def on_call_anywhere(conn: AsyncConnection, staff_id: str, at: dt.datetime) -> set[str]:
     """The programs for which this staff member is on call at `at`."""
     found = await conn.execute(

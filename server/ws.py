@@ -17,7 +17,7 @@ from rooms.clock import SessionClock
 from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
 from rooms.registry import RoomRegistry
-from server import audit, dropwatch, media, placement
+from server import audit, dropwatch, media, oncall, placement
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
@@ -102,6 +102,7 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
     room_id = entry.room.id
     async with request.app[ENGINE].connect() as conn:
         clock_state = await load_clock(conn, room_id)
+        floats = await oncall.float_roster(conn, room_id, clock.now())
         saved_room = await conn.scalar(
             sa.select(sessions.c.room_state).where(sessions.c.id == room_id)
         )
@@ -177,6 +178,7 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             on_member=on_member,
             record_private=record_private,
             record_room=lambda state: recorder.room_state(room_id, state),
+            float_roster=floats,
             grace_s=request.app[SETTINGS].reconnect_grace_s,
         )
         made.append(hub)

@@ -127,8 +127,10 @@
         return showHelp(message);
       case "private_room":
         return showPrivateRoom(message);
-      case "float_needed":
-        return notify("No co-facilitator is here to keep the group: call in a float clinician from the on-call roster. The group has been told to take a short break.");
+      case "float_needed": {
+        const roster = (message.roster || []).map((r) => r.name + " (" + r.as + ")").join(", ");
+        return notify("No co-facilitator is here to keep the group: call in a float clinician" + (roster ? ": " + roster : " from the on-call roster") + ". The group has been told to take a short break.");
+      }
       case "drop_prompt":
         return showDropPrompt(message);
       case "drop_step_logged":
