@@ -785,13 +785,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 return {n.id: sfu._cpu_of(n.proc.pid) for n in nodes if n.proc and n.alive}
 
             # Before the kill.
+            gen_mark = await asyncio.gather(*(w.ask("report") for w in workers))
             mark, t0 = cpu_marks(), time.monotonic()
             await asyncio.sleep(args.seconds)
             before_cpu = {
                 k: (v2 - mark[k]) / (time.monotonic() - t0) for k, v2 in cpu_marks().items()
             }
             gen_before = await asyncio.gather(*(w.ask("report") for w in workers))
-            received_before = sum(g["received"] for g in gen_before)
+            received_before = sum(g["received"] for g in gen_before) - sum(
+                g["received"] for g in gen_mark
+            )
+            window_s = time.monotonic() - t0
 
             # Kill the busiest node (the most rooms now; the first on a tie), after moving
             # the dashboard off it if it is there.
@@ -945,7 +949,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "lost": lost_events + lost_acks,
         "node_cpu_cores_before_kill": {k: round(v, 3) for k, v in before_cpu.items()},
         "node_cpu_cores_after_kill": {k: round(v, 3) for k, v in after_cpu.items()},
-        "forwarded_pps_before_kill": round(received_before / max(args.seconds, 1e-9), 1),
+        "forwarded_pps_before_kill": round(received_before / window_s, 1),
+        "expected_pps": round(
+            args.rooms
+            * args.participants
+            * (args.participants - 1)
+            * (media["video_pps"] + 1 / sfu.AUDIO_PTIME)
+        ),
         "generator_cpu_cores": gen_cpu,
         "packets_received_total": received_after,
     }
