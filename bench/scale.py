@@ -71,7 +71,7 @@ LEASE_S = 5
 PING_S = 10.0
 RETRY_S = 0.5
 FAILOVER_LIMIT_S = 60.0
-CRISIS_WAIT_S = 10.0
+CRISIS_WAIT_S = 30.0
 
 
 # Load generator (worker processes) ---------------------------------------------------------
