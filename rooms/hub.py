@@ -324,7 +324,10 @@ class RoomHub:
 
     def handle(self, participant: Participant, message: Any) -> list[tuple[Participant, int, str]]:
         """Apply one validated message; return connections the server must now close."""
-        member = self.room.members[participant.member_id]
+        member = self.room.members.get(participant.member_id)
+        if member is None or self._connections.get(participant.member_id) is not participant:
+            # A socket the room has let go (it moved to another node, or was replaced).
+            raise p.ProtocolError("gone", "this connection is no longer part of the room")
         handler = self._handlers.get(type(message))
         if handler is None:
             raise p.ProtocolError("unexpected", f"{message.type} is not expected now")

@@ -24,6 +24,7 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidStateError
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 
 from rooms.media import hooks, rtp
@@ -246,8 +247,15 @@ class MediaRoom:
         peer.negotiating = True
         peer.dirty = False
         peer.offered_at = self._now()
-        offer = await peer.pc.createOffer()
-        await peer.pc.setLocalDescription(offer)
+        try:
+            offer = await peer.pc.createOffer()
+            await peer.pc.setLocalDescription(offer)
+        except InvalidStateError:
+            # The connection closed underneath (its network went away): the member's
+            # client will join again; nobody else is affected.
+            peer.closed = True
+            log.info("media.offer_on_closed_connection", room_id=self.room_id)
+            return
         if peer.closed:
             return
         self._signal(
@@ -364,7 +372,7 @@ class MediaRoom:
         if was == live and owner_peer is not None:
             return
         for peer in self.peers.values():
-            if peer.member_id == owner:
+            if peer.member_id == owner or peer.closed or peer.pc.connectionState == "closed":
                 continue
             entry = peer.legs.get((owner, source))
             if live and (entry is None or entry[1].direction != "sendonly"):
