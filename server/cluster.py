@@ -136,7 +136,13 @@ class Cluster:
 
     async def _announce(self) -> None:
         state = "draining" if self.draining else "serving"
-        body = {"id": self.node_id, "url": self.node_url, "state": state, "rooms": len(self._held)}
+        body = {
+            "id": self.node_id,
+            "url": self.node_url,
+            "state": state,
+            "rooms": len(self._held),
+            "at": time.time(),
+        }
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(self._node_key(self.node_id), json.dumps(body), px=self.lease_ms)
             pipe.pexpire(self._rooms_key(self.node_id), self.lease_ms)
@@ -249,7 +255,14 @@ class Cluster:
     async def node(self, node_id: str) -> NodeInfo | None:
         """A live node by id, or None when it stopped announcing itself."""
         raw = await self._redis.get(self._node_key(node_id))
-        return None if raw is None else _node_info(raw)
+        if raw is None:
+            return None
+        # A node that missed two heartbeats is treated as gone, so clients are not sent
+        # to a dead node for the rest of its key's life (they get "try again" instead).
+        beat = json.loads(raw).get("at")
+        if isinstance(beat, (int, float)) and time.time() - beat > 2 * self.lease_ms / 3000:
+            return None
+        return _node_info(raw)
 
     async def nodes(self) -> list[NodeInfo]:
         """Every live node."""
