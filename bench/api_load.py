@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import ssl
 import statistics
 import sys
@@ -29,28 +28,7 @@ import aiohttp
 import pyotp
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(data_dir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IOP_")}
-    env.pop("DATABASE_URL", None)
-    env.update(
-        {
-            "IOP_HOST": "127.0.0.1",
-            "IOP_PORT": str(port),
-            "IOP_PUBLIC_URL": f"https://127.0.0.1:{port}",
-            "IOP_DATA_DIR": str(data_dir),
-            "IOP_LOG_LEVEL": "warning",
-            "IOP_LOG_FORMAT": "json",
-        }
-    )
-    return env
+from processes import free_port, server_env  # noqa: E402  (bench/processes.py)
 
 
 async def _wait_ready(base: str, ssl_ctx: ssl.SSLContext) -> None:
@@ -102,8 +80,8 @@ async def run(seconds: float, concurrency: int) -> dict[str, Any]:
     """Start a server, measure each route, stop the server."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        port = _free_port()
-        env = _env(data_dir, port)
+        port = free_port()
+        env = server_env(data_dir, port)
         demo = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

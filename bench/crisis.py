@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import ssl
 import statistics
 import sys
@@ -37,33 +36,11 @@ import pyotp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from processes import free_port, server_env  # noqa: E402  (bench/processes.py)
 
 GROUP_SIZE = 12
 SEEN_TIMEOUT_S = 5.0
 WAIT_S = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(data_dir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IOP_")}
-    env.pop("DATABASE_URL", None)
-    env.update(
-        {
-            "IOP_HOST": "127.0.0.1",
-            "IOP_PORT": str(port),
-            "IOP_PUBLIC_URL": f"https://127.0.0.1:{port}",
-            "IOP_DATA_DIR": str(data_dir),
-            "IOP_LOG_LEVEL": "warning",
-            "IOP_LOG_FORMAT": "json",
-            "IOP_ICE_HOSTS": "127.0.0.1",
-        }
-    )
-    return env
 
 
 # Seeding ------------------------------------------------------------------------------------
@@ -323,8 +300,8 @@ async def run(rooms: int, presses: int, interval: float, chatter: float) -> dict
     presses = min(presses, rooms * GROUP_SIZE)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        port = _free_port()
-        env = _env(data_dir, port)
+        port = free_port()
+        env = server_env(data_dir, port)
         made = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -62,6 +62,7 @@ for _path in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(_path))
 
 import sfu  # noqa: E402  (bench/sfu.py: media, peers, seeding)
+from processes import free_port, server_env  # noqa: E402  (bench/processes.py)
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "IOP_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -594,9 +595,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "IOP_LEASE_SECONDS": str(args.lease),
             }
             for index in range(args.nodes):
-                port = sfu._free_port()
+                port = free_port()
                 env = {
-                    **sfu._env(data_dir, port),
+                    **server_env(data_dir, port),
                     **shared,
                     "IOP_NODE_ID": f"n{index}",
                     "IOP_NODE_URL": f"https://127.0.0.1:{port}",

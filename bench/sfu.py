@@ -44,6 +44,7 @@ import pyotp
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from processes import free_port, server_env  # noqa: E402  (bench/processes.py)
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
@@ -614,29 +615,6 @@ async def _seed(env: dict[str, str], groups: int, participants: int) -> list[dic
 # Processes under test -----------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(data_dir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IOP_")}
-    env.pop("DATABASE_URL", None)
-    env.update(
-        {
-            "IOP_HOST": "127.0.0.1",
-            "IOP_PORT": str(port),
-            "IOP_PUBLIC_URL": f"https://127.0.0.1:{port}",
-            "IOP_DATA_DIR": str(data_dir),
-            "IOP_LOG_LEVEL": "warning",
-            "IOP_LOG_FORMAT": "json",
-            "IOP_ICE_HOSTS": "127.0.0.1",
-        }
-    )
-    return env
-
-
 def _cpu_of(pid: int) -> float:
     """utime + stime of a process (all its threads), in seconds."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -778,8 +756,8 @@ async def run_sfu(
     """The real server with K rooms of N peers."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        port = _free_port()
-        env = _env(data_dir, port)
+        port = free_port()
+        env = server_env(data_dir, port)
         demo = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -986,7 +964,7 @@ async def baseline_server(port: int, participants: int) -> None:
 async def run_baseline(
     participants: int, seconds: float, workers: int, media: dict[str, Any]
 ) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     server = await asyncio.create_subprocess_exec(
         sys.executable,
         str(Path(__file__).resolve()),  # noqa: ASYNC240
