@@ -19,6 +19,7 @@ from aiohttp import web
 from crisis.notify import SIGNATURE_HEADER, signature_matches
 from server import audit, crisis_store
 from server.appkeys import CLOCK, CRISIS_STREAM, ENGINE
+from server.crisis_workers import DELIVERY_LEASE
 from server.storage.tables import crisis_events, crisis_steps, crisis_timers, notification_outbox
 from tests.conftest import (
     ROOT,
@@ -509,7 +510,11 @@ async def _count(receiver: Receiver, count: int) -> bool:
 
 async def _outbox_after_attempts(server: RunningServer, attempts: int) -> list[Any]:
     rows = await _outbox(server)
-    done = all(r.attempts >= attempts and r.next_attempt_at > server.app[CLOCK].now() for r in rows)
+    now = server.app[CLOCK].now()
+    # A row being delivered right now is claimed until now + DELIVERY_LEASE: its outcome
+    # (and the retry time) is not written yet, so it does not count as attempted.
+    in_flight = now + DELIVERY_LEASE - dt.timedelta(seconds=1)
+    done = all(r.attempts >= attempts and now < r.next_attempt_at < in_flight for r in rows)
     return rows if rows and done and all(r.last_error for r in rows) else []
 
 
