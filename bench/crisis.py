@@ -36,7 +36,7 @@ import pyotp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from processes import free_port, server_env  # noqa: E402  (bench/processes.py)
+from processes import consent_and_check_in, free_port, server_env  # noqa: E402  (bench/processes.py)
 
 GROUP_SIZE = 12
 SEEN_TIMEOUT_S = 5.0
@@ -44,65 +44,6 @@ WAIT_S = 30.0
 
 
 # Seeding ------------------------------------------------------------------------------------
-
-
-async def _consent_and_check_in(conn: Any, keyring: Any, patient_id: str, session_id: str) -> None:
-    from crisis.questions import next_question
-    from server import checkin_store, consent_ledger, consent_templates
-
-    now = dt.datetime.now(dt.UTC)
-    terms = await consent_templates.session_terms(conn, session_id)
-    assert terms is not None
-    for kind in terms.required:
-        template = await consent_templates.latest(conn, kind)
-        document = await consent_templates.document_for(conn, template, terms.values)
-        await consent_ledger.append(
-            conn,
-            keyring,
-            patient_id=patient_id,
-            kind=kind,
-            event="consented",
-            template_id=template.id,
-            template_version=template.version,
-            text_sha256=document.sha256(),
-            language="en",
-            session_id=session_id,
-            presented_at=now,
-            consented_at=now,
-            method="e_signature",
-            signer_role="patient",
-            signature="Benchmark Patient",
-            recorded_at=now,
-        )
-    await checkin_store.save_safety_check(
-        conn,
-        keyring,
-        session_id=session_id,
-        patient_id=patient_id,
-        answers={
-            "address": "1 Example Street, Example Valley, CA 00000 (example)",
-            "county": "Example County",
-            "callback_phone": "(555) 010-0150",
-            "support_reachable": "yes",
-            "private_space": True,
-            "same_as_last_time": False,
-        },
-        now=now,
-        recorded_by=None,
-    )
-    plan = await checkin_store.plan_for(conn, session_id, patient_id, now)
-    answers: dict[str, str] = {}
-    while (qid := next_question(plan, answers)) is not None:
-        answers[qid] = "no" if qid.startswith(("cssrs", "sud")) else "0"
-    await checkin_store.save_screening(
-        conn,
-        keyring,
-        session_id=session_id,
-        patient_id=patient_id,
-        plan=plan,
-        answers=answers,
-        now=now,
-    )
 
 
 async def seed_rooms(env: dict[str, str], demo: dict[str, Any], rooms: int) -> list[dict[str, Any]]:
@@ -171,7 +112,7 @@ async def seed_rooms(env: dict[str, str], demo: dict[str, Any], rooms: int) -> l
                         standing_for=dt.timedelta(days=30),
                     )
                     links.append(f"{settings.public_url}/j/{link.token}")
-                    await _consent_and_check_in(conn, keyring, patient_id, session_id)
+                    await consent_and_check_in(conn, keyring, patient_id, session_id)
             out.append({"group_id": group["id"], "session_id": session_id, "links": links})
     finally:
         await engine.dispose()

@@ -44,7 +44,7 @@ import pyotp
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from processes import free_port, server_env  # noqa: E402  (bench/processes.py)
+from processes import consent_and_check_in, free_port, server_env  # noqa: E402  (bench/processes.py)
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
@@ -479,8 +479,7 @@ async def _seed(env: dict[str, str], groups: int, participants: int) -> list[dic
     """K groups of N-1 patients, each consented and checked in for the group's session."""
     import sqlalchemy as sa
 
-    from crisis.questions import next_question
-    from server import catalog, checkin_store, consent_ledger, consent_templates, joinlinks
+    from server import catalog, joinlinks
     from server.clock import utcnow
     from server.config import Settings
     from server.demo import DEMO_TIME_ZONE
@@ -553,59 +552,7 @@ async def _seed(env: dict[str, str], groups: int, participants: int) -> list[dic
                     )
                     patient["join_url"] = f"{settings.public_url}/j/{link.token}"
                     patient["session_id"] = session_id = link.session_id
-                    terms = await consent_templates.session_terms(conn, session_id)
-                    for kind in terms.required:
-                        template = await consent_templates.latest(conn, kind)
-                        document = await consent_templates.document_for(
-                            conn, template, terms.values
-                        )
-                        await consent_ledger.append(
-                            conn,
-                            keyring,
-                            patient_id=patient["id"],
-                            kind=kind,
-                            event="consented",
-                            template_id=template.id,
-                            template_version=template.version,
-                            text_sha256=document.sha256(),
-                            language="en",
-                            session_id=session_id,
-                            presented_at=now,
-                            consented_at=now,
-                            method="e_signature",
-                            signer_role="patient",
-                            signature="Bench Signature",
-                            recorded_at=now,
-                        )
-                    await checkin_store.save_safety_check(
-                        conn,
-                        keyring,
-                        session_id=session_id,
-                        patient_id=patient["id"],
-                        answers={
-                            "address": "1 Example Street, Fresno, CA 93701",
-                            "county": "Fresno",
-                            "callback_phone": "(555) 010-0150",
-                            "support_reachable": "yes",
-                            "private_space": True,
-                            "same_as_last_time": False,
-                        },
-                        now=now,
-                        recorded_by=None,
-                    )
-                    plan = await checkin_store.plan_for(conn, session_id, patient["id"], now)
-                    answers: dict[str, str] = {}
-                    while (qid := next_question(plan, answers)) is not None:
-                        answers[qid] = "no" if qid.startswith(("cssrs", "sud")) else "0"
-                    await checkin_store.save_screening(
-                        conn,
-                        keyring,
-                        session_id=session_id,
-                        patient_id=patient["id"],
-                        plan=plan,
-                        answers=answers,
-                        now=now,
-                    )
+                    await consent_and_check_in(conn, keyring, patient["id"], session_id)
                 out.append({"session_id": patients[0]["session_id"], "patients": patients})
     finally:
         await engine.dispose()
