@@ -110,8 +110,10 @@ async def cluster(tmp_path: Path, postgres_unavailable: str | None) -> AsyncIter
         await _drop_postgres_database(name)
 
 
-async def _sign_in(cluster: Cluster, http: aiohttp.ClientSession, node: str) -> None:
-    host = next(m for m in cluster.demo["staff"] if m["role"] == "clinician")
+async def _sign_in(
+    cluster: Cluster, http: aiohttp.ClientSession, node: str, role: str = "clinician"
+) -> None:
+    host = next(m for m in cluster.demo["staff"] if m["role"] == role)
     response = await http.post(
         f"https://127.0.0.1:{cluster.ports[node]}/api/auth/session",
         json={
@@ -427,16 +429,7 @@ async def test_a_help_press_on_one_node_reaches_a_supervisor_on_another_node(
     a, b = cluster.ports["a"], cluster.ports["b"]
     async with cluster.client() as clinician, cluster.client() as phone:
         async with cluster.client() as supervisor:
-            boss = next(m for m in cluster.demo["staff"] if m["role"] == "supervisor")
-            signed = await supervisor.post(
-                f"https://127.0.0.1:{b}/api/auth/session",
-                json={
-                    "email": boss["email"],
-                    "password": boss["password"],
-                    "code": pyotp.TOTP(boss["totp_secret"]).now(),
-                },
-            )
-            assert signed.status == 200
+            await _sign_in(cluster, supervisor, "b", "supervisor")
             board = await supervisor.ws_connect(f"wss://127.0.0.1:{b}/ws/dashboard")
             await board.send_json({"type": "hello", "protocol": 1})
             await _first(board, "snapshot")
@@ -481,21 +474,11 @@ async def test_a_dead_nodes_crisis_deadlines_fire_once_on_a_live_node(cluster: C
     cluster.env["IOP_TIMER_POLL_SECONDS"] = "0.1"
     a = await cluster.start("a")
     await cluster.start("b")
-    staff = {member["role"]: member for member in cluster.demo["staff"]}
     patient = cluster.demo["groups"][0]["patients"][0]
     port = cluster.ports["a"]
     async with cluster.client() as http:
         for role in ("admin", "clinician"):
-            member = staff[role]
-            signed = await http.post(
-                f"https://127.0.0.1:{port}/api/auth/session",
-                json={
-                    "email": member["email"],
-                    "password": member["password"],
-                    "code": pyotp.TOTP(member["totp_secret"]).now(),
-                },
-            )
-            assert signed.status == 200
+            await _sign_in(cluster, http, "a", role)
             if role == "admin":
                 policy = {
                     "high": {
