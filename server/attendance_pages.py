@@ -220,7 +220,12 @@ async def weekly_page(request: web.Request) -> web.Response:
     who = identity(request)
     now = request.app[CLOCK].now()
     try:
-        anchor = dt.date.fromisoformat(request.query.get("week", now.date().isoformat()))
+        week = request.query.get("week")
+        if week is None:
+            async with request.app[ENGINE].connect() as conn:
+                anchor = await catalog.program_today(conn, who.program_id, now)
+        else:
+            anchor = dt.date.fromisoformat(week)
     except ValueError:
         raise web.HTTPBadRequest(reason="week must be a date like 2026-11-23") from None
     monday = anchor - dt.timedelta(days=anchor.weekday())

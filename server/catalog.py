@@ -86,6 +86,14 @@ async def list_programs(conn: AsyncConnection, only: str | None = None) -> list[
     return [_record(row) for row in await conn.execute(query)]
 
 
+async def program_today(conn: AsyncConnection, program_id: str, now: dt.datetime) -> dt.date:
+    """Today's date in the program's own time zone (evening groups run past UTC midnight)."""
+    name = (
+        await conn.execute(sa.select(programs.c.time_zone).where(programs.c.id == program_id))
+    ).scalar_one_or_none()
+    return now.astimezone(zone(name)).date() if name else now.date()
+
+
 async def _require_program(conn: AsyncConnection, program_id: str) -> None:
     if not await _exists(conn, sa.select(programs.c.id).where(programs.c.id == program_id)):
         raise CatalogError("program_id", "no such program")

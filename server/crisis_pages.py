@@ -345,7 +345,7 @@ async def _context(
         keyring,
         event.patient_id,
         event.session_id,
-        now.astimezone(zone(program.time_zone)).date(),
+        await catalog.program_today(conn, event.program_id, now),
         stale_days=settings.directory_stale_days,
     )
     await audit_event(

@@ -26,7 +26,7 @@ from crisis.escalation import Concern, raise_concern
 from rooms import protocol
 from rooms.hub import RoomHub
 from rooms.model import Member, Presence, RoomRole
-from server import audit, crisis_store, safety_data
+from server import audit, catalog, crisis_store, safety_data
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.checkin_store import SqlConcerns
 from server.logs import get_logger
@@ -136,7 +136,7 @@ class DropPrompts:
                     app[KEYRING],
                     event.patient_id,
                     event.session_id,
-                    now.date(),
+                    await catalog.program_today(conn, event.program_id, now),
                     stale_days=app[SETTINGS].directory_stale_days,
                 )
                 # Sending the phones and address to the facilitators is a read of safety data.

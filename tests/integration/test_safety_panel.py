@@ -13,10 +13,11 @@ from structlog.testing import capture_logs
 
 from crisis.directory import DirectoryEntry
 from crisis.safety_plan import parse_plan
+from rooms.schedule import zone
 from server import breakglass, catalog, directory_store, safety_data
 from server.appkeys import CLOCK, ENGINE
 from server.schemas import PatientIn, SupportPerson
-from server.storage.tables import audit_log, break_glass
+from server.storage.tables import audit_log, break_glass, programs
 from tests.conftest import (
     CSRF,
     RunningServer,
@@ -44,6 +45,9 @@ async def _prepare(server: RunningServer, demo: dict[str, Any], *, release: bool
     now = server.app[CLOCK].now()
     await give_checkin(server, target["patient_id"], target["session_id"])
     async with server.app[ENGINE].begin() as conn:
+        # Ages count in the program's own calendar, as the page counts them.
+        time_zone = (await conn.execute(sa.select(programs.c.time_zone))).scalar_one()
+        today = now.astimezone(zone(time_zone)).date()
         record = await catalog.get_patient(conn, server.keyring, target["patient_id"])
         assert record is not None
         fields = {k: record[k] for k in PatientIn.model_fields if k in record}
@@ -70,13 +74,13 @@ async def _prepare(server: RunningServer, demo: dict[str, Any], *, release: bool
         stale = DirectoryEntry(
             zip="93701",
             psap_phone=PSAP_ZIP,
-            verified_on=now.date() - dt.timedelta(days=400),
+            verified_on=today - dt.timedelta(days=400),
             **common,
         )
         fresh = DirectoryEntry(
             zip=None,
             psap_phone=PSAP_COUNTY,
-            verified_on=now.date() - dt.timedelta(days=3),
+            verified_on=today - dt.timedelta(days=3),
             **common,
         )
         await directory_store.create(conn, stale, None, now)
