@@ -403,3 +403,14 @@ async def browser_sign_in(
     await page.get_by_label("Verification code").fill(totp_code(running, secret))
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url("**/dashboard")
+
+
+async def admit_waiting(page: Any, count: int) -> None:
+    """On a host's room page: wait until `count` people are waiting, then admit them all.
+
+    Pressing the button earlier would admit only those whose sockets had joined so far.
+    """
+    from playwright.async_api import expect
+
+    await expect(page.locator("#waiting > li")).to_have_count(count, timeout=20000)
+    await page.get_by_role("button", name="Admit everyone waiting").click()

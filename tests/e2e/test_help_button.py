@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import RunningServer, browser_sign_in, browser_window, consent_group
+from tests.conftest import (
+    RunningServer,
+    admit_waiting,
+    browser_sign_in,
+    browser_window,
+    consent_group,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +33,7 @@ async def test_help_reaches_the_clinician_and_no_other_patient(
         await page.goto(patient["join_url"])
         await page.goto(server.base_url + "/room")
         patients.append(page)
-    await clinician.get_by_role("button", name="Admit everyone waiting").click()
+    await admit_waiting(clinician, 2)
     asking, other = patients
     await expect(asking.get_by_role("heading", name="Evening IOP Group A")).to_be_visible()
     await asking.get_by_text("I need help (private)").click()

@@ -14,6 +14,7 @@ from server.appkeys import CLOCK, ROOMS
 from server.media import MEDIA
 from tests.conftest import (
     RunningServer,
+    admit_waiting,
     browser_sign_in,
     browser_window,
     consent_group,
@@ -59,7 +60,7 @@ async def test_three_browsers_in_a_group_each_decode_the_other_two(
     clinician = await browser_window(browser, errors)
     await browser_sign_in(clinician, server, demo)
     await clinician.goto(server.base_url + f"/rooms/{room_id}")
-    await clinician.get_by_role("button", name="Admit everyone waiting").click()
+    await admit_waiting(clinician, 2)
 
     for page in (clinician, *patients):
         stats = await decoding(page, 2)
@@ -94,7 +95,7 @@ async def test_a_one_on_one_session_carries_video_both_ways_and_the_host_shares_
     clinician = await browser_window(browser, errors)
     await browser_sign_in(clinician, server, demo)
     await clinician.goto(server.base_url + f"/rooms/{session_id}")
-    await clinician.get_by_role("button", name="Admit everyone waiting").click()
+    await admit_waiting(clinician, 1)
     for page in (patient, clinician):
         await decoding(page, 1)
     await expect(patient.get_by_role("button", name="Share screen")).to_be_hidden()
@@ -119,7 +120,7 @@ async def test_after_a_network_drop_the_browser_reconnects_and_video_resumes(
     clinician = await browser_window(browser, errors)
     await browser_sign_in(clinician, server, demo)
     await clinician.goto(server.base_url + f"/rooms/{patient['join_session_id']}")
-    await clinician.get_by_role("button", name="Admit everyone waiting").click()
+    await admit_waiting(clinician, 1)
     await decoding(page, 1)
     await decoding(clinician, 1)
     # The patient's connection drops (as a network change does): the server loses her socket.
@@ -164,7 +165,7 @@ async def test_h264_is_forwarded_still_encoded_when_the_program_prefers_it(
         clinician = await browser_window(browser, errors)
         await browser_sign_in(clinician, running, demo)
         await clinician.goto(running.base_url + f"/rooms/{patient['join_session_id']}")
-        await clinician.get_by_role("button", name="Admit everyone waiting").click()
+        await admit_waiting(clinician, 1)
         for window in (page, clinician):
             stats = await decoding(window, 1)
             codecs = {s["codec"] for s in stats if s["kind"] == "video" and s["framesDecoded"]}

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import (
     RunningServer,
+    admit_waiting,
     browser_sign_in,
     browser_window,
     consent_group,
@@ -95,7 +96,7 @@ async def test_relay_only_browsers_get_media_through_turn(
     clinician = await browser_window(browser, errors)
     await browser_sign_in(clinician, relay_server, demo)
     await clinician.goto(relay_server.base_url + f"/rooms/{patient['join_session_id']}")
-    await clinician.get_by_role("button", name="Admit everyone waiting").click()
+    await admit_waiting(clinician, 1)
     for window in (page, clinician):
         stats = await decoding(window, 1)
         paths = [s["candidateType"] for s in stats if s["kind"] == "path"]

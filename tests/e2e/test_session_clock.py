@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import RunningServer, browser_sign_in, browser_window, consent_group
+from tests.conftest import (
+    RunningServer,
+    admit_waiting,
+    browser_sign_in,
+    browser_window,
+    consent_group,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +35,7 @@ async def test_three_screens_agree_on_the_time_and_the_host_runs_the_session(
         await page.goto(patient["join_url"])
         await page.goto(server.base_url + "/room")
         patients.append(page)
-    await host.get_by_role("button", name="Admit everyone waiting").click()
+    await admit_waiting(host, 2)
     for page in patients:
         await expect(page.get_by_role("heading", name="Evening IOP Group A")).to_be_visible()
 

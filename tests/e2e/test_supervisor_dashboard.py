@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from tests.conftest import RunningServer, browser_sign_in, browser_window, consent_group
+from tests.conftest import (
+    RunningServer,
+    admit_waiting,
+    browser_sign_in,
+    browser_window,
+    consent_group,
+)
 from tests.e2e.test_media import decoding
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +42,7 @@ async def test_a_help_press_takes_over_the_supervisors_screen_and_ends_in_a_priv
     clinician = await browser_window(browser, errors)
     await browser_sign_in(clinician, server, demo)
     await clinician.goto(server.base_url + f"/rooms/{group['patients'][0]['join_session_id']}")
-    await clinician.get_by_role("button", name="Admit everyone waiting").click()
+    await admit_waiting(clinician, 1)
     await expect(patient.get_by_role("heading", name="Evening IOP Group A")).to_be_visible()
     await patient.get_by_text("I need help (private)").click()
     await patient.get_by_role("button", name="Tell my clinician now").click()

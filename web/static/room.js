@@ -424,6 +424,8 @@
       list.append(item);
     }
     $("waiting-empty").hidden = waiting.length > 0;
+    const admitAll = $("admit-all");
+    if (admitAll) admitAll.disabled = waiting.length === 0;  // nothing to do: not a silent no-op
     const select = $("chat-to");
     if (select) {
       const keep = select.value;
