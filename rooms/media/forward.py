@@ -39,7 +39,14 @@ CACHE_SIZE = 256  # video packets kept per track for retransmission (~3 s at 500
 class Sink(Protocol):
     """Where a leg's packets go: a peer connection's encrypted wire."""
 
-    def send_rtp(self, packet: bytes) -> bool: ...
+    def send_rtp(self, packet: bytes | bytearray) -> bool: ...
+
+    def forward_rtp(
+        self, packet: bytes, marker_pt: int, sequence: int, timestamp: int, ssrc: int
+    ) -> bool:
+        """Send `packet` with header bytes 1-11 (marker and payload type, sequence number,
+        timestamp, SSRC) replaced: the rewrite of a packet whose extensions stay as they are."""
+        ...
 
     def send_rtcp(self, packet: bytes) -> bool: ...
 
@@ -191,31 +198,36 @@ class Forwarder:
         payload_octets = len(data) - view.ext_end
         mid_id = track.ext_ids.get(MID_URI)
         carries_mid = mid_id is not None and any(i == mid_id for i, _ in view.extensions)
+        marker = data[1] & 0x80
+        ssrc, source_seq, source_ts = view.ssrc, view.sequence, view.timestamp
         # The per-leg loop is the hot path (once per packet per subscriber): kept inline.
         for leg in track.legs:
             pt = leg.payload_types.get(mime)
             if pt is None:
                 continue  # the subscriber did not accept this codec: never transcoded
-            sequence, timestamp = leg.map.map(view.ssrc, view.sequence, view.timestamp, now)
+            sequence, timestamp = leg.map.map(ssrc, source_seq, source_ts, now)
             remap = leg.extension_map(track)
-            extensions = None
-            if remap is not None or carries_mid:
+            if remap is None and not carries_mid:
+                # The common case: only the fixed header changes, written by the sink as
+                # it copies the packet into its encryption buffer.
+                sent = leg.sink.forward_rtp(data, marker | pt, sequence, timestamp, leg.ssrc)
+            else:
                 elements: list[tuple[int, bytes]] = []
                 for ext_id, value in view.extensions:
                     out_id = ext_id if remap is None else remap.get(ext_id)
                     if out_id is not None:
                         elements.append((out_id, leg._mid_bytes if ext_id == mid_id else value))
-                extensions = rtp.extension_block(elements)
-            packet = rtp.rewrite(
-                data,
-                view,
-                payload_type=pt,
-                sequence=sequence,
-                timestamp=timestamp,
-                ssrc=leg.ssrc,
-                extensions=extensions,
-            )
-            if leg.sink.send_rtp(packet):
+                packet = rtp.rewrite(
+                    data,
+                    view,
+                    payload_type=pt,
+                    sequence=sequence,
+                    timestamp=timestamp,
+                    ssrc=leg.ssrc,
+                    extensions=rtp.extension_block(elements),
+                )
+                sent = leg.sink.send_rtp(packet)
+            if sent:
                 leg.packets += 1
                 leg.octets += payload_octets
                 self.forwarded += 1

@@ -15,6 +15,7 @@ in the ICE datagram callback and fanned out synchronously, one `sendto` per leg.
 from __future__ import annotations
 
 import importlib.metadata
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,10 +24,14 @@ import pylibsrtp
 import structlog
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 log = structlog.get_logger(__name__)
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
+PYLIBSRTP_VERSION = "1.0.0"
+_HEADER_TAIL = struct.Struct("!BHII")  # RTP header bytes 1-11: M/PT, sequence, timestamp, SSRC
 
 
 class HookError(RuntimeError):
@@ -35,11 +40,12 @@ class HookError(RuntimeError):
 
 def check_versions() -> None:
     """Refuse to run against an aiortc/aioice these hooks were not written for."""
-    found = (importlib.metadata.version("aiortc"), importlib.metadata.version("aioice"))
-    if found != (AIORTC_VERSION, AIOICE_VERSION):
+    wanted = (AIORTC_VERSION, AIOICE_VERSION, PYLIBSRTP_VERSION)
+    found = tuple(importlib.metadata.version(n) for n in ("aiortc", "aioice", "pylibsrtp"))
+    if found != wanted:
         raise HookError(
-            f"media hooks are written for aiortc {AIORTC_VERSION} / aioice {AIOICE_VERSION}, "
-            f"found {found[0]} / {found[1]}"
+            "media hooks are written for aiortc / aioice / pylibsrtp "
+            f"{' / '.join(wanted)}, found {' / '.join(found)}"
         )
 
 
@@ -113,6 +119,39 @@ def set_stream_id(transceiver: RTCRtpTransceiver, stream_id: str) -> None:
     transceiver.sender._stream_id = stream_id
 
 
+class SrtpOut:
+    """An outbound pylibsrtp session used in place: packets are copied into libsrtp's own
+    buffer, encrypted there and sent from it.
+
+    pylibsrtp's `Session.protect` checks its argument, allocates a length cell, copies the
+    packet in and the result out on every call; at one call per packet per leg that is
+    most of what protecting costs in Python. This calls the same libsrtp function
+    (libsrtp 2's in-place `srtp_protect`) through pylibsrtp's own cffi binding.
+    """
+
+    __slots__ = ("session", "ctx", "cdata", "buffer", "view", "room", "length")
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self.session = session
+        try:
+            self.ctx = session._srtp[0]  # type: ignore[attr-defined]
+            self.cdata = session._cdata  # type: ignore[attr-defined]
+            self.buffer = session._buffer  # type: ignore[attr-defined]
+        except AttributeError as exc:
+            raise HookError(f"pylibsrtp internals moved: {exc}") from exc
+        self.view = memoryview(self.buffer)
+        self.room = len(self.buffer) - pylibsrtp.SRTP_MAX_TRAILER_LEN  # largest packet
+        self.length = srtp_ffi.new("int *")
+
+    def protect(self, size: int) -> memoryview | None:
+        """Encrypt the `size` bytes at the start of `buffer`; the packet to send, or None."""
+        length = self.length
+        length[0] = size
+        if srtp_lib.srtp_protect(self.ctx, self.cdata, length):
+            return None  # libsrtp refused it (e.g. numbering it has seen): dropped
+        return self.view[: length[0]]
+
+
 class Wire:
     """A peer connection's SRTP and nominated ICE pair, used directly.
 
@@ -131,6 +170,7 @@ class Wire:
         try:
             self._connection: Any = self._dtls.transport._connection
             self._deliver = self._connection.data_received
+            self._nominated: dict[int, Any] = self._connection._nominated
         except AttributeError as exc:
             raise HookError(f"aiortc internals moved: {exc}") from exc
         self._tapped = False
@@ -138,6 +178,9 @@ class Wire:
         self._pair: Any = None
         self._sock: Any = None
         self._addr: Any = None
+        self._tx: Any = None  # the pylibsrtp session _out wraps
+        self._srtp: SrtpOut | None = None
+        self._out: SrtpOut | None = None  # _srtp, while there is also a socket to send on
 
     @property
     def ready(self) -> bool:
@@ -169,19 +212,68 @@ class Wire:
         self._connection.data_received = data_received
         self._tapped = True
 
-    def send_rtp(self, packet: bytes) -> bool:
+    def send_rtp(self, packet: bytes | bytearray) -> bool:
         """Encrypt and send one RTP packet on the nominated pair; False if not possible."""
-        return self._send(packet, rtcp=False)
+        out = self._usable()
+        size = len(packet)
+        if out is None or size > out.room:
+            return False
+        out.buffer[0:size] = packet
+        data = out.protect(size)
+        return data is not None and self._sendto(data)
+
+    def forward_rtp(
+        self, packet: bytes, marker_pt: int, sequence: int, timestamp: int, ssrc: int
+    ) -> bool:
+        """Send a copy of `packet` with header bytes 1-11 replaced (the forwarder's rewrite).
+
+        The copy is made straight into libsrtp's buffer and encrypted there: one copy per
+        leg, no intermediate packet object. Runs once per packet per leg, so the checks
+        and calls of send_rtp are inlined.
+        """
+        out = self._out
+        if (
+            out is None
+            or self._nominated.get(1) is not self._pair
+            or self._dtls._tx_srtp is not self._tx
+        ):
+            out = self._usable()
+            if out is None:
+                return False
+        size = len(packet)
+        if size > out.room:
+            return False
+        buffer = out.buffer
+        buffer[0:size] = packet
+        _HEADER_TAIL.pack_into(buffer, 1, marker_pt, sequence, timestamp, ssrc)
+        length = out.length
+        length[0] = size
+        if srtp_lib.srtp_protect(out.ctx, out.cdata, length):
+            return False
+        try:
+            self._sock.sendto(out.view[: length[0]], self._addr)
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1
+            return False
+        except OSError:
+            return False
+        return True
 
     def send_rtcp(self, packet: bytes) -> bool:
         """Encrypt and send one (compound) RTCP packet."""
-        return self._send(packet, rtcp=True)
+        if self._usable() is None:
+            return False
+        try:
+            data = self._tx.protect_rtcp(packet)
+        except (pylibsrtp.Error, ValueError):
+            return False
+        return self._sendto(data)
 
-    def _send(self, packet: bytes, *, rtcp: bool) -> bool:
-        pair = self._connection._nominated.get(1)
+    def _usable(self) -> SrtpOut | None:
+        """The SRTP session to send with, once DTLS and ICE are up; looked up again when the
+        nominated pair or the session changes (rarely), not per packet."""
+        pair = self._nominated.get(1)
         if pair is not self._pair:
-            # The nominated pair changes rarely (consent loss, a new nomination): look its
-            # socket and address up once rather than per packet.
             self._pair = pair
             transport = getattr(pair.protocol, "transport", None) if pair else None
             # The datagram socket itself: asyncio's sendto adds ~3.5 us per packet of
@@ -189,15 +281,16 @@ class Wire:
             self._sock = getattr(transport, "_sock", None)
             self._addr = pair.remote_addr if pair else None
         tx = self._dtls._tx_srtp
-        sock = self._sock
-        if tx is None or sock is None:
-            return False
+        if tx is not self._tx:
+            self._tx = tx
+            self._srtp = None if tx is None else SrtpOut(tx)
+        # forward_rtp trusts _out: set only while both the session and the socket exist.
+        self._out = self._srtp if self._sock is not None else None
+        return self._out
+
+    def _sendto(self, data: Any) -> bool:
         try:
-            data = tx.protect_rtcp(packet) if rtcp else tx.protect(packet)
-        except pylibsrtp.Error:
-            return False  # libsrtp refuses e.g. an oversized packet: that one is dropped
-        try:
-            sock.sendto(data, self._addr)
+            self._sock.sendto(data, self._addr)
         except (BlockingIOError, InterruptedError):
             # The socket is not draining: late media is worse than lost media.
             # NACK and PLI recover the loss; a queue would add latency instead.

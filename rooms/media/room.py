@@ -604,7 +604,12 @@ class MediaRoom:
 class _NoSink:
     """A leg or track whose connection is not up yet: packets are dropped."""
 
-    def send_rtp(self, packet: bytes) -> bool:
+    def send_rtp(self, packet: bytes | bytearray) -> bool:
+        return False
+
+    def forward_rtp(
+        self, packet: bytes, marker_pt: int, sequence: int, timestamp: int, ssrc: int
+    ) -> bool:
         return False
 
     def send_rtcp(self, packet: bytes) -> bool:

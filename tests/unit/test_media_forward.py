@@ -23,9 +23,26 @@ class Sink:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
 
-    def send_rtp(self, packet: bytes) -> bool:
-        self.rtp.append(packet)
+    def send_rtp(self, packet: bytes | bytearray) -> bool:
+        self.rtp.append(bytes(packet))
         return True
+
+    def forward_rtp(
+        self, packet: bytes, marker_pt: int, sequence: int, timestamp: int, ssrc: int
+    ) -> bool:
+        view = rtp.parse(packet)
+        assert marker_pt & 0x80 == packet[1] & 0x80, "the marker bit is the publisher's"
+        return self.send_rtp(
+            rtp.rewrite(
+                packet,
+                view,
+                payload_type=marker_pt & 0x7F,
+                sequence=sequence,
+                timestamp=timestamp,
+                ssrc=ssrc,
+                extensions=None,
+            )
+        )
 
     def send_rtcp(self, packet: bytes) -> bool:
         self.rtcp.append(packet)

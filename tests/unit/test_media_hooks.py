@@ -75,3 +75,92 @@ async def test_asyncio_datagram_transports_expose_their_non_blocking_socket() ->
         assert isinstance(sock, socket.socket) and sock.gettimeout() == 0.0
     finally:
         transport.close()
+
+
+def test_pylibsrtp_keeps_its_context_and_buffer_where_the_wire_protects_in_place() -> None:
+    import pylibsrtp
+    from pylibsrtp._binding import ffi, lib
+
+    session = pylibsrtp.Session(
+        pylibsrtp.Policy(key=bytes(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    )
+    assert ffi.typeof(session._srtp).cname == "struct srtp_ctx_t_ * *"
+    assert len(session._buffer) == len(session._cdata) >= 1500
+    assert pylibsrtp.SRTP_MAX_TRAILER_LEN == 16 + 128
+    # libsrtp 2's in-place signature: (context, packet buffer, length in and out).
+    protect = ffi.typeof(lib.srtp_protect)
+    assert [a.cname for a in protect.args] == ["struct srtp_ctx_t_ *", "void *", "int *"]
+
+
+class _Stub:
+    """Attribute bag standing in for aiortc/aioice objects the Wire reads."""
+
+    def __init__(self, **fields: object) -> None:
+        self.__dict__.update(fields)
+
+
+def _wire_to(address: tuple[str, int], key: bytes) -> tuple[hooks.Wire, object]:
+    import socket
+
+    import pylibsrtp
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    pair = _Stub(remote_addr=address, protocol=_Stub(transport=_Stub(_sock=sock)))
+    connection = _Stub(_nominated={1: pair}, data_received=lambda data, component: None)
+    policy = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    dtls = _Stub(_tx_srtp=pylibsrtp.Session(policy), transport=_Stub(_connection=connection))
+    transceiver = _Stub(sender=_Stub(transport=dtls))
+    pc = _Stub(getTransceivers=lambda: [transceiver])
+    return hooks.Wire(pc), sock  # type: ignore[arg-type]
+
+
+def test_the_wire_sends_what_the_rewrite_would_encrypted_for_the_leg() -> None:
+    import os
+    import socket
+
+    import pylibsrtp
+
+    from rooms.media import rtp
+
+    key = os.urandom(30)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2)
+    wire, sock = _wire_to(receiver.getsockname(), key)
+    inbound = pylibsrtp.Session(
+        pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    )
+    try:
+        # A marked VP8 packet with an abs-send-time extension and a 1,100-byte payload.
+        source = (
+            bytes([0x90, 0x80 | 96])
+            + (7).to_bytes(2, "big")
+            + (90000).to_bytes(4, "big")
+            + (0xAAAA).to_bytes(4, "big")
+            + bytes([0xBE, 0xDE, 0, 1, 0x32, 1, 2, 3])
+            + os.urandom(1100)
+        )
+        assert wire.forward_rtp(source, 0x80 | 100, 501, 12345, 0xBBBB)
+        expected = rtp.rewrite(
+            source,
+            rtp.parse(source),
+            payload_type=100,
+            sequence=501,
+            timestamp=12345,
+            ssrc=0xBBBB,
+            extensions=None,
+        )
+        assert inbound.unprotect(receiver.recv(2048)) == expected
+        # The general path (a rewritten packet handed over whole) encrypts the same way.
+        again = bytearray(expected)
+        again[2:4] = (502).to_bytes(2, "big")
+        assert wire.send_rtp(again)
+        assert inbound.unprotect(receiver.recv(2048)) == bytes(again)
+        # Too large for libsrtp's buffer: refused, nothing sent, the wire still works.
+        assert not wire.forward_rtp(source + bytes(1500), 0x80 | 100, 503, 12345, 0xBBBB)
+        assert wire.forward_rtp(source, 0x80 | 100, 504, 12345, 0xBBBB)
+        assert rtp.parse(inbound.unprotect(receiver.recv(2048))).sequence == 504
+    finally:
+        receiver.close()
+        sock.close()  # type: ignore[attr-defined]
