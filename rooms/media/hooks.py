@@ -210,6 +210,19 @@ class Wire:
                 log.exception("media.forward_failed")
 
         self._connection.data_received = data_received
+        # aioice tries to parse every datagram as STUN first and takes the ValueError as
+        # "not STUN"; RTP and RTCP (first byte 128-191, RFC 7983) are never STUN, so each
+        # of the connection's protocols (host and relay alike) hands them over directly.
+        for protocol in self._connection._protocols:
+            stun = protocol.datagram_received
+
+            def demux(data: bytes, addr: Any, stun: Callable[..., None] = stun) -> None:
+                if data and 127 < data[0] < 192:
+                    data_received(data, 1)
+                else:
+                    stun(data, addr)
+
+            protocol.datagram_received = demux
         self._tapped = True
 
     def send_rtp(self, packet: bytes | bytearray) -> bool:
@@ -304,6 +317,8 @@ class Wire:
         """Give datagrams back to aiortc (before the peer connection closes)."""
         if self._tapped:
             self._connection.data_received = self._deliver
+            for protocol in self._connection._protocols:
+                protocol.__dict__.pop("datagram_received", None)
             self._tapped = False
 
 

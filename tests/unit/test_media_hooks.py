@@ -24,6 +24,12 @@ def test_dtls_keeps_its_srtp_sessions_and_ice_connection_where_the_wire_reads_th
     connection = inspect.getsource(aioice.ice.Connection)
     assert "def data_received(self, data: bytes, component: int)" in connection
     assert "self._nominated" in connection
+    # Wire.tap hands RTP/RTCP over from each of the connection's protocols directly.
+    assert "self._protocols: list[StunProtocol]" in connection
+    protocol = inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert "stun.parse_message(data)" in protocol
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in protocol
+    assert aioice.ice.StunProtocol.__dictoffset__ != 0  # instances take the override
     assert "remote_addr" in inspect.getsource(aioice.ice.CandidatePair)
     assert callable(aioice.ice.get_host_addresses)
 
