@@ -205,8 +205,24 @@ class Forwarder:
             pt = leg.payload_types.get(mime)
             if pt is None:
                 continue  # the subscriber did not accept this codec: never transcoded
-            sequence, timestamp = leg.map.map(ssrc, source_seq, source_ts, now)
-            remap = leg.extension_map(track)
+            # PacketMap.map's in-order case, inlined (the call is a tenth of the loop).
+            m = leg.map
+            highest = m.highest_in
+            if (
+                m.source == ssrc
+                and highest is not None
+                and not m.gated
+                and 0 < (source_seq - highest) & 0xFFFF < 0x8000
+            ):
+                sequence = (source_seq + m.seq_offset) & 0xFFFF
+                timestamp = (source_ts + m.ts_offset) & 0xFFFFFFFF
+                m.highest_in = source_seq
+                m.last_seq = sequence
+                m.last_ts = timestamp
+                m.last_sent_at = now
+            else:
+                sequence, timestamp = m.map(ssrc, source_seq, source_ts, now)
+            remap = leg._remap if leg._remap_for is track.ext_ids else leg.extension_map(track)
             if remap is None and not carries_mid:
                 # The common case: only the fixed header changes, written by the sink as
                 # it copies the packet into its encryption buffer.

@@ -245,11 +245,9 @@ class Wire:
         and calls of send_rtp are inlined.
         """
         out = self._out
-        if (
-            out is None
-            or self._nominated.get(1) is not self._pair
-            or self._dtls._tx_srtp is not self._tx
-        ):
+        # The outbound session never changes once DTLS set it (a new handshake is a new
+        # peer connection, so a new Wire); the nominated pair can.
+        if out is None or self._nominated.get(1) is not self._pair:
             out = self._usable()
             if out is None:
                 return False

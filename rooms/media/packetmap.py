@@ -31,7 +31,12 @@ class PacketMap:
     gated: bool = False  # forwarding was stopped; the next packet re-bases
 
     def map(self, ssrc: int, sequence: int, timestamp: int, now: float) -> tuple[int, int]:
-        """The leg's (sequence, timestamp) for a source packet that will be sent now."""
+        """The leg's (sequence, timestamp) for a source packet that will be sent now.
+
+        Forwarder.on_rtp inlines the in-order case (same source, not gated, newer than
+        anything seen) and calls this for the rest; tests/unit/test_media_forward.py
+        checks that both always agree.
+        """
         if ssrc != self.source or self.last_seq is None:
             self._rebase(ssrc, sequence, timestamp, now, new_source=True)
         elif self.gated:

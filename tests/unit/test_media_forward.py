@@ -13,9 +13,12 @@ from aiortc.rtp import (
     RtcpSenderInfo,
     RtcpSrPacket,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rooms.media import rtp
 from rooms.media.forward import Forwarder, Leg, Track
+from rooms.media.packetmap import SEQ_MOD, PacketMap
 
 
 class Sink:
@@ -136,3 +139,43 @@ def test_sender_reports_follow_the_publishers_timeline_with_real_counts() -> Non
     assert sr.sender_info.octet_count == 3 * len(b"\x10payload")
     assert sr.sender_info.ntp_timestamp == 8 << 32  # one second later on its clock
     assert sr.sender_info.rtp_timestamp == 90000 + 90000 + leg.map.ts_offset
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["packet", "gate", "new_source"]),
+            st.integers(-40, 40),  # sequence step: reordering, loss, duplicates
+            st.integers(0, 0xFFFF),  # a new source's random start
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_the_forwarders_in_order_fast_path_numbers_packets_exactly_as_packet_map_does(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    """on_rtp inlines PacketMap.map's in-order case; both must always agree."""
+    forwarder, track, leg, _pub, sub, time = setup()
+    reference = PacketMap(leg.clock_rate)
+    ssrc, seq = 5555, 65500  # near the wrap, to cross it
+    for action, step, start in steps:
+        time.now += 0.02
+        if action == "gate":
+            leg.map.gate()
+            reference.gate()
+            continue
+        if action == "new_source":
+            ssrc, seq = ssrc + 1, start
+        else:
+            seq = (seq + step) % SEQ_MOD
+        timestamp = (seq * 3000) % (1 << 32)
+        packet = struct.pack("!BBHII", 0x80, 97, seq, timestamp, ssrc) + b"\x10payload"
+        sub.rtp.clear()
+        forwarder.on_rtp(track, packet)
+        expected = reference.map(ssrc, seq, timestamp, time.now)
+        (sent,) = sub.rtp
+        view = rtp.parse(sent)
+        assert (view.sequence, view.timestamp) == expected
+    assert leg.map == reference
