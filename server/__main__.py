@@ -19,11 +19,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from server import audit, consent_ledger, crisis_store
-from server.app import create_app, tls_context
+from server.app import create_app, prepare_database, tls_context
 from server.clock import utcnow
 from server.cluster import DRAIN_NOW, DRAIN_SAFE, bus_channel, live_nodes, request_drain, rooms_of
 from server.config import ConfigError, Settings
-from server.consent_templates import ensure_shipped
 from server.demo import DemoExistsError, database_is_empty, describe, seed_demo
 from server.keyrotation import reencrypt
 from server.logs import configure_logging, get_logger
@@ -36,8 +35,6 @@ from server.phi import (
     load_keyring,
 )
 from server.storage.engine import create_engine
-from server.storage.migrate import upgrade
-from server.structure_store import ensure_shipped as ensure_shipped_templates
 from server.structure_store import templates as all_templates
 from server.supervisor import supervise
 
@@ -184,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
     engine = create_engine(settings.database_url)
     try:
-        await upgrade(engine)
-        async with engine.begin() as conn:
-            await ensure_shipped(conn, utcnow())
-            await ensure_shipped_templates(conn, utcnow())
+        await prepare_database(engine, utcnow())
         return await work(engine)
     finally:
         await engine.dispose()

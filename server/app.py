@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import ssl
 from collections.abc import AsyncIterator
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from aiohttp_session import setup as setup_sessions
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import web as web_assets
 from certs import ensure_development_certificates
@@ -51,7 +53,7 @@ from server.logs import get_logger
 from server.middleware import request_context, same_origin
 from server.phi import Keyring
 from server.storage.engine import create_engine
-from server.storage.migrate import upgrade
+from server.storage.migrate import startup_lock, upgrade
 from server.structure_store import ensure_shipped as ensure_shipped_templates
 
 log = get_logger(__name__)
@@ -116,14 +118,23 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     return app
 
 
+async def prepare_database(engine: AsyncEngine, now: dt.datetime) -> str | None:
+    """Migrate, then install what ships with the code (consent texts, session templates,
+    example directory rows); safe when several nodes start at once. The revision now current.
+    """
+    revision = await upgrade(engine)
+    async with engine.begin() as conn:
+        await startup_lock(conn)
+        await ensure_shipped(conn, now)
+        await ensure_shipped_templates(conn, now)
+        await directory_store.ensure_examples(conn, now.date(), now)
+    return revision
+
+
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = create_engine(settings.database_url)
-    revision = await upgrade(engine)
-    async with engine.begin() as conn:
-        await ensure_shipped(conn, app[CLOCK].now())
-        await ensure_shipped_templates(conn, app[CLOCK].now())
-        await directory_store.ensure_examples(conn, app[CLOCK].now().date(), app[CLOCK].now())
+    revision = await prepare_database(engine, app[CLOCK].now())
     log.info("storage.ready", engine=engine.dialect.name, revision=revision)
     app[ENGINE] = engine
     try:

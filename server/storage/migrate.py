@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Nodes starting at once (serve --workers, or several machines) migrate and install the
+# shipped rows one after another: PostgreSQL's transaction-scoped advisory lock, keyed by
+# this number, serialises them. SQLite is single-node and needs none.
+STARTUP_LOCK = 0x10F_5E55
 
 
 def alembic_config() -> Config:
@@ -25,6 +30,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
     """Bring the schema up to `revision`; return the revision now current."""
 
     def run(connection: Connection) -> str | None:
+        _lock(connection)
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
@@ -32,6 +38,16 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
 
     async with engine.begin() as conn:
         return await conn.run_sync(run)
+
+
+def _lock(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": STARTUP_LOCK})
+
+
+async def startup_lock(conn: AsyncConnection) -> None:
+    """Wait for other starting nodes' set-up transactions; held until this one ends."""
+    await conn.run_sync(_lock)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -1,5 +1,6 @@
 """Storage behaviour, run once on SQLite and once on PostgreSQL."""
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
@@ -229,3 +230,31 @@ async def test_timestamps_read_back_timezone_aware_in_utc(engine: AsyncEngine) -
     assert row.starts_at == start
     assert row.starts_at.tzinfo is not None
     assert row.ends_at - row.starts_at == dt.timedelta(minutes=25)
+
+
+async def test_nodes_starting_at_once_migrate_and_install_shipped_rows_exactly_once(
+    database_url: str,
+) -> None:
+    """serve --workers starts every node together on a fresh database: each one migrates
+    and installs the shipped rows at start-up, one after another, without a failure."""
+    from server.app import prepare_database
+    from server.storage.tables import consent_templates
+
+    if database_url.startswith("sqlite"):
+        pytest.skip("one node only on SQLite: multi-node mode refuses it")
+    engines = [create_engine(database_url) for _ in range(4)]
+    try:
+        # Without the lock, concurrent migrations block each other for good: bound it.
+        revisions = await asyncio.wait_for(
+            asyncio.gather(*(prepare_database(e, NOW) for e in engines)), 120
+        )
+        assert set(revisions) == {head_revision()}
+        async with engines[0].connect() as conn:
+            shipped = await conn.execute(
+                sa.select(consent_templates.c.kind, consent_templates.c.version)
+            )
+            rows = shipped.all()
+        assert rows and len(rows) == len(set(rows))
+    finally:
+        for engine in engines:
+            await engine.dispose()
