@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -81,6 +82,16 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(tmp_path: Path, postgres_unavailable: str | None) -> AsyncIterator[Cluster]:
+    async with running_cluster(tmp_path, postgres_unavailable) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(
+    tmp_path: Path, postgres_unavailable: str | None
+) -> AsyncIterator[Cluster]:
+    """A fresh database with the demo program and a Redis prefix; nodes are started by
+    the test (`Cluster.start`) and stopped here."""
     reason = postgres_unavailable or await _redis_reason()
     if reason:
         pytest.skip(reason)
