@@ -23,11 +23,14 @@ run: $(VENV)/.installed
 	$(PY) -m server migrate
 	$(PY) -m server serve --demo-if-empty
 
+# nginx is the proxy in front of the failover test's nodes (deploy/nginx-iop.conf); the
+# test runs its own copy on a loopback port. Debian's package also enables a service on
+# port 80 that the tests do not use.
 system-deps:
-	@test -x /usr/bin/chromium -a -x /usr/bin/turnserver || { \
-		echo "installing Debian's chromium and coturn for the browser and TURN tests"; \
+	@test -x /usr/bin/chromium -a -x /usr/bin/turnserver -a -x /usr/sbin/nginx || { \
+		echo "installing Debian's chromium, coturn and nginx for the browser, TURN and proxy tests"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium coturn >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium coturn nginx >/dev/null; }
 
 test: $(VENV)/.installed-dev system-deps
 	$(PY) -m ruff check --quiet .

@@ -196,8 +196,12 @@ class Cluster:
         """True while this node holds the room's lease."""
         return room_id in self._held
 
-    async def claim(self, room_id: str) -> Placement:
-        """Take or confirm the room's lease, or say which live node holds it."""
+    async def claim(self, room_id: str, unreachable: str | None = None) -> Placement:
+        """Take or confirm the room's lease, or say which live node holds it.
+
+        `unreachable` names a node the client could not reach: it is never the answer, and
+        its lease is waited out as a dead node's is.
+        """
         deadline = time.monotonic() + self.lease_ms / 1000 + 1.0
         while True:
             holder = await self._redis.get(self._room_key(room_id))
@@ -226,10 +230,11 @@ class Cluster:
                 return HERE
             if holder_id in (None, self.node_id):
                 continue
-            node = await self.node(holder_id)
+            node = await self.node(holder_id) if holder_id != unreachable else None
             if node is not None:
                 return Placement(node)
-            # The holder stopped announcing itself: its lease runs out within one period.
+            # The holder stopped announcing itself, or cannot be reached: its lease runs out
+            # within one period unless it is still alive.
             if time.monotonic() > deadline:
                 raise ClusterBusy(room_id)
             await asyncio.sleep(CLAIM_POLL_S)

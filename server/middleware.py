@@ -64,6 +64,9 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+KEPT_ERROR_HEADERS = ("Retry-After", "Allow")
+
+
 def wants_json(request: web.Request) -> bool:
     """API and health callers get JSON; browsers get pages and redirects."""
     return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz")
@@ -127,6 +130,11 @@ async def request_context(request: web.Request, handler: web.RequestHandler) -> 
                 status = exc.status
                 raise
             response = _error_response(request, exc.status, exc.reason)
+            # What the client is to do next travels with the error page (RFC 9110 15.5.6,
+            # 10.2.3): when to retry a 503, which methods a 405 allows.
+            for name in KEPT_ERROR_HEADERS:
+                if name in exc.headers:
+                    response.headers[name] = exc.headers[name]
         except Exception as exc:
             log.exception("request.failed", error_type=type(exc).__name__)
             response = _error_response(

@@ -78,15 +78,23 @@ async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         await redis.aclose()
 
 
-async def elsewhere(app: web.Application, room_id: str) -> NodeInfo | None:
-    """The other node that serves this room, or None when this node does (taking it)."""
+async def elsewhere(app: web.Application, room_id: str, hint: str | None = None) -> NodeInfo | None:
+    """The other node that serves this room, or None when this node does (taking it).
+
+    `hint` is the request's `node` parameter. Naming another node yet arriving here means
+    the reverse proxy could not reach that node and fell back to a backup (the node was
+    killed and its heartbeat has not gone stale yet): sending the client back there would
+    only bring it here again, in a loop, so its lease is waited out as a dead node's is.
+    """
     cluster = cluster_of(app)
     if cluster is None:
         return None
     if cluster.holds(room_id) and app[ROOMS].get(room_id) is not None:
         return None
+    unreachable = hint if hint != cluster.node_id else None
     try:
-        return (await cluster.claim(room_id)).node
+        placed = await cluster.claim(room_id, unreachable=unreachable)
+        return placed.node
     except ClusterBusy:
         raise Unavailable("the room's previous node stopped; try again in a moment") from None
     except (RedisError, OSError) as exc:
@@ -114,7 +122,7 @@ def redirect_message(node: NodeInfo, room_id: str, member_kind: str) -> dict[str
 async def redirect_page(request: web.Request, room_id: str) -> None:
     """Send a room page request to the node that holds the room (HTTP 307)."""
     try:
-        node = await elsewhere(request.app, room_id)
+        node = await elsewhere(request.app, room_id, request.query.get("node"))
     except Unavailable as exc:
         raise web.HTTPServiceUnavailable(reason=str(exc), headers={"Retry-After": "1"}) from None
     if node is not None:

@@ -251,7 +251,9 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
                 await _refuse(ws, exc.code, exc.reason, CLOSE_REFUSED)
                 return ws
         try:
-            holder = await placement.elsewhere(request.app, entry.room.id)
+            holder = await placement.elsewhere(
+                request.app, entry.room.id, request.query.get("node")
+            )
         except placement.Unavailable as exc:
             await _refuse(ws, "try_again", str(exc), placement.CLOSE_TRY_AGAIN)
             return ws

@@ -9,6 +9,7 @@ import secrets
 import socket
 import ssl
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,10 +225,15 @@ async def demo(server: RunningServer) -> dict[str, Any]:
 _USED_STEPS: dict[str, int] = {}
 
 
-def totp_code(running: RunningServer, secret: str) -> str:
-    """A code the server accepts now that no earlier sign-in of this test used."""
+def totp_code(running: RunningServer | None, secret: str) -> str:
+    """A code the server accepts now that no earlier sign-in of this test used.
+
+    `running` is a server in this process (its clock may be moved), or None for servers
+    running as processes on the real clock.
+    """
     totp = pyotp.TOTP(secret)
-    current = int(running.app[CLOCK].now().timestamp()) // totp.interval
+    now = running.app[CLOCK].now().timestamp() if running is not None else time.time()
+    current = int(now) // totp.interval
     # The current step, or the next one when it was used: the server accepts one step of
     # drift either way, so a 30 s boundary passing before the request lands is harmless.
     step = max(current, _USED_STEPS.get(secret, current - 1) + 1)
@@ -392,15 +398,21 @@ async def browser_window(browser: Any, errors: list[str], *, phone: bool = False
 
 
 async def browser_sign_in(
-    page: Any, running: RunningServer, demo: dict[str, Any], role: str = "clinician"
+    page: Any, running: RunningServer | str, demo: dict[str, Any], role: str = "clinician"
 ) -> None:
-    """Sign a demo staff member in through the pages, password then TOTP."""
+    """Sign a demo staff member in through the pages, password then TOTP.
+
+    `running` is a server in this process, or the base URL of servers run as processes.
+    """
     email, password, secret = staff_login(demo, role)
-    await page.goto(running.base_url + "/signin")
+    base_url = running if isinstance(running, str) else running.base_url
+    await page.goto(base_url + "/signin")
     await page.get_by_label("Work e-mail").fill(email)
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Continue").click()
-    await page.get_by_label("Verification code").fill(totp_code(running, secret))
+    await page.get_by_label("Verification code").fill(
+        totp_code(None if isinstance(running, str) else running, secret)
+    )
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url("**/dashboard")
 

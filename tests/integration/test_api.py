@@ -44,6 +44,15 @@ async def test_unknown_pages_get_a_real_error_page(server: RunningServer) -> Non
         assert response.headers["X-Request-Id"] in body
 
 
+async def test_an_error_page_keeps_the_headers_that_say_what_to_do_next(
+    server: RunningServer,
+) -> None:
+    async with server.client() as client:
+        response = await client.put("/healthz")
+        assert response.status == 405
+        assert "GET" in response.headers["Allow"]
+
+
 async def test_the_api_refuses_anyone_not_signed_in(server: RunningServer) -> None:
     async with server.client() as client:
         for path in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -81,6 +82,16 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(tmp_path: Path, postgres_unavailable: str | None) -> AsyncIterator[Cluster]:
+    async with running_cluster(tmp_path, postgres_unavailable) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(
+    tmp_path: Path, postgres_unavailable: str | None
+) -> AsyncIterator[Cluster]:
+    """A fresh database with the demo program and a Redis prefix; nodes are started by
+    the test (`Cluster.start`) and stopped here."""
     reason = postgres_unavailable or await _redis_reason()
     if reason:
         pytest.skip(reason)
@@ -265,6 +276,44 @@ async def test_when_the_holder_is_killed_another_node_takes_the_room_with_its_cl
         expected = _expected_left(before, snapshot["server_time"])
         assert abs(after["remaining_s"] - expected) < 1.0
         await reconnect.close()
+
+
+async def test_a_request_naming_the_holder_that_reaches_another_node_is_not_sent_back(
+    cluster: Cluster,
+) -> None:
+    # Behind the proxy a request hinted `?node=a` reaches b only when the proxy could not
+    # reach a: b must not redirect it to a again (the client would loop between them).
+    await cluster.start("a")
+    await cluster.start("b")
+    room = _room_id(cluster)
+    a, b = cluster.ports["a"], cluster.ports["b"]
+    async with cluster.client() as http:
+        await _sign_in(cluster, http, "a")
+        first, snapshot = await _host_socket(
+            cluster, http, f"wss://127.0.0.1:{a}/ws/rooms/{room}?node=a"
+        )
+        assert snapshot["type"] == "snapshot" and await cluster.holder(room) == "a"
+        # Node a is alive and keeps renewing its lease: b waits it out, then says try again.
+        fell_back = await http.ws_connect(f"wss://127.0.0.1:{b}/ws/rooms/{room}?node=a")
+        await fell_back.send_json({"type": "hello", "protocol": 1})
+        answer = await _first(fell_back, "snapshot", "redirect", "error")
+        assert answer["type"] == "error" and answer["code"] == "try_again"
+        assert (await fell_back.receive()).type is aiohttp.WSMsgType.CLOSE
+        assert fell_back.close_code == 1013
+        async with http.get(
+            f"https://127.0.0.1:{b}/rooms/{room}?node=a", allow_redirects=False
+        ) as page:
+            assert page.status == 503 and page.headers["Retry-After"] == "1"
+        assert await cluster.holder(room) == "a"
+        # Once a is gone, the same request takes the room over on b.
+        cluster.nodes["a"].process.send_signal(signal.SIGKILL)
+        await cluster.nodes["a"].process.wait()
+        await first.close()
+        taken, snapshot = await _host_socket(
+            cluster, http, f"wss://127.0.0.1:{b}/ws/rooms/{room}?node=a"
+        )
+        assert snapshot["type"] == "snapshot" and await cluster.holder(room) == "b"
+        await taken.close()
 
 
 async def test_drain_moves_a_live_room_and_its_clock_to_another_node(cluster: Cluster) -> None:

@@ -141,6 +141,9 @@
       case "redirect":
         return follow(message);
       case "error":
+        // "try_again" comes just before the socket closes (the room's node is being
+        // replaced): the close handler shows that we are reconnecting.
+        if (message.code === "try_again") return;
         return setStatus("Not done: " + message.reason, false);
       case "pong":
         return session.onPong(message);
