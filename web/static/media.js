@@ -108,12 +108,15 @@
     });
     pc.addEventListener("track", renderTiles);
     pc.addEventListener("connectionstatechange", () => {
+      if (pc !== state.pc) return;  // a connection already replaced (e.g. by a room move)
       const s = pc.connectionState;
       markSelf(s === "connected" ? "" : "reconnecting");
       clearTimeout(state.restartTimer);
       if (s === "failed" || s === "disconnected") {
         // A network change (Wi-Fi to cellular): a fresh connection, nobody else renegotiates.
-        state.restartTimer = setTimeout(() => start(state.send, true), s === "failed" ? 0 : 3000);
+        state.restartTimer = setTimeout(() => {
+          if (pc === state.pc) start(state.send, true);
+        }, s === "failed" ? 0 : 3000);
       }
     });
     return pc;
