@@ -288,23 +288,36 @@ async def _signal_server(
     """The room WebSocket: hello, (auto-)admit, media_join, answer every offer."""
     ws = await http.ws_connect(f"{spec['base_url']}/ws/rooms/{spec['session_id']}")
     await ws.send_json({"type": "hello", "protocol": 1, "last_seq": None})
+
+    async def heartbeat() -> None:
+        # As the browser client does: a socket silent for 30 s is taken for a dropped
+        # connection, which would start drop prompts and attendance writes mid-run.
+        while not ws.closed:
+            await asyncio.sleep(10)
+            with contextlib.suppress(ConnectionError):
+                await ws.send_json({"type": "ping", "t": time.time()})
+
+    pinging = asyncio.create_task(heartbeat())
     joined = False
-    async for frame in ws:
-        if frame.type is not aiohttp.WSMsgType.TEXT:
-            return
-        message = json.loads(frame.data)
-        kind = message["type"]
-        if kind in ("snapshot", "resync") and not joined:
-            if message["you"]["presence"] == "admitted":
-                joined = True
-                await ws.send_json({"type": "media_join"})
-        elif kind == "member" and spec["host"] and message["member"]["presence"] == "waiting":
-            await ws.send_json({"type": "admit", "member_id": message["member"]["id"]})
-        elif kind == "media_offer":
-            sdp = await participant.on_offer(message)
-            await ws.send_json({"type": "media_answer", "sdp": sdp})
-        elif kind == "error":
-            print(f"{participant.name}: {message}", file=sys.stderr)
+    try:
+        async for frame in ws:
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                return
+            message = json.loads(frame.data)
+            kind = message["type"]
+            if kind in ("snapshot", "resync") and not joined:
+                if message["you"]["presence"] == "admitted":
+                    joined = True
+                    await ws.send_json({"type": "media_join"})
+            elif kind == "member" and spec["host"] and message["member"]["presence"] == "waiting":
+                await ws.send_json({"type": "admit", "member_id": message["member"]["id"]})
+            elif kind == "media_offer":
+                sdp = await participant.on_offer(message)
+                await ws.send_json({"type": "media_answer", "sdp": sdp})
+            elif kind == "error":
+                print(f"{participant.name}: {message}", file=sys.stderr)
+    finally:
+        pinging.cancel()
 
 
 async def _signal_baseline(spec: dict[str, Any], participant: Participant) -> None:
