@@ -132,6 +132,8 @@ class Client:
         self.redirects = 0
         self.try_again = 0
         self.rejoins = 0
+        self.pending_help: dict[str, Any] | None = None  # a press not yet confirmed stored
+        self.help_resent = 0
         self.closes: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
 
@@ -176,6 +178,10 @@ class Client:
                     follow = message["url"]
                 elif kind in ("snapshot", "resync"):
                     self.snapshot.set()
+                    if self.pending_help is not None:
+                        # As the browser does: a press not confirmed as stored goes again.
+                        self.help_resent += 1
+                        await ws.send_json(self.pending_help)
                     admitted = message["you"]["presence"] == "admitted"
                     self.admitted = admitted
                     if self.spec["host"]:
@@ -201,6 +207,10 @@ class Client:
                         await ws.send_json({"type": "media_join"})
                         continue
                     await ws.send_json({"type": "media_answer", "sdp": sdp})
+                elif kind == "help_received":
+                    pending = self.pending_help
+                    if pending is not None and message.get("press_id") == pending["press_id"]:
+                        self.pending_help = None
                 elif kind == "error":
                     code = message.get("code", "")
                     if code == "try_again":
@@ -346,7 +356,10 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
                     continue
                 node = client.node
                 at = time.time()
-                if await client.send({"type": "help", "text": ""}):
+                client.pending_help = {"type": "help", "text": "", "press_id": f"p{id(client)}"}
+                if not await client.send(client.pending_help):
+                    client.pending_help = None  # not sent: another patient presses instead
+                else:
                     spec["pressed"] = True
                     pressed = {
                         "session_id": spec["session_id"],
@@ -373,6 +386,8 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
                             "redirects": c.redirects,
                             "try_again": c.try_again,
                             "rejoins": c.rejoins,
+                            "help_resent": c.help_resent,
+                            "help_unconfirmed": c.pending_help is not None,
                             "errors": dict(c.errors),
                             "closes": dict(c.closes),
                             "node": c.node,
@@ -934,6 +949,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "try_again_answers": sum(p["try_again"] for p in peers),
         "redirects_followed": sum(p["redirects"] for p in peers),
         "media_rejoins": sum(p["rejoins"] for p in peers),
+        "help_resent": sum(p["help_resent"] for p in peers),
+        "help_unconfirmed": sum(p["help_unconfirmed"] for p in peers),
         "closes": dict(sum((Counter(p["closes"]) for p in peers), Counter())),
         "server_errors": dict(sum((Counter(p["errors"]) for p in peers), Counter())),
         "presses": len(presses),

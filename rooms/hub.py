@@ -45,7 +45,9 @@ class Participant(Protocol):
 Recorder = Callable[[Member, str, dt.datetime], None]
 StateRecorder = Callable[[RoomState], None]
 ClockRecorder = Callable[[SessionClock, str, Member | None], None]
-HelpRecorder = Callable[[Member, str, dt.datetime], None]
+# (patient, their text, when, called once the concern is stored): the patient is told
+# "your clinician has been told" only when that is true even if this node dies now.
+HelpRecorder = Callable[[Member, str, dt.datetime, Callable[[], None]], None]
 PrivateRecorder = Callable[[Member, Member, dt.datetime], None]  # patient, clinician, when
 Clock = Callable[[], dt.datetime]
 
@@ -474,9 +476,17 @@ class RoomHub:
                 "at": now.isoformat(),
             },
         )
-        self.publish(frozenset({member.id}), {"type": "help_received", "at": now.isoformat()})
-        if self._record_help is not None:
-            self._record_help(member, message.text.strip(), now)
+        confirmation: dict[str, Any] = {"type": "help_received", "at": now.isoformat()}
+        if message.press_id is not None:
+            confirmation["press_id"] = message.press_id
+
+        def stored() -> None:
+            self.publish(frozenset({member.id}), confirmation)
+
+        if self._record_help is None:
+            stored()  # nothing durable behind this room (tests of the room alone)
+        else:
+            self._record_help(member, message.text.strip(), now, stored)
 
     def _on_start(self, member: Member, _message: p.Start) -> None:
         self.room.start(member)

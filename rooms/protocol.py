@@ -153,6 +153,9 @@ class Help(_Message):
 
     type: Literal["help"]
     text: Annotated[str, StringConstraints(max_length=280)] = ""
+    # The client's name for this press, echoed in help_received: a client that reconnects
+    # before its press was confirmed sends it again and knows which one was confirmed.
+    press_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
 
 
 class DropStep(_Message):

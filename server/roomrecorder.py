@@ -44,7 +44,7 @@ class RoomRecorder:
         self._keyring = keyring
         # Concerns commit through `transaction` (which tells dashboards once committed).
         self._transaction: Transaction = transaction or engine.begin
-        self._concerns: asyncio.Queue[Concern] = asyncio.Queue()
+        self._concerns: asyncio.Queue[tuple[Concern, Callable[[], None] | None]] = asyncio.Queue()
         self._private_rooms: list[tuple[str, str, str, dt.datetime]] = []
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._states: dict[str, str] = {}
@@ -91,19 +91,21 @@ class RoomRecorder:
         self._rooms[session_id] = state
         self._queue.put_nowait({})
 
-    def concern(self, concern: Concern) -> None:
-        """A concern raised in a room (the help button) goes to the crisis entry point now."""
-        self._concerns.put_nowait(concern)
+    def concern(self, concern: Concern, stored: Callable[[], None] | None = None) -> None:
+        """A concern raised in a room (the help button) goes to the crisis entry point now;
+        `stored` is called once it is committed."""
+        self._concerns.put_nowait((concern, stored))
 
     async def _run_concerns(self) -> None:
         while True:
-            concern = await self._concerns.get()
+            concern, stored = await self._concerns.get()
             try:
-                await self._write_concern(concern)
+                if await self._write_concern(concern) and stored is not None:
+                    stored()
             finally:
                 self._concerns.task_done()
 
-    async def _write_concern(self, concern: Concern) -> None:
+    async def _write_concern(self, concern: Concern) -> bool:
         for attempt in range(5):
             try:
                 async with self._transaction() as conn:
@@ -111,11 +113,12 @@ class RoomRecorder:
                         sa.select(sessions.c.ends_at).where(sessions.c.id == concern.session_id)
                     )
                     await raise_concern(SqlConcerns(conn, self._keyring, ends), concern)
-                return
+                return True
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("crisis.concern_write_failed", error_type=type(exc).__name__)
                 await asyncio.sleep(0.05 * 2**attempt)
         log.error("crisis.concern_dropped", session_id=concern.session_id)
+        return False
 
     def private_room(
         self, session_id: str, patient_id: str, clinician_id: str, at: dt.datetime

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,7 +133,7 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
         recorder.clock(room_id, state.to_json(), audit_row)
         placement.phase_changed(app, room_id, op)
 
-    def record_help(member: Member, text: str, at: Any) -> None:
+    def record_help(member: Member, text: str, at: Any, stored: Callable[[], None]) -> None:
         recorder.concern(
             Concern(
                 patient_id=member.identity.id,
@@ -142,7 +143,8 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
                 rule="the patient pressed I need help",
                 at=at,
                 detail={"message": text} if text else {},
-            )
+            ),
+            stored,
         )
         log.warning("crisis.help_pressed", room_id=room_id)
 

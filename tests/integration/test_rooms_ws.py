@@ -508,6 +508,28 @@ async def test_the_help_button_reaches_only_staff_and_opens_an_escalation(room: 
     assert kinds[0] == "raised" and kinds.count("concern_added") == 1
 
 
+async def test_the_patient_is_told_help_is_on_its_way_only_once_the_event_is_stored(
+    room: Room,
+) -> None:
+    """A node that stopped between the press and the commit must not have told the patient
+    "your clinician has been told": she keeps the press and sends it again on reconnect."""
+    host = await room.staff()
+    alice = await room.admitted(host, 0)
+    await alice.send({"type": "help", "text": "", "press_id": "not valid!"})
+    assert (await alice.until(lambda m: m["type"] == "error"))["code"] == "invalid"
+    await alice.send({"type": "help", "text": "", "press_id": "press-1"})
+    confirmed = await alice.until(lambda m: m["type"] == "help_received")
+    assert confirmed["press_id"] == "press-1"
+    # When the confirmation arrives the event is already committed: no flush needed.
+    async with room.server.app[ENGINE].connect() as conn:
+        stored = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(crisis_events)
+            .where(crisis_events.c.patient_id == alice.me.split(":", 1)[1])
+        )
+    assert stored == 1
+
+
 async def test_a_waiting_patient_can_ask_for_help_too(room: Room) -> None:
     host = await room.staff()
     waiting = await room.patient(0)

@@ -27,6 +27,7 @@
     status.textContent = text;
     status.classList.toggle("offline", Boolean(offline));
   }
+  let pendingHelp = null;  // the help press not yet confirmed as stored
   function send(message) {
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
   }
@@ -99,6 +100,9 @@
     if (typeof message.seq === "number") state.seq = message.seq;
     switch (message.type) {
       case "snapshot":
+        // A press not yet confirmed as stored goes again on every new connection (the
+        // node that took it may have stopped before storing it).
+        if (pendingHelp) send(pendingHelp);
         state.room = message.room;
         state.you = message.you;
         state.members = new Map(message.members.map((m) => [m.id, m]));
@@ -109,6 +113,7 @@
         state.clock = message.clock;
         break;
       case "resync":
+        if (pendingHelp) send(pendingHelp);
         state.you = message.you;
         break;
       case "member":
@@ -136,6 +141,8 @@
       case "drop_step_logged":
         return showDropStepLogged(message);
       case "help_received":
+        if (pendingHelp && message.press_id && message.press_id !== pendingHelp.press_id) return;
+        pendingHelp = null;
         $("help-confirm").textContent = "Your clinician has been told. They will contact you privately.";
         return;
       case "redirect":
@@ -517,7 +524,9 @@
   if (helpForm) {
     helpForm.addEventListener("submit", (event) => {
       event.preventDefault();
-      send({ type: "help", text: $("help-text").value.trim() });
+      const id = (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)).replace(/[^A-Za-z0-9_-]/g, "");
+      pendingHelp = { type: "help", text: $("help-text").value.trim(), press_id: id };
+      send(pendingHelp);
       $("help-confirm").textContent = "Sending…";
     });
   }
