@@ -591,6 +591,9 @@ async def _drain(stream: asyncio.StreamReader | None, keep: list[bytes]) -> None
         del keep[:-50]
 
 
+ALL_CPUS = sorted(os.sched_getaffinity(0))  # before --pin narrows this process's own
+
+
 def _floor_us_per_packet(count: int = 40_000) -> float:
     """SRTP protect + sendto of a ~1.1 kB packet on loopback: the cost no SFU avoids.
 
@@ -644,9 +647,21 @@ async def _drive(
     seconds: float,
     warmup: float,
     ready_within: float,
+    pin: bool = False,
 ) -> dict[str, Any]:
-    """Run the generators against a started server; measure for `seconds`."""
+    """Run the generators against a started server; measure for `seconds`.
+
+    With `pin`, the server gets CPU 0 to itself and everything else (the generators, this
+    process) the other CPUs, as a node with a core of its own would run.
+    """
     ctx = multiprocessing.get_context("spawn")
+    cpus = ALL_CPUS
+    rest = set(cpus[1:])
+    if pin:
+        if not rest:
+            raise SystemExit("--pin needs at least two CPUs")
+        os.sched_setaffinity(server_pid, {cpus[0]})
+        os.sched_setaffinity(0, rest)
     shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
     for spec in specs:
         # Every room's host in worker 0 (they share one sign-in), the rest spread evenly.
@@ -666,6 +681,8 @@ async def _drive(
         }
         proc = ctx.Process(target=_worker_main, args=(child, config), daemon=True)
         proc.start()
+        if pin and proc.pid is not None:
+            os.sched_setaffinity(proc.pid, rest)
         pipes.append(parent)
         procs.append(proc)
     loop = asyncio.get_running_loop()
@@ -722,7 +739,12 @@ async def _drive(
 
 
 async def run_sfu(
-    participants: int, groups: int, seconds: float, workers: int, media: dict[str, Any]
+    participants: int,
+    groups: int,
+    seconds: float,
+    workers: int,
+    media: dict[str, Any],
+    pin: bool = False,
 ) -> dict[str, Any]:
     """The real server with K rooms of N peers."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -785,6 +807,7 @@ async def run_sfu(
                 seconds=seconds,
                 warmup=3.0,
                 ready_within=60.0,
+                pin=pin,
             )
         except Exception:
             sys.stderr.write(b"".join(tail).decode(errors="replace"))
@@ -933,7 +956,7 @@ async def baseline_server(port: int, participants: int) -> None:
 
 
 async def run_baseline(
-    participants: int, seconds: float, workers: int, media: dict[str, Any]
+    participants: int, seconds: float, workers: int, media: dict[str, Any], pin: bool = False
 ) -> dict[str, Any]:
     port = free_port()
     server = await asyncio.create_subprocess_exec(
@@ -969,6 +992,7 @@ async def run_baseline(
             seconds=seconds,
             warmup=3.0,
             ready_within=20.0,
+            pin=pin,
         )
     except Exception:
         sys.stderr.write(b"".join(tail).decode(errors="replace"))
@@ -989,7 +1013,7 @@ async def run_baseline(
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     media = encode_media()
-    sfu = await run_sfu(args.participants, args.groups, args.seconds, args.workers, media)
+    sfu = await run_sfu(args.participants, args.groups, args.seconds, args.workers, media, args.pin)
     floor = _floor_us_per_packet()
     result: dict[str, Any] = {
         "machine": (
@@ -998,6 +1022,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "participants": args.participants,
         "groups": args.groups,
         "seconds": args.seconds,
+        "pinned": args.pin,
         "video_kbps": media["video_kbps"],
         **sfu,
         "floor_us_per_packet": round(floor, 2),
@@ -1006,7 +1031,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "baseline_ratio": None,
     }
     if not args.no_baseline:
-        base = await run_baseline(args.participants, args.seconds, args.workers, media)
+        base = await run_baseline(args.participants, args.seconds, args.workers, media, args.pin)
         result["baseline"] = base
         # Per room: the baseline always runs one room.
         per_room = sfu["server_cpu_cores"] / args.groups
@@ -1034,6 +1059,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="give the server CPU 0 to itself and the load generators the others",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
