@@ -346,7 +346,9 @@ class RoomHub:
         return closing
 
     def _on_ping(self, member: Member, message: p.Ping) -> None:
-        connection = self._connections[member.id]
+        connection = self._connections.get(member.id)
+        if connection is None:
+            return  # its socket was just replaced or the room moved: nobody to answer
         connection.send({"type": "pong", "t": message.t, "server_time": self._clock().timestamp()})
 
     def _on_admit(self, member: Member, message: p.Admit) -> None:
