@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from playwright.async_api import expect
 
+from server.appkeys import ENGINE
+from server.storage.tables import crisis_events, crisis_steps
+from server.ws import ATTENDANCE
 from tests.conftest import (
     RunningServer,
     admit_waiting,
@@ -45,4 +50,54 @@ async def test_help_reaches_the_clinician_and_no_other_patient(
     await other.wait_for_timeout(500)
     assert "Please call me" not in await other.content()
     assert "I need help”" not in await other.content()
+    assert errors == []
+
+
+async def test_a_press_lost_with_its_connection_is_sent_again_after_reconnecting(
+    server: RunningServer, demo: dict[str, Any], browser: Any
+) -> None:
+    """The press leaves the page but the connection drops before the server has it (as
+    when the room's node stops first): the page keeps the press, sends it again on the
+    new connection, and shows the confirmation only when one arrives."""
+    await consent_group(server, demo)
+    errors: list[str] = []
+    patient = demo["groups"][0]["patients"][0]
+    page = await browser_window(browser, errors, phone=True)
+    lost: list[str | bytes] = []
+
+    async def route(ws: Any) -> None:
+        upstream = ws.connect_to_server()
+
+        async def from_page(message: str | bytes) -> None:
+            if not lost and '"help"' in str(message):
+                lost.append(message)  # never reaches the server...
+                await ws.close(code=1012, reason="network change")  # ...and the page is cut off
+                await upstream.close()
+                return
+            upstream.send(message)
+
+        ws.on_message(from_page)
+
+    await page.route_web_socket(re.compile(r"/ws/rooms/"), route)
+    await page.goto(patient["join_url"])
+    await page.goto(server.base_url + "/room")
+    await expect(page.locator("#status")).to_contain_text("Connected")
+    await page.get_by_text("I need help (private)").click()
+    await page.get_by_role("button", name="Tell my clinician now").click()
+    await expect(page.get_by_text("Your clinician has been told")).to_be_visible(timeout=20000)
+    assert len(lost) == 1
+    await server.app[ATTENDANCE].flush()
+    async with server.app[ENGINE].connect() as conn:
+        events = (
+            await conn.execute(
+                sa.select(crisis_events.c.id).where(crisis_events.c.patient_id == patient["id"])
+            )
+        ).all()
+        assert len(events) == 1
+        kinds = (
+            await conn.execute(
+                sa.select(crisis_steps.c.kind).where(crisis_steps.c.event_id == events[0].id)
+            )
+        ).scalars()
+        assert list(kinds)[0] == "raised"
     assert errors == []
