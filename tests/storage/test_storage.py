@@ -233,15 +233,19 @@ async def test_timestamps_read_back_timezone_aware_in_utc(engine: AsyncEngine) -
 
 
 async def test_nodes_starting_at_once_migrate_and_install_shipped_rows_exactly_once(
-    database_url: str,
+    postgres_unavailable: str | None,
 ) -> None:
-    """serve --workers starts every node together on a fresh database: each one migrates
-    and installs the shipped rows at start-up, one after another, without a failure."""
+    """serve --workers starts every node together on a fresh database (PostgreSQL: multi-node
+    mode refuses SQLite): each one migrates and installs the shipped rows at start-up, one
+    after another, without a failure."""
     from server.app import prepare_database
     from server.storage.tables import consent_templates
+    from tests.conftest import _create_postgres_database, _drop_postgres_database
 
-    if database_url.startswith("sqlite"):
-        pytest.skip("one node only on SQLite: multi-node mode refuses it")
+    if postgres_unavailable:
+        pytest.skip(postgres_unavailable)
+    name, url = await _create_postgres_database()
+    database_url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
     engines = [create_engine(database_url) for _ in range(4)]
     try:
         # Without the lock, concurrent migrations block each other for good: bound it.
@@ -258,3 +262,4 @@ async def test_nodes_starting_at_once_migrate_and_install_shipped_rows_exactly_o
     finally:
         for engine in engines:
             await engine.dispose()
+        await _drop_postgres_database(name)
