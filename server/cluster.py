@@ -81,6 +81,7 @@ class Cluster:
         self.node_id = settings.node_id
         self.node_url = settings.node_url
         self.lease_ms = int(settings.lease_s * 1000)
+        self.rooms_per_node = settings.rooms_per_node
         self._prefix = settings.redis_prefix
         self._redis = redis
         self._held: dict[str, float] = {}  # room id -> when it was claimed (monotonic)
@@ -196,11 +197,16 @@ class Cluster:
         """True while this node holds the room's lease."""
         return room_id in self._held
 
-    async def claim(self, room_id: str, unreachable: str | None = None) -> Placement:
+    async def claim(
+        self, room_id: str, unreachable: str | None = None, *, placed: bool = False
+    ) -> Placement:
         """Take or confirm the room's lease, or say which live node holds it.
 
         `unreachable` names a node the client could not reach: it is never the answer, and
-        its lease is waited out as a dead node's is.
+        its lease is waited out as a dead node's is. A room nobody holds is taken here
+        unless this node is at its `rooms_per_node` limit and another serving node has
+        room; `placed` (a node already sent the client here) takes it regardless, so a
+        client is never sent on twice.
         """
         deadline = time.monotonic() + self.lease_ms / 1000 + 1.0
         while True:
@@ -212,6 +218,10 @@ class Cluster:
                 other = await self.pick_other()
                 if other is not None and holder_id in (None, self.node_id):
                     return Placement(other)
+            if holder_id is None and not placed:
+                roomier = await self._roomier_node(unreachable)
+                if roomier is not None:
+                    return Placement(roomier)
             if holder_id is None:
                 taken = await self._redis.set(
                     self._room_key(room_id), self.node_id, nx=True, px=self.lease_ms
@@ -272,6 +282,26 @@ class Cluster:
     async def nodes(self) -> list[NodeInfo]:
         """Every live node."""
         return await live_nodes(self._redis, self._prefix)
+
+    async def _roomier_node(self, unreachable: str | None) -> NodeInfo | None:
+        """At the room limit: the serving node with the fewest rooms, if it is under it.
+
+        With every node full the room is taken here anyway (logged): a group is never
+        turned away for capacity; the limit spreads rooms, it does not refuse them.
+        """
+        if not self.rooms_per_node or len(self._held) < self.rooms_per_node:
+            return None
+        others = [
+            n
+            for n in await self.nodes()
+            if n.id not in (self.node_id, unreachable)
+            and n.state == "serving"
+            and n.rooms < self.rooms_per_node
+        ]
+        if others:
+            return min(others, key=lambda n: (n.rooms, n.id))
+        log.warning("cluster.over_capacity", node_id=self.node_id, rooms=len(self._held))
+        return None
 
     async def pick_other(self) -> NodeInfo | None:
         """The serving node (not this one) with the fewest rooms, or None."""

@@ -73,6 +73,7 @@ class Settings:
     node_id: str = "local"
     node_url: str = "https://localhost:8443"
     lease_s: float = 10.0
+    rooms_per_node: int = 0  # 0: no limit
     redis_prefix: str = "iop:"
 
     @property
@@ -150,6 +151,7 @@ class Settings:
         node_id = reader.get("IOP_NODE_ID", _default_node_id(port), _node_id)
         node_url = reader.get("IOP_NODE_URL", public_url, _https_url)
         lease_s = reader.get("IOP_LEASE_SECONDS", 10, _int_between(1, 300))
+        rooms_per_node = reader.get("IOP_ROOMS_PER_NODE", 0, _int_between(0, 1000))
         redis_prefix = reader.get("IOP_REDIS_PREFIX", "iop:", _redis_prefix)
         if redis_url is not None and database_url.startswith("sqlite"):
             # Every node must see every record: one SQLite file cannot be shared by nodes.
@@ -198,6 +200,7 @@ class Settings:
             node_id=node_id,
             node_url=node_url.rstrip("/"),
             lease_s=float(lease_s),
+            rooms_per_node=rooms_per_node,
             redis_prefix=redis_prefix,
         )
 

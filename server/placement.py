@@ -93,7 +93,9 @@ async def elsewhere(app: web.Application, room_id: str, hint: str | None = None)
         return None
     unreachable = hint if hint != cluster.node_id else None
     try:
-        placed = await cluster.claim(room_id, unreachable=unreachable)
+        placed = await cluster.claim(
+            room_id, unreachable=unreachable, placed=hint == cluster.node_id
+        )
         return placed.node
     except ClusterBusy:
         raise Unavailable("the room's previous node stopped; try again in a moment") from None

@@ -59,9 +59,9 @@ class Cluster:
     nodes: dict[str, ServerProcess] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
-    async def start(self, node_id: str) -> ServerProcess:
+    async def start(self, node_id: str, **extra: str) -> ServerProcess:
         port = free_port()
-        env = {**self.env, "IOP_NODE_ID": node_id}
+        env = {**self.env, "IOP_NODE_ID": node_id, **extra}
         node = await _start(self.data_dir, port, **env)
         self.nodes[node_id] = node
         self.ports[node_id] = port
@@ -209,6 +209,42 @@ async def test_nodes_racing_for_the_same_rooms_end_with_exactly_one_holder_each(
                         f"https://127.0.0.1:{cluster.ports[holder]}/rooms/{room}?node={holder}"
                     )
             assert sum(1 for n, s, _ in answers if n == other and s == 200) == 0
+
+
+async def test_a_node_at_its_room_limit_sends_a_new_room_to_a_node_with_room(
+    cluster: Cluster,
+) -> None:
+    """IOP_ROOMS_PER_NODE spreads rooms; with every node full, a group is still served."""
+    from tests.integration.test_crisis import until
+
+    await cluster.start("a", IOP_ROOMS_PER_NODE="1")
+    await cluster.start("b", IOP_ROOMS_PER_NODE="1")
+    first, second, third = (await _group_sessions(cluster, 3))[:3]
+    async with cluster.client() as http:
+        await _sign_in(cluster, http, "a")
+
+        async def page(node: str, room: str, query: str = "") -> tuple[int, str]:
+            url = f"https://127.0.0.1:{cluster.ports[node]}/rooms/{room}{query}"
+            async with http.get(url, allow_redirects=False) as response:
+                return response.status, response.headers.get("Location", "")
+
+        async def b_announces_its_room() -> bool:
+            raw = await cluster.redis.get(f"{cluster.prefix}node:b")
+            return raw is not None and json.loads(raw)["rooms"] == 1
+
+        assert (await page("a", first))[0] == 200
+        assert await cluster.holder(first) == "a"
+        # a is full: a new room goes to b, which takes it when the client arrives.
+        status, location = await page("a", second)
+        assert status == 307
+        assert location == f"https://127.0.0.1:{cluster.ports['b']}/rooms/{second}?node=b"
+        assert await cluster.holder(second) is None
+        assert (await page("b", second, "?node=b"))[0] == 200
+        assert await cluster.holder(second) == "b"
+        await until(b_announces_its_room)
+        # Both full: the node asked serves it rather than turning the group away.
+        assert (await page("a", third))[0] == 200
+        assert await cluster.holder(third) == "a"
 
 
 async def test_a_socket_to_the_node_without_the_room_is_redirected_to_its_holder(
