@@ -178,8 +178,7 @@ class Wire:
         self._pair: Any = None
         self._sock: Any = None
         self._addr: Any = None
-        self._tx: Any = None  # the pylibsrtp session _out wraps
-        self._srtp: SrtpOut | None = None
+        self._srtp: SrtpOut | None = None  # wraps DTLS's outbound session once there is one
         self._out: SrtpOut | None = None  # _srtp, while there is also a socket to send on
 
     @property
@@ -272,10 +271,11 @@ class Wire:
 
     def send_rtcp(self, packet: bytes) -> bool:
         """Encrypt and send one (compound) RTCP packet."""
-        if self._usable() is None:
+        out = self._usable()
+        if out is None:
             return False
         try:
-            data = self._tx.protect_rtcp(packet)
+            data = out.session.protect_rtcp(packet)
         except (pylibsrtp.Error, ValueError):
             return False
         return self._sendto(data)
@@ -292,8 +292,7 @@ class Wire:
             self._sock = getattr(transport, "_sock", None)
             self._addr = pair.remote_addr if pair else None
         tx = self._dtls._tx_srtp
-        if tx is not self._tx:
-            self._tx = tx
+        if tx is not (self._srtp.session if self._srtp is not None else None):
             self._srtp = None if tx is None else SrtpOut(tx)
         # forward_rtp trusts _out: set only while both the session and the socket exist.
         self._out = self._srtp if self._sock is not None else None
