@@ -291,21 +291,19 @@ class Cluster:
         """
         if not self.rooms_per_node or len(self._held) < self.rooms_per_node:
             return None
-        others = [
-            n
-            for n in await self.nodes()
-            if n.id not in (self.node_id, unreachable)
-            and n.state == "serving"
-            and n.rooms < self.rooms_per_node
-        ]
-        if others:
-            return min(others, key=lambda n: (n.rooms, n.id))
+        other = await self.pick_other(besides=unreachable)
+        if other is not None and other.rooms < self.rooms_per_node:
+            return other
         log.warning("cluster.over_capacity", node_id=self.node_id, rooms=len(self._held))
         return None
 
-    async def pick_other(self) -> NodeInfo | None:
-        """The serving node (not this one) with the fewest rooms, or None."""
-        others = [n for n in await self.nodes() if n.id != self.node_id and n.state == "serving"]
+    async def pick_other(self, besides: str | None = None) -> NodeInfo | None:
+        """The serving node (not this one, nor `besides`) with the fewest rooms, or None."""
+        others = [
+            n
+            for n in await self.nodes()
+            if n.id not in (self.node_id, besides) and n.state == "serving"
+        ]
         return min(others, key=lambda n: (n.rooms, n.id)) if others else None
 
     # Shared views (each node's own expiring key) -------------------------------------------
