@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from rooms.consent import KIND_TITLES, KINDS
 from rooms.schedule import WEEKDAYS
-from server import accounts, catalog
+from server import accounts, catalog, staff_sockets
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.auth import audit_event, csrf_token, identity, read_form, requires
 from server.permissions import Action
@@ -261,6 +261,8 @@ async def _staff_action(request: web.Request, action: str) -> web.StreamResponse
             token = await accounts.create_invite(conn, staff_id, now)
             invite_url = f"{request.app[SETTINGS].public_url}/invite/{token}"
         await audit_event(request, conn, f"staff.{action}", target_type="staff", target_id=staff_id)
+    if action == "disable":
+        await staff_sockets.account_disabled(request.app, staff_id)
     if invite_url:
         return await _staff_view(request, {}, {}, status=201, invite_url=invite_url)
     raise web.HTTPSeeOther("/admin/staff")

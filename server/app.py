@@ -40,6 +40,7 @@ from server import (
     signin,
     silence,
     staff_pages,
+    staff_sockets,
     template_pages,
     ws,
 )
@@ -112,6 +113,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     app.cleanup_ctx.append(crisis_workers)
     ws.setup(app)
     crisis_bus.setup(app)
+    staff_sockets.setup(app)
     cluster_views.setup(app)
     app.cleanup_ctx.append(silence.silence_ctx)
     dashboard.setup(app)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crisis import ledger
 from crisis.notify import Notification, StreamClosedError
-from server import cluster_views, crisis_publish, crisis_store, dashboard_views
+from server import cluster_views, crisis_publish, crisis_store, dashboard_views, staff_sockets
 from server import dashboard_protocol as dp
 from server.appkeys import BACKGROUND, CLOCK, CRISIS_STREAM, ENGINE, KEYRING, ROOMS, SOCKETS
 from server.auth import StaffIdentity, audit_event, identity, requires
@@ -391,7 +391,8 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
         hub.add(viewer)
         await hub.send_snapshot(viewer)
         log.info("dashboard.connected", user_id=who.id)
-        await _read_loop(request, ws, participant)
+        with staff_sockets.tracked(request.app, who.id, ws):
+            await _read_loop(request, ws, participant)
     finally:
         if viewer is not None:
             hub.remove(viewer)

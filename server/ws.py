@@ -18,7 +18,7 @@ from rooms.clock import SessionClock
 from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
 from rooms.registry import RoomRegistry
-from server import audit, dropwatch, media, oncall, placement
+from server import audit, dropwatch, media, oncall, placement, staff_sockets
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
@@ -284,7 +284,11 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
             return ws
         await _close_all(hub.take_closing())
         log.info("room.connected", room_id=entry.room.id, role=entry.role.value)
-        await _read_loop(request.app, ws, hub, participant)
+        if entry.identity.kind == "staff":
+            with staff_sockets.tracked(request.app, entry.identity.id, ws):
+                await _read_loop(request.app, ws, hub, participant)
+        else:
+            await _read_loop(request.app, ws, hub, participant)
     finally:
         if hub is not None and participant is not None:
             hub.disconnect(participant)

@@ -244,3 +244,37 @@ async def test_a_disabled_account_loses_its_session(
             )
             assert disabled.status == 303
         assert (await client.get("/api/groups")).status == 401
+
+
+async def test_disabling_an_account_closes_its_open_room_and_dashboard_sockets(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    """Refusing new requests is not enough: what a disabled account already has open (a
+    room it hosts, the supervision dashboard) is closed at once, and not reconnected."""
+    first_of = {m["role"]: m for m in reversed(demo["staff"])}  # staff_login's choice
+    room_id = demo["groups"][0]["patients"][0]["join_session_id"]
+    async with (
+        await signed_in(server, *staff_login(demo, "clinician")) as clinician,
+        await signed_in(server, *staff_login(demo, "supervisor")) as supervisor,
+        await signed_in(server, *staff_login(demo, "admin")) as admin,
+    ):
+        room = await clinician.ws_connect(f"/ws/rooms/{room_id}")
+        await room.send_json({"type": "hello", "protocol": 1, "last_seq": None})
+        assert (await room.receive_json(timeout=10))["type"] == "snapshot"
+        board = await supervisor.ws_connect("/ws/dashboard")
+        await board.send_json({"type": "hello", "protocol": 1})
+        assert (await board.receive_json(timeout=10))["type"] == "snapshot"
+        for role, socket in (("clinician", room), ("supervisor", board)):
+            staff_id = first_of[role]["id"]
+            disabled = await _post(admin, f"/admin/staff/{staff_id}/disable", {}, "/admin/staff")
+            assert disabled.status == 303
+            while (message := await socket.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
+                pass  # what was already on its way
+            assert message.type is aiohttp.WSMsgType.CLOSE
+            assert socket.close_code == 4403
+            assert message.extra == "this account has been disabled"
+        # Another staff member's socket is untouched.
+        other = await admin.ws_connect("/ws/dashboard")
+        await other.send_json({"type": "hello", "protocol": 1})
+        assert (await other.receive_json(timeout=10))["type"] == "snapshot"
+        await other.close()
