@@ -25,6 +25,7 @@ from yarl import URL
 
 from server.appkeys import CLOCK, ENGINE
 from tests.conftest import (
+    CSRF,
     ROOT,
     _create_postgres_database,
     _drop_postgres_database,
@@ -600,3 +601,31 @@ async def test_a_dead_nodes_crisis_deadlines_fire_once_on_a_live_node(cluster: C
     counts = await _counts(url)
     assert counts["deadline_missed"] == 3  # each once, on the live node
     assert counts["fired"] == ["ack-high-1", "ack-high-2", "ack-high-3"]
+
+
+async def test_disabling_an_account_on_one_node_closes_its_dashboard_on_another(
+    cluster: Cluster,
+) -> None:
+    await cluster.start("a")
+    await cluster.start("b")
+    a, b = cluster.ports["a"], cluster.ports["b"]
+    supervisor_id = next(m for m in cluster.demo["staff"] if m["role"] == "supervisor")["id"]
+    async with cluster.client() as watching, cluster.client() as admin:
+        await _sign_in(cluster, watching, "b", role="supervisor")
+        board = await watching.ws_connect(f"wss://127.0.0.1:{b}/ws/dashboard")
+        await board.send_json({"type": "hello", "protocol": 1})
+        assert (await board.receive_json(timeout=10))["type"] == "snapshot"
+        await _sign_in(cluster, admin, "a", role="admin")
+        page = await (await admin.get(f"https://127.0.0.1:{a}/admin/staff")).text()
+        token = CSRF.search(page)
+        assert token is not None
+        disabled = await admin.post(
+            f"https://127.0.0.1:{a}/admin/staff/{supervisor_id}/disable",
+            data={"csrf_token": token.group(1)},
+            allow_redirects=False,
+        )
+        assert disabled.status == 303
+        while (message := await board.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
+            pass  # updates already on their way
+        assert message.type is aiohttp.WSMsgType.CLOSE
+        assert (message.data, message.extra) == (4403, "this account has been disabled")
