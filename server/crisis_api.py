@@ -29,7 +29,7 @@ from server.logs import get_logger
 from server.middleware import ApiError
 from server.permissions import Action, Role
 from server.schemas import Id, Strict
-from server.storage.tables import appointments, group_members, patients, sessions
+from server.storage.tables import appointments, crisis_steps, group_members, patients, sessions
 
 log = get_logger(__name__)
 NOTE = Field(default="", max_length=ledger.MAX_NOTE)
@@ -221,6 +221,20 @@ async def get_event(request: web.Request) -> web.Response:
             request, conn, "crisis.timeline_read", target_type="crisis_event", target_id=event.id
         )
     return web.json_response({"event": event.to_json(), "timeline": steps})
+
+
+@requires(Action.CRISIS_READ)
+async def event_version(request: web.Request) -> web.Response:
+    """The event's state and how many steps it has (no PHI): an open event page polls this
+    to tell its reader that someone else acknowledged, paged or added a step."""
+    async with request.app[ENGINE].connect() as conn:
+        event = await _event_for(request, conn)
+        steps = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(crisis_steps)
+            .where(crisis_steps.c.event_id == event.id)
+        )
+    return web.json_response({"state": event.state, "steps": int(steps or 0)})
 
 
 @requires(Action.CRISIS_ACT)
@@ -498,6 +512,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/crisis/events", flag)
     app.router.add_get("/api/crisis/events", list_events)
     app.router.add_get("/api/crisis/events/{event_id}", get_event)
+    app.router.add_get("/api/crisis/events/{event_id}/version", event_version)
     app.router.add_post("/api/crisis/events/{event_id}/ack", acknowledge)
     app.router.add_post("/api/crisis/events/{event_id}/steps", add_step)
     app.router.add_post("/api/crisis/events/{event_id}/assign", assign)

@@ -360,3 +360,27 @@ async def test_a_clinician_records_a_new_safety_plan_version_shown_on_the_panel(
     assert "Walk the dog" not in page
     recorded = await _audit(server, "safety.plan_recorded")
     assert recorded[0].detail == {"version": 2}
+
+
+async def test_an_open_event_page_learns_that_someone_else_acted_on_the_event(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    """The page polls the event's state and step count (no PHI) and says when they move."""
+    await _prepare(server, demo)
+    async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
+        event_id = await _flag(clinician, demo)
+        html = await (await clinician.get(f"/crisis/events/{event_id}")).text()
+        shown = re.search(r'id="event-changed"[^>]*data-state="(\w+)" data-steps="(\d+)"', html)
+        assert shown is not None
+        version = await clinician.get(f"/api/crisis/events/{event_id}/version")
+        assert version.status == 200
+        before = await version.json()
+        assert before == {"state": shown.group(1), "steps": int(shown.group(2))}
+        async with await signed_in(server, *staff_login(demo, "supervisor")) as supervisor:
+            acked = await supervisor.post(f"/api/crisis/events/{event_id}/ack", json={})
+            assert acked.status == 200, await acked.text()
+        after = await (await clinician.get(f"/api/crisis/events/{event_id}/version")).json()
+        assert after["state"] == "acknowledged" and after["steps"] > before["steps"]
+    async with await _new_staff(server, demo, "clinician", "bystander") as outsider:
+        refused = await outsider.get(f"/api/crisis/events/{event_id}/version")
+        assert refused.status == 403

@@ -1,6 +1,30 @@
 // The acknowledgement countdown on a crisis event page. The server rendered the seconds
 // left; this only counts them down (it never decides anything).
 (function () {
+  // Someone else acting on the event (acknowledging, paging, adding a step) changes its
+  // state or step count: say so, rather than let this page show a stale timeline.
+  const changed = document.getElementById("event-changed");
+  if (changed) {
+    const seen = changed.dataset.state + "/" + changed.dataset.steps;
+    const poll = async () => {
+      try {
+        const response = await fetch(changed.dataset.versionUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+        if (response.ok) {
+          const now = await response.json();
+          if (now.state + "/" + now.steps !== seen) {
+            changed.hidden = false;
+            return;  // told once; the link shows the latest
+          }
+        }
+      } catch (error) {
+        // Offline for a moment: try again on the next round.
+      }
+      setTimeout(poll, 5000);
+    };
+    setTimeout(poll, 5000);
+  }
+})();
+(function () {
   "use strict";
   const box = document.getElementById("ack-countdown");
   if (!box) return;
