@@ -134,9 +134,9 @@ class SrtpOut:
     def __init__(self, session: pylibsrtp.Session) -> None:
         self.session = session
         try:
-            self.ctx = session._srtp[0]  # type: ignore[attr-defined]
-            self.cdata = session._cdata  # type: ignore[attr-defined]
-            self.buffer = session._buffer  # type: ignore[attr-defined]
+            self.ctx = session._srtp[0]
+            self.cdata = session._cdata
+            self.buffer = session._buffer
         except AttributeError as exc:
             raise HookError(f"pylibsrtp internals moved: {exc}") from exc
         self.view = memoryview(self.buffer)
