@@ -126,6 +126,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/crisis/events"): STAFF,
     ("GET", "/api/crisis/events"): STAFF,
     ("GET", "/api/crisis/events/{event_id}"): STAFF,
+    ("GET", "/api/crisis/events/{event_id}/version"): STAFF,
     ("POST", "/api/crisis/events/{event_id}/ack"): STAFF,
     ("POST", "/api/crisis/events/{event_id}/steps"): STAFF,
     ("POST", "/api/crisis/events/{event_id}/assign"): STAFF,
