@@ -296,6 +296,22 @@ async def give_consents(running: RunningServer, patient_id: str, session_id: str
             )
 
 
+async def flag_first_patient(client: aiohttp.ClientSession, demo: dict[str, Any]) -> str:
+    """A clinician flags the demo's first group patient (high level); the event's id."""
+    patient = demo["groups"][0]["patients"][0]
+    response = await client.post(
+        "/api/crisis/events",
+        json={
+            "patient_id": patient["id"],
+            "session_id": patient["join_session_id"],
+            "level": "high",
+            "note": "flagged",
+        },
+    )
+    assert response.status == 201, await response.text()
+    return str((await response.json())["event_id"])
+
+
 async def give_checkin(running: RunningServer, patient_id: str, session_id: str) -> None:
     """Record a calm check-in: a private safety check and all-clear answers to what is due."""
     now = running.app[CLOCK].now()

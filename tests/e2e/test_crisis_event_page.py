@@ -11,6 +11,7 @@ from tests.conftest import (
     RunningServer,
     browser_sign_in,
     browser_window,
+    flag_first_patient,
     give_checkin,
     signed_in,
     staff_login,
@@ -25,17 +26,7 @@ async def test_the_event_page_says_so_when_another_supervisor_acknowledges(
     patient = demo["groups"][0]["patients"][0]
     await give_checkin(server, patient["id"], patient["join_session_id"])
     async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
-        flagged = await clinician.post(
-            "/api/crisis/events",
-            json={
-                "patient_id": patient["id"],
-                "session_id": patient["join_session_id"],
-                "level": "high",
-                "note": "flagged",
-            },
-        )
-        assert flagged.status == 201, await flagged.text()
-        event_id = (await flagged.json())["event_id"]
+        event_id = await flag_first_patient(clinician, demo)
     errors: list[str] = []
     page = await browser_window(browser, errors)
     await browser_sign_in(page, server, demo)

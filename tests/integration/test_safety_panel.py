@@ -22,6 +22,7 @@ from tests.conftest import (
     CSRF,
     RunningServer,
     enrol_totp,
+    flag_first_patient,
     give_checkin,
     signed_in,
     staff_login,
@@ -95,14 +96,6 @@ async def _prepare(server: RunningServer, demo: dict[str, Any], *, release: bool
         await safety_data.save_plan(conn, server.keyring, target["patient_id"], plan, None, now)
 
 
-async def _flag(client: aiohttp.ClientSession, demo: dict[str, Any]) -> str:
-    response = await client.post(
-        "/api/crisis/events", json={**_target(demo), "level": "high", "note": "flagged"}
-    )
-    assert response.status == 201, await response.text()
-    return str((await response.json())["event_id"])
-
-
 async def _new_staff(
     server: RunningServer, demo: dict[str, Any], role: str, name: str
 ) -> aiohttp.ClientSession:
@@ -151,7 +144,7 @@ async def test_the_event_page_shows_the_safety_panel_and_audits_every_view(
     await _prepare(server, demo)
     with capture_logs() as logs:
         async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
-            event_id = await _flag(clinician, demo)
+            event_id = await flag_first_patient(clinician, demo)
             first = await clinician.get(f"/crisis/events/{event_id}")
             html = await first.text()
             again = await clinician.get(f"/crisis/events/{event_id}")
@@ -196,7 +189,7 @@ async def test_the_event_page_shows_the_safety_panel_and_audits_every_view(
 async def test_no_release_means_do_not_contact(server: RunningServer, demo: dict[str, Any]) -> None:
     await _prepare(server, demo, release=False)
     async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
-        event_id = await _flag(clinician, demo)
+        event_id = await flag_first_patient(clinician, demo)
         html = await (await clinician.get(f"/crisis/events/{event_id}")).text()
     assert "No release: do not contact." in html
     assert "tel:+15550100177" not in html
@@ -207,7 +200,7 @@ async def test_a_clinician_not_on_the_event_is_refused_and_cannot_break_glass(
 ) -> None:
     await _prepare(server, demo)
     async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
-        event_id = await _flag(clinician, demo)
+        event_id = await flag_first_patient(clinician, demo)
     async with await _new_staff(server, demo, "clinician", "outsider") as outsider:
         page = await outsider.get(f"/crisis/events/{event_id}")
         html = await page.text()
@@ -231,7 +224,7 @@ async def test_a_supervisor_not_on_the_event_breaks_glass_with_a_reason(
     await _prepare(server, demo)
     reason = "Primary on-call unreachable and the sister Robin called the clinic"
     async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
-        event_id = await _flag(clinician, demo)
+        event_id = await flag_first_patient(clinician, demo)
     with capture_logs() as logs:
         async with await _new_staff(server, demo, "supervisor", "backupsup") as supervisor:
             page = await supervisor.get(f"/crisis/events/{event_id}")
@@ -284,7 +277,7 @@ async def test_step_forms_validate_through_the_ledger_and_land_on_the_timeline(
 ) -> None:
     await _prepare(server, demo)
     async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
-        event_id = await _flag(clinician, demo)
+        event_id = await flag_first_patient(clinician, demo)
         html = await (await clinician.get(f"/crisis/events/{event_id}")).text()
         token = _token(html)
         bad = await clinician.post(
@@ -354,7 +347,7 @@ async def test_a_clinician_records_a_new_safety_plan_version_shown_on_the_panel(
             allow_redirects=False,
         )
         assert saved.status == 303
-        event_id = await _flag(clinician, demo)
+        event_id = await flag_first_patient(clinician, demo)
         page = await (await clinician.get(f"/crisis/events/{event_id}")).text()
     assert "Version 2" in page and "Medicines locked away" in page
     assert "Walk the dog" not in page
@@ -368,7 +361,7 @@ async def test_an_open_event_page_learns_that_someone_else_acted_on_the_event(
     """The page polls the event's state and step count (no PHI) and says when they move."""
     await _prepare(server, demo)
     async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
-        event_id = await _flag(clinician, demo)
+        event_id = await flag_first_patient(clinician, demo)
         html = await (await clinician.get(f"/crisis/events/{event_id}")).text()
         shown = re.search(r'id="event-changed"[^>]*data-state="(\w+)" data-steps="(\d+)"', html)
         assert shown is not None
