@@ -171,38 +171,59 @@ async def get(conn: AsyncConnection, link_id: str) -> Any:
     ).first()
 
 
-async def bind_device(conn: AsyncConnection, link_id: str, now: dt.datetime) -> tuple[str, bool]:
-    """Make a new device the link's only device; say whether another one was moved off."""
+def _open(link_id: str, now: dt.datetime) -> sa.ColumnElement[bool]:
+    """The link exists, is not revoked and has not expired."""
+    return sa.and_(
+        join_links.c.id == link_id,
+        join_links.c.revoked_at.is_(None),
+        join_links.c.expires_at > now,
+    )
+
+
+async def bind_device(
+    conn: AsyncConnection, link_id: str, now: dt.datetime
+) -> tuple[str, bool] | None:
+    """Make a new device the link's only device; say whether another one was moved off.
+
+    None when the link closed since it was read (revoked, for instance by a fifth wrong
+    date of birth answered at the same moment): the update only touches an open link, and
+    holds its row until the transaction ends.
+    """
     previous = await conn.scalar(
         sa.select(join_links.c.device_id).where(join_links.c.id == link_id)
     )
     device_id = secrets.token_hex(16)
-    await conn.execute(
+    bound = await conn.execute(
         join_links.update()
-        .where(join_links.c.id == link_id)
+        .where(_open(link_id, now))
         .values(device_id=device_id, last_used_at=now)
     )
+    if bound.rowcount != 1:
+        return None
     return device_id, previous is not None
 
 
-async def record_dob_failure(conn: AsyncConnection, link_id: str, now: dt.datetime) -> bool:
-    """Count a wrong date of birth; revoke the link at the limit. True if now revoked."""
-    await conn.execute(
+async def record_dob_failure(conn: AsyncConnection, link_id: str, now: dt.datetime) -> str:
+    """Count a wrong date of birth; "failed", "revoked" (at the limit) or "closed".
+
+    The count is one conditional update, so answers arriving together queue on the link's
+    row (PostgreSQL's row lock, SQLite's single writer) and each sees the ones before it:
+    the fifth revokes the link, and any later one finds it closed ("closed", not counted).
+    """
+    counted = await conn.execute(
         join_links.update()
-        .where(join_links.c.id == link_id)
+        .where(_open(link_id, now), join_links.c.dob_failures < MAX_DOB_FAILURES)
         .values(dob_failures=join_links.c.dob_failures + 1)
     )
+    if counted.rowcount != 1:
+        return "closed"
     failures = await conn.scalar(
         sa.select(join_links.c.dob_failures).where(join_links.c.id == link_id)
     )
-    if (failures or 0) >= MAX_DOB_FAILURES:
-        await conn.execute(
-            join_links.update()
-            .where(join_links.c.id == link_id, join_links.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-        return True
-    return False
+    if (failures or 0) < MAX_DOB_FAILURES:
+        return "failed"
+    await conn.execute(join_links.update().where(_open(link_id, now)).values(revoked_at=now))
+    return "revoked"
 
 
 async def revoke(conn: AsyncConnection, link_id: str, by: str, now: dt.datetime) -> Any:

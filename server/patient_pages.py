@@ -40,16 +40,21 @@ async def _enter(request: web.Request, row: Any) -> web.StreamResponse:
     """Bind this device to the link and start the patient's session."""
     now = request.app[CLOCK].now()
     async with request.app[ENGINE].begin() as conn:
-        device_id, moved = await joinlinks.bind_device(conn, row.id, now)
-        await audit_request(
-            request,
-            conn,
-            "join_link.used",
-            actor=audit.Actor("patient", row.patient_id),
-            target_type="join_link",
-            target_id=row.id,
-            detail={"moved_from_other_device": moved},
-        )
+        bound = await joinlinks.bind_device(conn, row.id, now)
+        if bound is not None:
+            device_id, moved = bound
+            await audit_request(
+                request,
+                conn,
+                "join_link.used",
+                actor=audit.Actor("patient", row.patient_id),
+                target_type="join_link",
+                target_id=row.id,
+                detail={"moved_from_other_device": moved},
+            )
+    if bound is None:
+        # Revoked (or expired) after it was read: answered as a closed link.
+        return await _gone(request, "expired" if row.expires_at <= now else "revoked", row)
     session = await new_session(request)
     session[LINK] = row.id
     session[DEVICE] = device_id
@@ -94,17 +99,18 @@ async def link_dob(request: web.Request) -> web.StreamResponse:
         (await get_session(request))[DOB_OK] = row.id
         return await _enter(request, row)
     async with request.app[ENGINE].begin() as conn:
-        revoked = await joinlinks.record_dob_failure(conn, row.id, now)
-        await audit_request(
-            request,
-            conn,
-            "join_link.dob_check",
-            actor=audit.Actor("patient", row.patient_id),
-            target_type="join_link",
-            target_id=row.id,
-            outcome="revoked" if revoked else "failed",
-        )
-    if revoked:
+        counted = await joinlinks.record_dob_failure(conn, row.id, now)
+        if counted != "closed":
+            await audit_request(
+                request,
+                conn,
+                "join_link.dob_check",
+                actor=audit.Actor("patient", row.patient_id),
+                target_type="join_link",
+                target_id=row.id,
+                outcome=counted,
+            )
+    if counted != "failed":
         return await _gone(request, "revoked", row)
     context = {
         "csrf": await csrf_token(request),

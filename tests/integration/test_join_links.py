@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -9,7 +10,7 @@ import sqlalchemy as sa
 
 from server.appkeys import CLOCK, ENGINE
 from server.storage.tables import audit_log, join_links, programs
-from tests.conftest import RunningServer, signed_in, staff_login
+from tests.conftest import CSRF, RunningServer, signed_in, staff_login
 
 
 def _patient(demo: dict[str, Any], index: int = 0) -> dict[str, str]:
@@ -151,6 +152,52 @@ async def test_the_date_of_birth_check_admits_the_patient_and_locks_guessers_out
             statuses.append(response.status)
         assert statuses == [400, 400, 400, 400, 410]
         assert (await guesser.get(guessed["join_url"])).status == 410
+
+
+async def test_five_wrong_dates_of_birth_revoke_the_link_however_many_arrive_at_once(
+    any_server: RunningServer,
+) -> None:
+    demo = await any_server.seed_demo()
+    async with any_server.app[ENGINE].begin() as conn:
+        await conn.execute(programs.update().values(join_requires_dob=True))
+    patient = _patient(demo, 1)  # born 1982-02-12
+    async with any_server.client() as guesser:
+        page = await (await guesser.get(patient["join_url"])).text()
+        token = CSRF.search(page)
+        assert token is not None
+
+        async def answer(date: str) -> tuple[str, int]:
+            form = {"csrf_token": token.group(1), "date_of_birth": date}
+            post = guesser.post(patient["join_url"], data=form, allow_redirects=False)
+            async with post as response:
+                await response.read()
+                return date, response.status
+
+        # Forty wrong dates and the right one, all in flight at once.
+        guesses = [f"1970-{month:02d}-{day:02d}" for month in (1, 2) for day in range(1, 21)]
+        answers = dict(await asyncio.gather(*(answer(d) for d in [*guesses, "1982-02-12"])))
+        assert (await guesser.get(patient["join_url"])).status == 410
+    wrong = [answers[d] for d in guesses]
+    assert sorted(wrong) == [400] * 4 + [410] * 36
+    async with any_server.app[ENGINE].connect() as conn:
+        trail = [
+            (row.action, row.outcome)
+            for row in await conn.execute(
+                sa.select(audit_log.c.action, audit_log.c.outcome)
+                .where(audit_log.c.action.in_(["join_link.dob_check", "join_link.used"]))
+                .order_by(audit_log.c.seq)
+            )
+        ]
+    checks = [outcome for action, outcome in trail if action == "join_link.dob_check"]
+    assert checks == ["failed"] * 4 + ["revoked"]
+    # The right date gets in only when it was answered before the fifth wrong one.
+    if answers["1982-02-12"] == 303:
+        assert trail.index(("join_link.used", "ok")) < trail.index(
+            ("join_link.dob_check", "revoked")
+        )
+    else:
+        assert answers["1982-02-12"] == 410
+        assert ("join_link.used", "ok") not in trail
 
 
 async def test_the_intake_page_issues_a_link_shown_once_and_can_revoke_it(
