@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import web as web_assets
@@ -185,7 +186,14 @@ async def document_for(conn: AsyncConnection, template: Any, values: dict[str, s
         sa.select(consent_texts.c.sha256).where(consent_texts.c.sha256 == digest)
     )
     if known is None:
-        await conn.execute(consent_texts.insert().values(sha256=digest, text=document.text()))
+        # Patients of one group open the same text at the same moment (the evening's first
+        # step), so two may both find it missing: the second insert is ignored, not an error.
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        await conn.execute(
+            dialect.insert(consent_texts)
+            .values(sha256=digest, text=document.text())
+            .on_conflict_do_nothing(index_elements=[consent_texts.c.sha256])
+        )
     return document
 
 
