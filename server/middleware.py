@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import MutableMapping
 from urllib.parse import urlsplit
 
 import aiohttp_jinja2
@@ -42,6 +43,19 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self), "
     "geolocation=()",
 }
+
+
+# Only the static assets (no patient data, versioned URLs) may be kept by a browser or a
+# proxy; every other response is a page, a download or an API answer that may carry PHI,
+# and a per-route list would be one new page away from missing one.
+CACHEABLE_PREFIX = "/static/"
+
+
+def _secure(request: web.Request, headers: MutableMapping[str, str]) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+    if not request.path.startswith(CACHEABLE_PREFIX):
+        headers["Cache-Control"] = "no-store"
 
 
 class ApiError(Exception):
@@ -128,6 +142,7 @@ async def request_context(request: web.Request, handler: web.RequestHandler) -> 
         except web.HTTPException as exc:
             if exc.status < 400:
                 status = exc.status
+                _secure(request, exc.headers)
                 raise
             response = _error_response(request, exc.status, exc.reason)
             # What the client is to do next travels with the error page (RFC 9110 15.5.6,
@@ -141,8 +156,7 @@ async def request_context(request: web.Request, handler: web.RequestHandler) -> 
                 request, 500, "Something went wrong on our side. Nothing you entered was lost."
             )
         status = response.status
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+        _secure(request, response.headers)
         response.headers["X-Request-Id"] = request_id
         return response
     finally:

@@ -258,6 +258,10 @@ async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
                     expected = who in MATRIX[(method, pattern)]
                     if refused == expected:
                         failures.append(f"{who} {method} {pattern}: {response.status}")
+                    # Any answer but a static asset may show patient data: never cached.
+                    cache = response.headers.get("Cache-Control")
+                    if pattern != "/static" and cache != "no-store":
+                        failures.append(f"{who} {method} {pattern}: Cache-Control {cache}")
     finally:
         for client in callers.values():
             await client.close()
