@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import MutableMapping
@@ -18,24 +19,37 @@ log = get_logger(__name__)
 REQUEST_ID = web.RequestKey("request_id", str)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-CSP = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "media-src 'self' blob:",
-        "connect-src 'self' wss: https:",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+POLICY = [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data: blob:",
+    "media-src 'self' blob:",
+    "connect-src 'self'",
+    "font-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+]
+
+
+@functools.cache
+def content_security_policy(public_url: str, node_url: str) -> str:
+    """The policy: every fetch and socket goes back to this server, nowhere else.
+
+    The browser code fetches its own origin and opens its sockets to it (a room moved to
+    another node is a socket to the same name, or a page navigation to the other host);
+    ICE and TURN are not fetches and are not governed by connect-src. 'self' covers wss:
+    only from Safari 16 on, so this server's own names are also listed as wss: origins.
+    """
+    sockets = dict.fromkeys(f"wss://{urlsplit(url).netloc}" for url in (public_url, node_url))
+    connect = " ".join(["connect-src 'self'", *sockets])
+    return "; ".join(connect if part.startswith("connect-src") else part for part in POLICY)
+
+
 SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
-    "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -54,6 +68,11 @@ CACHEABLE_PREFIX = "/static/"
 def _secure(request: web.Request, headers: MutableMapping[str, str]) -> None:
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
+    settings = request.app[SETTINGS]
+    headers.setdefault(
+        "Content-Security-Policy",
+        content_security_policy(settings.public_url, settings.node_url),
+    )
     if not request.path.startswith(CACHEABLE_PREFIX):
         headers["Cache-Control"] = "no-store"
 

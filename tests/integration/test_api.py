@@ -1,6 +1,7 @@
 """The JSON API against a real server over TLS."""
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -30,6 +31,11 @@ async def test_every_response_carries_the_security_headers(server: RunningServer
             assert "script-src 'self'" in headers["Content-Security-Policy"]
             assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
             assert "unsafe-inline" not in headers["Content-Security-Policy"]
+            # Fetches and sockets go back to this server only (wss: by name for old Safari).
+            policy = dict(
+                part.split(" ", 1) for part in headers["Content-Security-Policy"].split("; ")
+            )
+            assert policy["connect-src"] == f"'self' wss://{urlsplit(server.base_url).netloc}"
             assert headers["X-Content-Type-Options"] == "nosniff"
             assert headers["Referrer-Policy"] == "no-referrer"
             assert len(headers["X-Request-Id"]) == 16
