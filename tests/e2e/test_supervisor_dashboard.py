@@ -1,4 +1,5 @@
-"""The supervisor dashboard in real Chromium: a help press takes the screen until acknowledged."""
+"""The supervisor dashboard in real Chromium: a help press takes the screen until acknowledged,
+and the takeover names the patient from the event itself."""
 
 from __future__ import annotations
 
@@ -13,10 +14,22 @@ from tests.conftest import (
     browser_sign_in,
     browser_window,
     consent_group,
+    give_checkin,
 )
 from tests.e2e.test_media import decoding
 
 pytestmark = pytest.mark.e2e
+
+
+async def _dashboard(
+    browser: Any, server: RunningServer, demo: dict[str, Any], errors: list[str]
+) -> Any:
+    """The demo supervisor's dashboard, signed in and live."""
+    page = await browser_window(browser, errors)
+    await browser_sign_in(page, server, demo, role="supervisor")
+    await page.goto(server.base_url + "/supervisor")
+    await expect(page.locator("#dash-status")).to_contain_text("Live")
+    return page
 
 
 async def test_a_help_press_takes_over_the_supervisors_screen_and_ends_in_a_private_room(
@@ -72,4 +85,28 @@ async def test_a_help_press_takes_over_the_supervisors_screen_and_ends_in_a_priv
     ).to_be_visible()
     await decoding(patient, 1)
     await expect(clinician.get_by_text("Avery is in a private room")).to_be_visible()
+    assert errors == []
+
+
+async def test_a_high_risk_check_in_before_the_room_names_the_patient_on_the_takeover(
+    server: RunningServer, demo: dict[str, Any], browser: Any
+) -> None:
+    """The screen is raised before the patient opens the room: nobody is in the live room
+    to take a name from, and nobody has acknowledged yet."""
+    errors: list[str] = []
+    patient = demo["groups"][0]["patients"][0]
+    supervisor = await _dashboard(browser, server, demo, errors)
+    await give_checkin(server, patient["id"], patient["join_session_id"], high_risk=True)
+
+    alert = supervisor.get_by_role("alertdialog")
+    await expect(alert).to_contain_text("Avery in Evening IOP Group A: check-in screen")
+    row = supervisor.locator("#events .event")
+    await expect(row).to_contain_text("Avery · Evening IOP Group A · check-in screen")
+    await expect(row).to_contain_text("waiting for acknowledgement")
+    # A fresh snapshot (a reload, a reconnect) names her too.
+    await supervisor.reload()
+    await expect(supervisor.get_by_role("alertdialog")).to_contain_text(
+        "Avery in Evening IOP Group A: check-in screen"
+    )
+    await expect(supervisor.locator("#events .event")).to_contain_text("Avery ·")
     assert errors == []
