@@ -1,7 +1,10 @@
 """What the supervisor dashboard shows, built from storage and the live rooms in memory.
 
 Ids, levels, states, times, session titles and display names: no safety data. A patient's
-name is the display name the room already shows its staff, read from the live room.
+name is the group display name every staff screen shows (the room, the event page), opened
+from the patient's record named by the event itself, so an event raised before the patient
+is in the room (a check-in screen) is named as soon as it appears. Whether the patient is
+in the room is read from the live room.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from crisis.ledger import Event
 from rooms.model import Presence, RoomRole
 from rooms.registry import RoomRegistry
-from server import crisis_store
+from server import catalog, crisis_store
 from server.phi import Keyring
 from server.storage.tables import groups, sessions, staff
 
@@ -153,6 +156,9 @@ async def event_views(
         if event.signed_off_by:
             people.add(event.signed_off_by)
     names = await staff_names(conn, people)
+    patient_names = await catalog.display_names(
+        conn, keyring, {event.patient_id for event in events}
+    )
 
     def person(staff_id: str | None) -> dict[str, str] | None:
         if staff_id is None:
@@ -170,7 +176,7 @@ async def event_views(
                 "program_id": event.program_id,
                 "session_id": event.session_id,
                 "session_title": title_of.get(event.session_id, "Session"),
-                "patient_name": None if member is None else member.name,
+                "patient_name": patient_names.get(event.patient_id),
                 "patient_present": None if member is None else member.presence.value,
                 "trigger": event.trigger,
                 "level": event.level,

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from certs import ensure_development_certificates
 from crisis.questions import next_question
-from server import accounts, checkin_store, consent_ledger, consent_templates
+from server import accounts, checkin_store, consent_ledger, consent_templates, crisis_publish
 from server.app import create_app, tls_context
 from server.appkeys import CLOCK, ENGINE
 from server.config import Settings
@@ -312,10 +312,20 @@ async def flag_first_patient(client: aiohttp.ClientSession, demo: dict[str, Any]
     return str((await response.json())["event_id"])
 
 
-async def give_checkin(running: RunningServer, patient_id: str, session_id: str) -> None:
-    """Record a calm check-in: a private safety check and all-clear answers to what is due."""
+# PHQ-9 item 9 above 0 opens the C-SSRS; yes to Q4 (intent) makes the screen high risk.
+HIGH_RISK = {"phq9_9": "1", "cssrs_q1": "yes", "cssrs_q2": "yes", "cssrs_q4": "yes"}
+
+
+async def give_checkin(
+    running: RunningServer, patient_id: str, session_id: str, *, high_risk: bool = False
+) -> None:
+    """Record a check-in: a private safety check and answers to what is due.
+
+    All-clear answers by default; `high_risk` answers a high C-SSRS screen, which raises a
+    crisis event and tells the running dashboards at once, as the check-in page does.
+    """
     now = running.app[CLOCK].now()
-    async with running.app[ENGINE].begin() as conn:
+    async with crisis_publish.transaction(running.app) as conn:
         await checkin_store.save_safety_check(
             conn,
             running.keyring,
@@ -335,8 +345,9 @@ async def give_checkin(running: RunningServer, patient_id: str, session_id: str)
         plan = await checkin_store.plan_for(conn, session_id, patient_id, now)
         answers: dict[str, str] = {}
         while (qid := next_question(plan, answers)) is not None:
-            answers[qid] = "no" if qid.startswith(("cssrs", "sud")) else "0"
-        await checkin_store.save_screening(
+            calm = "no" if qid.startswith(("cssrs", "sud")) else "0"
+            answers[qid] = HIGH_RISK.get(qid, calm) if high_risk else calm
+        scored, _ = await checkin_store.save_screening(
             conn,
             running.keyring,
             session_id=session_id,
@@ -345,6 +356,7 @@ async def give_checkin(running: RunningServer, patient_id: str, session_id: str)
             answers=answers,
             now=now,
         )
+        assert not high_risk or scored["level"] == "high", scored["level"]
 
 
 async def consent_group(running: RunningServer, demo: dict[str, Any]) -> None:

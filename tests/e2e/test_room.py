@@ -48,6 +48,10 @@ async def test_two_patients_wait_the_clinician_admits_them_and_all_see_each_othe
             await expect(in_room.get_by_text(name, exact=False).first).to_be_visible()
 
     avery_page, blake_page = patients
+    # Nobody has been muted: no patient is offered "Ask to be unmuted".
+    for page in patients:
+        await expect(page.get_by_role("region", name="In the room")).to_be_visible()
+        await expect(page.locator("#ask-unmute")).to_be_hidden()
     # Chat, a raised hand, a mute and a removal, as a clinician runs them.
     await avery_page.get_by_label("Message").fill("Hi <b>everyone</b>")
     await avery_page.get_by_role("button", name="Send").click()
@@ -57,6 +61,7 @@ async def test_two_patients_wait_the_clinician_admits_them_and_all_see_each_othe
     await clinician.get_by_role("button", name="Mute Blake").click()
     await expect(blake_page.get_by_role("alert")).to_contain_text("muted your microphone")
     await expect(blake_page.get_by_role("button", name="Ask to be unmuted")).to_be_visible()
+    await expect(avery_page.locator("#ask-unmute")).to_be_hidden()
     await clinician.get_by_role("button", name="Remove Avery").click()
     await expect(avery_page.get_by_text("You have been removed from this session")).to_be_visible()
     await expect(people.get_by_text("Avery")).to_have_count(0)

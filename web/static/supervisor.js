@@ -123,6 +123,24 @@
     return ev.patient_name || "A patient";
   }
 
+  // The event page (safety panel: confirmed location, phones, local emergency numbers)
+  // opens beside the dashboard, which keeps watching and sounding while it is read.
+  function openEventLink(ev) {
+    const link = el("a", "Open event: location and local emergency numbers", "button open-event");
+    link.append(el("span", " (opens in a new tab)", "sr-only"));
+    link.href = "/crisis/events/" + encodeURIComponent(ev.id);
+    link.target = "_blank";
+    link.rel = "noopener";
+    return link;
+  }
+  function joinLink(ev) {
+    const join = el("a", "Join the session", "button");
+    join.href = "/rooms/" + encodeURIComponent(ev.session_id);
+    return join;
+  }
+  // Rooms admit their own clinicians and observing supervisors; admins are not in them.
+  const mayJoin = () => !you || you.role !== "admin";
+
   function eventItem(ev) {
     const item = el("li", null, "event level-" + ev.level);
     item.dataset.id = ev.id;
@@ -138,6 +156,7 @@
     const answer = el("p", "", "event-msg");
     answer.setAttribute("role", "status");
     const actions = el("div", null, "actions");
+    actions.append(openEventLink(ev));
     if (ev.state === "open") {
       const ack = el("button", "Acknowledge", "primary");
       ack.type = "button";
@@ -151,12 +170,7 @@
       take.addEventListener("click", () => act({ type: "take_over", event_id: ev.id }, answer));
       actions.append(take);
     }
-    // Rooms admit their own clinicians and observing supervisors; admins are not in them.
-    if (!you || you.role !== "admin") {
-      const join = el("a", "Join the session", "button");
-      join.href = "/rooms/" + encodeURIComponent(ev.session_id);
-      actions.append(join);
-    }
+    if (mayJoin()) actions.append(joinLink(ev));
     const others = ev.assignable.filter((p) => !you || p.id !== you.id);
     if (ev.state !== "open" && others.length) {
       const select = el("select");
@@ -238,27 +252,66 @@
     $("sessions-empty").hidden = sessions.length > 0;
   }
 
-  // The takeover alert: the oldest unacknowledged high event holds the screen until someone
-  // acknowledges it (here or anywhere else).
-  let alerting = null;
-  function renderTakeover() {
-    const high = sortedEvents().find((ev) => ev.level === "high" && ev.state === "open");
-    const box = $("takeover");
-    if (!high) {
-      box.hidden = true;
-      alerting = null;
-      return;
-    }
-    const changed = !alerting || alerting.id !== high.id;
-    alerting = high;
-    $("takeover-what").textContent = who(high) + " in " + high.session_title + ": " + (TRIGGER[high.trigger] || high.trigger) + ".";
-    $("takeover-join").href = "/rooms/" + encodeURIComponent(high.session_id);
-    if (changed) $("takeover-msg").textContent = "";
-    box.hidden = false;
-    if (changed) $("takeover-ack").focus();
+  // The takeover alert: every unacknowledged high event holds the screen until someone
+  // acknowledges it (here or anywhere else). They stack newest first, so a help press is
+  // seen at once even while an older alert waits, and each has its own acknowledge.
+  let alerting = []; // the events on the takeover, newest first
+  function takeoverCard(ev) {
+    const card = el("li", null, "takeover-card");
+    card.dataset.id = ev.id;
+    const answer = el("p", "", "event-msg");
+    answer.setAttribute("role", "status");
+    const ack = el("button", "Acknowledge", "primary");
+    ack.type = "button";
+    ack.addEventListener("click", () => act({ type: "ack", event_id: ev.id }, answer));
+    const take = el("button", "Take over");
+    take.type = "button";
+    take.addEventListener("click", () => act({ type: "take_over", event_id: ev.id }, answer));
+    const actions = el("div", null, "actions");
+    actions.append(ack, take);
+    if (mayJoin()) actions.append(joinLink(ev));
+    card.append(
+      el("p", who(ev) + " in " + ev.session_title + ": " + (TRIGGER[ev.trigger] || ev.trigger) + ".", "reason"),
+      el("p", "", "timer"),
+      openEventLink(ev),
+      actions,
+      answer,
+    );
+    return card;
   }
-  $("takeover-ack").addEventListener("click", () => alerting && act({ type: "ack", event_id: alerting.id }, $("takeover-msg")));
-  $("takeover-take").addEventListener("click", () => alerting && act({ type: "take_over", event_id: alerting.id }, $("takeover-msg")));
+  function renderTakeover() {
+    const shown = new Set(alerting.map((ev) => ev.id));
+    alerting = [...events.values()]
+      .filter((ev) => ev.level === "high" && ev.state === "open")
+      .sort((a, b) => b.raised_at.localeCompare(a.raised_at) || a.id.localeCompare(b.id));
+    const box = $("takeover");
+    const list = $("takeover-list");
+    const keep = new Map();
+    for (const node of list.children) keep.set(node.dataset.id, node);
+    const fresh = [];
+    let refocus = null;
+    for (const ev of alerting) {
+      const signature = JSON.stringify(ev);
+      let node = keep.get(ev.id);
+      if (!node || node.dataset.signature !== signature) {
+        const answer = node ? node.querySelector(".event-msg").textContent : "";
+        const focused = node && node.contains(document.activeElement);
+        node = takeoverCard(ev);
+        node.querySelector(".event-msg").textContent = answer;
+        node.dataset.signature = signature;
+        if (focused) refocus = node.querySelector("button");
+      }
+      fresh.push(node);
+    }
+    list.replaceChildren(...fresh);
+    if (refocus) refocus.focus();
+    const count = $("takeover-count");
+    count.textContent = alerting.length > 1 ? alerting.length + " high-level events are waiting for acknowledgement (newest first)." : "";
+    count.hidden = alerting.length < 2;
+    box.hidden = alerting.length === 0;
+    const arrived = alerting.find((ev) => !shown.has(ev.id));
+    if (arrived) list.querySelector('[data-id="' + CSS.escape(arrived.id) + '"] button').focus();
+  }
 
   function renderAll() {
     renderEvents();
@@ -284,10 +337,14 @@
         timer.classList.toggle("overdue", Date.parse(ev.next_deadline.due_at) / 1000 < serverNow());
       }
     }
-    if (alerting) {
-      const parts = ["raised " + clockText(serverNow() - Date.parse(alerting.raised_at) / 1000) + " ago"];
-      if (alerting.next_deadline) parts.push(deadlineText(alerting));
-      $("takeover-timer").textContent = parts.join(" · ");
+    for (const node of $("takeover-list").children) {
+      const ev = events.get(node.dataset.id);
+      if (!ev) continue;
+      const parts = ["raised " + clockText(serverNow() - Date.parse(ev.raised_at) / 1000) + " ago"];
+      if (ev.next_deadline) parts.push(deadlineText(ev));
+      const timer = node.querySelector(".timer");
+      timer.textContent = parts.join(" · ");
+      timer.classList.toggle("overdue", Boolean(ev.next_deadline) && Date.parse(ev.next_deadline.due_at) / 1000 < serverNow());
     }
   }
   setInterval(tick, 1000);
@@ -304,7 +361,7 @@
     toggle.textContent = soundOn ? "Sound on (turn off)" : "Enable sound";
   });
   function beep() {
-    if (!soundOn || !audio || !alerting) return;
+    if (!soundOn || !audio || alerting.length === 0) return;
     const now = audio.currentTime;
     for (const start of [0, 0.25]) {
       const osc = audio.createOscillator();
