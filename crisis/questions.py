@@ -15,6 +15,12 @@ from crisis.screening import (
 )
 
 PREFER_NOT = "prefer_not"
+# "I'd rather talk to my clinician": offered on the suicide items instead of an answer. It
+# ends those items and the check-in; staff assess the patient before admission.
+TALK = "talk_to_clinician"
+DECLINED_RULE = "declined the suicide screen"
+# Severe totals (CLINICAL.md 4): a program may lower these (stricter), never raise them.
+SEVERE_DEFAULTS = {"phq9": 20, "gad7": 15}
 FREQUENCY = (
     ("0", "Not at all"),
     ("1", "Several days"),
@@ -69,6 +75,7 @@ class Question:
     options: tuple[tuple[str, str], ...]
     stem: str = ""
     skippable: bool = False
+    can_decline: bool = False  # "I'd rather talk to my clinician" (the suicide items)
 
 
 def question(qid: str) -> Question:
@@ -76,11 +83,11 @@ def question(qid: str) -> Question:
     if qid.startswith("phq9_"):
         n = int(qid[5:])
         # Item 9 asks about self-harm: it is never skipped, because it opens the C-SSRS.
-        return Question(qid, PHQ9[n - 1], FREQUENCY, PHQ_STEM, skippable=n != 9)
+        return Question(qid, PHQ9[n - 1], FREQUENCY, PHQ_STEM, skippable=n != 9, can_decline=n == 9)
     if qid.startswith("gad7_"):
         return Question(qid, GAD7[int(qid[5:]) - 1], FREQUENCY, PHQ_STEM, skippable=True)
     if qid in CSSRS:
-        return Question(qid, CSSRS[qid], YES_NO)
+        return Question(qid, CSSRS[qid], YES_NO, can_decline=True)
     if qid == "sud_used":
         return Question(
             qid, "Have you used alcohol or drugs since your last session?", YES_NO, skippable=True
@@ -132,7 +139,45 @@ def sequence(plan: Plan, answers: Mapping[str, str]) -> list[str]:
         order += _cssrs_order(answers)
     if plan.sud:
         order += ["sud_used", "sud_craving", "sud_intoxicated"]
+    declined = next((qid for qid in order if answers.get(qid) == TALK), None)
+    if declined is not None:
+        # The patient asked to talk instead: nothing after this screen is asked.
+        return order[: order.index(declined) + 1]
     return order
+
+
+def declined(answers: Mapping[str, str]) -> bool:
+    """Whether the patient chose to talk to their clinician instead of the suicide items."""
+    return TALK in answers.values()
+
+
+def floor(answers: Mapping[str, str]) -> tuple[str, str]:
+    """The least serious level the answers so far can still end at, and why.
+
+    A yes on the suicide items only ever raises the C-SSRS level, so a partial check-in
+    is already committed to this level: it is acted on as each answer is stored. On a
+    finished screener it is the C-SSRS triage itself (`crisis.screening.cssrs_result`).
+    """
+    yes = {qid for qid in CSSRS if answers.get(qid) == "yes"}
+    if "cssrs_q4" in yes:
+        return "high", "Q4: intent without a specific plan"
+    if "cssrs_q5" in yes:
+        return "high", "Q5: intent with a plan"
+    if {"cssrs_q6", "cssrs_q6b"} <= yes:
+        return "high", "Q6: preparatory behavior within the past 3 months"
+    if "cssrs_q3" in yes:
+        return "moderate", "Q3: thought about a method"
+    if "cssrs_q6" in yes:
+        if answers.get("cssrs_q6b") == "no":
+            return "moderate", "Q6: preparatory behavior more than 3 months ago"
+        return "moderate", "Q6: preparatory behavior, when not answered"
+    if declined(answers):
+        return "moderate", DECLINED_RULE
+    if yes & {"cssrs_q1", "cssrs_q2"}:
+        return "low", "Q1/Q2: wish to be dead or thoughts of suicide only"
+    if answers.get("phq9_9") not in (None, "0", PREFER_NOT, TALK):
+        return "low", "PHQ-9 item 9 above 0"
+    return "none", "no screener answered yes"
 
 
 def next_question(plan: Plan, answers: Mapping[str, str]) -> str | None:
@@ -144,7 +189,7 @@ def _items(answers: Mapping[str, str], prefix: str, count: int) -> list[int | No
     values: list[int | None] = []
     for n in range(1, count + 1):
         raw = answers.get(f"{prefix}_{n}")
-        values.append(None if raw in (None, PREFER_NOT) else int(raw))
+        values.append(None if raw in (None, PREFER_NOT, TALK) else int(raw))
     return values
 
 
@@ -160,12 +205,20 @@ def results(plan: Plan, answers: Mapping[str, str]) -> dict[str, Any]:
             continue
         items = _items(answers, prefix, count)
         skipped = sum(1 for item in items if item is None)
-        if skipped:
+        if not any(f"{prefix}_{n}" in answers for n in range(1, count + 1)):
+            out[name] = {"total": None, "band": "not asked", "prefer_not": 0}
+        elif skipped:
             out[name] = {"total": None, "band": "incomplete", "prefer_not": skipped}
         else:
             score = scorer([int(item) for item in items if item is not None])
             out[name] = {"total": score.total, "band": score.band, "prefer_not": 0}
-    if "cssrs_q1" in answers:
+    if declined(answers):
+        # The suicide items ended early, so the screener cannot be scored: what was
+        # answered still counts, and the refusal itself is at least moderate.
+        level, rule = floor(answers)
+        out["cssrs"] = {"level": level, "rule": rule, "declined": True}
+        out["declined"] = True
+    elif "cssrs_q1" in answers:
         yes = {qid: answers.get(qid) == "yes" for qid in CSSRS}
 
         def maybe(qid: str) -> bool | None:
@@ -189,7 +242,7 @@ def results(plan: Plan, answers: Mapping[str, str]) -> dict[str, Any]:
         sud = SubstanceUse(
             None if used in (None, PREFER_NOT) else used == "yes",
             None if craving in (None, PREFER_NOT) else int(craving),
-            answers.get("sud_intoxicated") == "yes",
+            None if "sud_intoxicated" not in answers else answers["sud_intoxicated"] == "yes",
         )
         out["sud"] = {
             "used_since_last_session": sud.used_since_last_session,
@@ -200,10 +253,34 @@ def results(plan: Plan, answers: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def severe(scored: Mapping[str, Any], thresholds: Mapping[str, int]) -> list[dict[str, str]]:
+    """Severe totals and substance use right now, each a review for the facilitator.
+
+    These never change the C-SSRS level (a severe PHQ-9 with item 9 at 0 is not suicide
+    risk), but they are not "nothing" either. A threshold above the default is ignored:
+    a program may only make them stricter.
+    """
+    found: list[dict[str, str]] = []
+    for name, label in (("phq9", "PHQ-9"), ("gad7", "GAD-7")):
+        at = min(int(thresholds.get(name, SEVERE_DEFAULTS[name])), SEVERE_DEFAULTS[name])
+        total = (scored.get(name) or {}).get("total")
+        if total is not None and total >= at:
+            found.append(
+                {"code": f"{name}_severe", "rule": f"{label} total {total} (at or above {at})"}
+            )
+    if (scored.get("sud") or {}).get("intoxicated_now"):
+        found.append({"code": "using_now", "rule": "under the influence right now"})
+    return found
+
+
 def valid_answer(qid: str, value: str) -> bool:
-    """Whether `value` is one of the question's answers (or an allowed "prefer not")."""
+    """Whether `value` is one of the question's answers (or an allowed "prefer not"/"talk")."""
     q = question(qid)
-    return value in {v for v, _ in q.options} or (q.skippable and value == PREFER_NOT)
+    return (
+        value in {v for v, _ in q.options}
+        or (q.skippable and value == PREFER_NOT)
+        or (q.can_decline and value == TALK)
+    )
 
 
 def progress(plan: Plan, answers: Mapping[str, str]) -> tuple[int, int]:

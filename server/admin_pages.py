@@ -78,7 +78,18 @@ def _program_data(form: MultiDict[str]) -> dict[str, Any]:
         "consent_individual": kinds("consent_individual"),
         "recording_enabled": form.get("recording_enabled") == "on",
         "screening_cadence": cadence_from(form),
+        "severe_scores": severe_from(form),
     }
+
+
+def severe_from(form: MultiDict[str]) -> dict[str, Any] | None:
+    """Severe totals from a form; blank fields keep the default (None if all are)."""
+    found: dict[str, Any] = {}
+    for name in ("phq9", "gad7"):
+        raw = form.get(f"severe_scores_{name}", "").strip()
+        if raw:
+            found[name] = int(raw) if raw.isdigit() else raw
+    return found or None
 
 
 def cadence_from(form: MultiDict[str]) -> dict[str, Any] | None:
@@ -161,6 +172,8 @@ async def _program_view(
     }
     for name, days in (values.get("screening_cadence") or {}).items():
         values.setdefault(f"screening_cadence_{name}", days)
+    for name, total in (values.get("severe_scores") or {}).items():
+        values.setdefault(f"severe_scores_{name}", total)
     return await render(request, "admin_program.html", context, status)
 
 

@@ -6,11 +6,13 @@ import json
 from typing import Any
 
 from aiohttp import web
-from aiohttp_session import get_session
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crisis.questions import PREFER_NOT, Plan, next_question, progress, question, valid_answer
-from server import checkin_store, crisis_publish
-from server.appkeys import CLOCK, ENGINE, KEYRING
+from crisis.directory import format_phone
+from crisis.questions import PREFER_NOT, TALK, next_question, question, valid_answer
+from crisis.questions import progress as progress_of
+from server import checkin_store, crisis_publish, directory_store
+from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.auth import audit_event, csrf_token, identity, read_form, requires
 from server.joinlinks import patient_sessions
 from server.logs import get_logger
@@ -21,7 +23,6 @@ from server.schemas import check_phone
 from server.scope import patient_visible
 
 log = get_logger(__name__)
-STATE = "checkin"
 SUPPORT = (("yes", "Yes"), ("no", "No"), ("none", "I do not have a support person"))
 
 
@@ -62,19 +63,6 @@ def parse_safety(
     return answers, errors
 
 
-async def _state(request: web.Request, session_id: str, patient_id: str) -> dict[str, Any]:
-    session = await get_session(request)
-    state = session.get(STATE)
-    if not isinstance(state, dict) or state.get("session_id") != session_id:
-        async with request.app[ENGINE].connect() as conn:
-            plan = await checkin_store.plan_for(
-                conn, session_id, patient_id, request.app[CLOCK].now()
-            )
-        state = {"session_id": session_id, "plan": plan.to_json(), "answers": {}}
-        session[STATE] = state
-    return state
-
-
 async def _safety_page(
     request: web.Request, link: Any, session_id: str, values: dict[str, Any], errors: dict[str, str]
 ) -> web.Response:
@@ -92,27 +80,41 @@ async def _safety_page(
     return await render(request, "checkin_safety.html", context, 400 if errors else 200)
 
 
-async def checkin_page(request: web.Request) -> web.StreamResponse:
-    """The next step of the check-in for the patient's session."""
-    link, session_id = await patient_session(request)
-    async with request.app[ENGINE].connect() as conn:
-        done = await checkin_store.safety_check_for(conn, session_id, link.patient_id)
-    if done is None:
-        return await _safety_page(request, link, session_id, {}, {})
-    state = await _state(request, session_id, link.patient_id)
-    plan = Plan(**state["plan"])
-    qid = next_question(plan, state["answers"])
-    if qid is None:
-        raise web.HTTPSeeOther("/room")
-    number, total = progress(plan, state["answers"])
+async def _question_page(
+    request: web.Request, progress: checkin_store.Progress, qid: str, error: str = ""
+) -> web.Response:
+    number, total = progress_of(progress.plan, progress.answers)
     context = {
         "q": question(qid),
         "number": number,
         "total": total,
         "prefer_not": PREFER_NOT,
+        "talk": TALK,
         "csrf": await csrf_token(request),
+        "error": error,
     }
-    return await render(request, "checkin_question.html", context)
+    return await render(request, "checkin_question.html", context, 400 if error else 200)
+
+
+async def checkin_page(request: web.Request) -> web.StreamResponse:
+    """The next step of the check-in for the patient's session (resumed where it was left)."""
+    link, session_id = await patient_session(request)
+    async with request.app[ENGINE].begin() as conn:
+        done = await checkin_store.safety_check_for(conn, session_id, link.patient_id)
+        if done is None:
+            progress = None
+        elif await checkin_store.screening_for(conn, session_id, link.patient_id) is not None:
+            raise web.HTTPSeeOther("/room")
+        else:
+            progress = await checkin_store.progress_for(
+                conn, request.app[KEYRING], session_id, link.patient_id, request.app[CLOCK].now()
+            )
+    if progress is None:
+        return await _safety_page(request, link, session_id, {}, {})
+    qid = next_question(progress.plan, progress.answers)
+    if qid is None:
+        raise web.HTTPSeeOther("/room")
+    return await _question_page(request, progress, qid)
 
 
 async def safety_submit(request: web.Request) -> web.StreamResponse:
@@ -143,47 +145,86 @@ async def safety_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def answer_submit(request: web.Request) -> web.StreamResponse:
-    """Record one answer; after the last, score, store and hand the level on."""
+    """Store one answer as it is given; after the last, score, store and hand the level on."""
     link, session_id = await patient_session(request)
     form = await read_form(request)
-    state = await _state(request, session_id, link.patient_id)
-    plan = Plan(**state["plan"])
-    expected = next_question(plan, state["answers"])
     qid, value = form.get("qid", ""), form.get("answer", "")
-    if expected is None:
-        raise web.HTTPSeeOther("/room")
-    if qid != expected:
-        raise web.HTTPSeeOther("/checkin")  # an old tab or the back button
-    if not valid_answer(qid, value):
-        number, total = progress(plan, state["answers"])
-        context = {
-            "q": question(qid),
-            "number": number,
-            "total": total,
-            "prefer_not": PREFER_NOT,
-            "csrf": await csrf_token(request),
-            "error": "Choose one of the answers.",
-        }
-        return await render(request, "checkin_question.html", context, 400)
-    answers = {**state["answers"], qid: value}
-    session = await get_session(request)
-    session[STATE] = {**state, "answers": answers}
-    if next_question(plan, answers) is not None:
-        raise web.HTTPSeeOther("/checkin")
+    keyring, now = request.app[KEYRING], request.app[CLOCK].now()
+    error, finished, closing = "", False, {}
     async with crisis_publish.transaction(request.app) as conn:
-        _, outcome = await checkin_store.save_screening(
-            conn,
-            request.app[KEYRING],
-            session_id=session_id,
-            patient_id=link.patient_id,
-            plan=plan,
-            answers=answers,
-            now=request.app[CLOCK].now(),
+        if await checkin_store.safety_check_for(conn, session_id, link.patient_id) is None:
+            raise web.HTTPSeeOther("/checkin")
+        if await checkin_store.screening_for(conn, session_id, link.patient_id) is not None:
+            raise web.HTTPSeeOther("/room")
+        progress = await checkin_store.progress_for(
+            conn, keyring, session_id, link.patient_id, now, lock=True
         )
-    session.pop(STATE, None)
+        expected = next_question(progress.plan, progress.answers)
+        if expected is None:
+            raise web.HTTPSeeOther("/room")
+        if qid != expected:
+            raise web.HTTPSeeOther("/checkin")  # an old tab or the back button
+        if not valid_answer(qid, value):
+            error = "Choose one of the answers."
+        else:
+            await checkin_store.record_answer(
+                conn,
+                keyring,
+                session_id=session_id,
+                patient_id=link.patient_id,
+                progress=progress,
+                qid=qid,
+                value=value,
+                now=now,
+            )
+            finished = next_question(progress.plan, progress.answers) is None
+            if finished:
+                scored, _ = await checkin_store.save_screening(
+                    conn,
+                    keyring,
+                    session_id=session_id,
+                    patient_id=link.patient_id,
+                    plan=progress.plan,
+                    answers=progress.answers,
+                    now=now,
+                    raised_level=progress.raised_level,
+                )
+                closing = await _closing(conn, request, session_id, link, scored)
+    if error:
+        return await _question_page(request, progress, qid, error)
+    log.info("checkin.answered", patient_id=link.patient_id, session_id=session_id)
+    if not finished:
+        raise web.HTTPSeeOther("/checkin")
     log.info("checkin.screened", patient_id=link.patient_id, session_id=session_id)
-    # The patient never sees a level: every check-in closes the same calm way.
-    return await render(request, "checkin_done.html", {"program_phone": link.program_phone})
+    return await render(request, "checkin_done.html", closing)
+
+
+async def _closing(
+    conn: AsyncConnection, request: web.Request, session_id: str, link: Any, scored: dict[str, Any]
+) -> dict[str, Any]:
+    """What the closing page says: the same calm close, plus, after a screen that needs
+    staff now, that the program may call the session phone, and the area's crisis line."""
+    context: dict[str, Any] = {"program_phone": link.program_phone, "call_now": False}
+    level = scored["level"]
+    if level == "none" and not scored["flags"]:
+        return context
+    check = await checkin_store.safety_check_for(conn, session_id, link.patient_id)
+    answers = json.loads(
+        request.app[KEYRING].open(check.answers_enc, context=f"safety_checks/{check.id}")
+    )
+    local = await directory_store.resolve(
+        conn,
+        check.zip,
+        check.county,
+        request.app[CLOCK].now().date(),
+        stale_days=request.app[SETTINGS].directory_stale_days,
+    )
+    # Example rows hold fictional numbers: a patient is never shown one as if it were real.
+    line = next((r.entry for r in local.local if r.entry.crisis_line and not r.entry.example), None)
+    context["crisis_line"] = None if line is None else format_phone(line.crisis_line or "")
+    context["call_now"] = level in ("moderate", "high")
+    context["session_phone"] = answers.get("callback_phone", "")
+    return context
 
 
 # Staff: the safety check taken by phone, and the measures page ------------------------------

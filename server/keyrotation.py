@@ -17,6 +17,7 @@ from server.crisis_store import step_context
 from server.oncall import webhook_secret_context, webhook_url_context
 from server.phi import Keyring
 from server.storage.tables import (
+    checkin_progress,
     consent_events,
     crisis_requests,
     crisis_settings,
@@ -49,6 +50,7 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
         for field in SEALED
     ),
     SealedColumn(crisis_requests, "detail_enc", lambda rid: f"crisis_requests/{rid}"),
+    SealedColumn(checkin_progress, "answers_enc", lambda rid: f"checkin_progress/{rid}"),
     SealedColumn(crisis_steps, "payload_enc", step_context, "seq"),
     SealedColumn(crisis_settings, "webhook_url_enc", webhook_url_context, "program_id"),
     SealedColumn(crisis_settings, "webhook_secret_enc", webhook_secret_context, "program_id"),

@@ -15,7 +15,9 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from typing_extensions import TypedDict
 
+from crisis.questions import SEVERE_DEFAULTS
 from rooms.schedule import ScheduleError, WeeklySlot, check_no_overlap, zone
 
 _PHONE = re.compile(r"^\+?[0-9 ().-]{7,32}$")
@@ -66,6 +68,14 @@ ConsentKind = Literal["telehealth", "group_confidentiality", "emergency_plan", "
 Instrument = Literal["phq9", "gad7", "cssrs"]
 
 
+class SevereScores(TypedDict, total=False):
+    """A program's severe totals: only stricter (lower) than the defaults, never looser."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    phq9: Annotated[int, Field(ge=1, le=SEVERE_DEFAULTS["phq9"])]
+    gad7: Annotated[int, Field(ge=1, le=SEVERE_DEFAULTS["gad7"])]
+
+
 class ProgramIn(Strict):
     name: Name
     kind: Literal["mental_health", "substance_use"] = "mental_health"
@@ -79,6 +89,8 @@ class ProgramIn(Strict):
     recording_enabled: bool = False
     # Days between asking each instrument (0 = every session); None keeps the defaults.
     screening_cadence: dict[Instrument, Annotated[int, Field(ge=0, le=365)]] | None = None
+    # Severe totals that create a review task; None keeps the defaults.
+    severe_scores: SevereScores | None = None
 
 
 class SupportPerson(Strict):

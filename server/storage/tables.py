@@ -71,6 +71,9 @@ programs = sa.Table(
     sa.Column("recording_enabled", sa.Boolean(), nullable=False, server_default=sa.false()),
     # {"phq9": days, "gad7": days, "cssrs": days}: how often each is asked (0 = every session).
     sa.Column("screening_cadence", sa.JSON(), nullable=True),
+    # {"phq9": total, "gad7": total}: severe at or above (a review task); NULL = defaults,
+    # and a value above the default is never used (crisis/questions.py SEVERE_DEFAULTS).
+    sa.Column("severe_scores", sa.JSON(), nullable=True),
     _created(),
     sa.CheckConstraint(f"kind IN {PROGRAM_KINDS}", name="kind"),
     sa.CheckConstraint(f"join_link_mode IN {JOIN_LINK_MODES}", name="join_link_mode"),
@@ -416,6 +419,24 @@ screenings = sa.Table(
     sa.Column("instruments", sa.String(64), nullable=False),  # e.g. "phq9,gad7,cssrs"
     sa.Column("at", UTCDateTime(), nullable=False),
     sa.Index("ix_screenings_patient", "patient_id", "at"),
+)
+
+# A check-in in progress: each answer is stored (sealed) as it is given, so a reload
+# resumes and a closed tab loses nothing; `raised_level` is what has already been handed to
+# crisis/escalation.py, so finishing does not raise the same concern twice. The row goes
+# when the screening is stored.
+checkin_progress = sa.Table(
+    "checkin_progress",
+    metadata,
+    _id(),
+    sa.Column("session_id", sa.ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("patient_id", sa.ForeignKey("patients.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("plan", sa.JSON(), nullable=False),  # which instruments are asked
+    sa.Column("answers_enc", sa.Text(), nullable=False),
+    sa.Column("raised_level", sa.String(10), nullable=False, server_default="none"),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("session_id", "patient_id"),
 )
 
 # Concerns recorded by crisis/escalation.py until the crisis path acts on them.

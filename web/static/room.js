@@ -399,6 +399,7 @@
       if (checkin.level && checkin.level !== "none") {
         badges.append(el("span", checkin.level + " risk screen", "badge level-" + checkin.level));
       }
+      for (const flag of checkin.flags || []) badges.append(el("span", flag, "badge alert"));
       if (checkin.private_space === false) badges.append(el("span", "not in a private space", "badge alert"));
       for (const open of checkin.escalations || []) {
         badges.append(el("span", open.kind === "event" ? "escalation open" : "review before the end", "badge alert"));
