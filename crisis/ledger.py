@@ -28,9 +28,10 @@ DISPOSITIONS = (
     "other",
 )
 TARASOFF_METHODS = ("phone", "in_person", "written", "law_enforcement")
-# CLINICAL.md 7.5: when a flagged patient's video drops, call back, then the support person,
-# then a welfare check through the patient's local dispatch center.
-DROP_ACTIONS = ("call_back", "support_person", "welfare_check")
+# CLINICAL.md 7.5: when a flagged patient's video drops, call back on the session phone,
+# then the backup and alternate phones (as the telehealth and emergency-plan consents
+# promise), then the support person, then a welfare check through the local dispatch center.
+DROP_ACTIONS = ("call_back", "backup_phone", "support_person", "welfare_check")
 DROP_OUTCOMES = ("taken", "skipped")
 FOLLOW_UP_DEFAULT = dt.timedelta(hours=24)  # CLINICAL.md section 7: default within 24 h
 MAX_NOTE = 4000

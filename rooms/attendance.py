@@ -46,6 +46,7 @@ class Presence:
     per_phase_s: dict[int, float] = field(default_factory=dict)
     total_s: float = 0.0
     excluded_break_s: float = 0.0
+    before_start_s: float = 0.0  # admitted before the facilitator pressed Start (counted)
 
     @property
     def first_join(self) -> dt.datetime | None:
@@ -93,20 +94,27 @@ def _overlap(a: tuple[dt.datetime, dt.datetime], b: tuple[dt.datetime, dt.dateti
 def session_attendance(
     events: Sequence[Event], phases: Sequence[PhaseSpan], until: dt.datetime
 ) -> dict[str, Presence]:
-    """Everyone's presence in one session, per phase and in total without breaks."""
+    """Everyone's presence in one session, per phase and in total without breaks.
+
+    CLINICAL.md 6 counts minutes present excluding breaks. Every minute admitted to the room
+    counts, including those before the facilitator pressed Start (the patient was in the
+    session with the clinician); only the break phases are taken out.
+    """
     result: dict[str, Presence] = {}
+    started = min((phase.start for phase in phases), default=None)
     for person, (spans, reconnects) in intervals(events, until).items():
         presence = Presence(person, spans, reconnects)
-        if phases:
-            for phase in phases:
-                seconds = sum(_overlap(span, (phase.start, phase.end)) for span in spans)
-                presence.per_phase_s[phase.index] = seconds
-                if phase.kind == "break":
-                    presence.excluded_break_s += seconds
-                else:
-                    presence.total_s += seconds
-        else:
-            presence.total_s = sum((end - start).total_seconds() for start, end in spans)
+        presence.total_s = sum((end - start).total_seconds() for start, end in spans)
+        for phase in phases:
+            seconds = sum(_overlap(span, (phase.start, phase.end)) for span in spans)
+            presence.per_phase_s[phase.index] = seconds
+            if phase.kind == "break":
+                presence.excluded_break_s += seconds
+                presence.total_s -= seconds
+        if started is not None:
+            presence.before_start_s = sum(
+                _overlap(span, (min(span[0], started), started)) for span in spans
+            )
         result[person] = presence
     return result
 

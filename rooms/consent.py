@@ -82,21 +82,31 @@ def parse_document(source: str) -> Document:
     return Document(title, body, tuple(acknowledgements))
 
 
-def required_kinds(
-    session_kind: str, program_kind: str, configured: Sequence[str] | None, recording: bool
-) -> tuple[str, ...]:
-    """The consents a session needs: the program's list, or the defaults."""
+# Consents a patient is asked for that never stand between her and the room. Recording:
+# the text promises care is the same without it (and the platform has no recorder).
+# Part 2: 42 CFR Part 2 does not let a program condition treatment on consent to disclose.
+OPTIONAL = frozenset({"part2", "recording"})
+
+
+def required_kinds(session_kind: str, configured: Sequence[str] | None) -> tuple[str, ...]:
+    """The consents a session needs before entry: the program's list, or the defaults."""
     if configured is not None:
         kinds = list(configured)
     elif session_kind == "group":
         kinds = ["telehealth", "group_confidentiality", "emergency_plan"]
     else:
         kinds = ["telehealth", "emergency_plan"]
-    if configured is None and program_kind == "substance_use":
+    return tuple(k for k in kinds if k not in OPTIONAL)
+
+
+def offered_kinds(
+    program_kind: str, configured: Sequence[str] | None, recording: bool
+) -> tuple[str, ...]:
+    """The optional consents a session asks for: the patient may decline and still enter."""
+    kinds = []
+    if program_kind == "substance_use" or (configured is not None and "part2" in configured):
         kinds.append("part2")
-    # Recording is never offered unless the program enables it; then everyone needs it.
-    kinds = [k for k in kinds if k != "recording"]
-    if recording:
+    if recording:  # never offered unless the program enables it
         kinds.append("recording")
     return tuple(kinds)
 
@@ -137,7 +147,7 @@ class Missing:
     """A consent the gate is waiting for, and why."""
 
     kind: str
-    reason: str  # "missing" | "new_version"
+    reason: str  # "missing" | "new_version" | "optional"
 
 
 def gate(
@@ -152,6 +162,27 @@ def gate(
         elif standing.version < minimum.get(kind, 1):
             missing.append(Missing(kind, "new_version"))
     return missing
+
+
+def answered_versions(events: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Per kind, the newest document version the patient answered, agreeing or declining."""
+    found: dict[str, int] = {}
+    for event in events:
+        if event["event"] in ("consented", "refused") and event.get("template_version"):
+            kind = event["kind"]
+            found[kind] = max(found.get(kind, 0), int(event["template_version"]))
+    return found
+
+
+def unanswered_offers(
+    offered: Sequence[str], answered: Mapping[str, int], minimum: Mapping[str, int]
+) -> list[Missing]:
+    """Optional consents still to ask for: never answered, or changed since (re-consent)."""
+    return [
+        Missing(kind, "optional")
+        for kind in offered
+        if answered.get(kind, 0) < minimum.get(kind, 1)
+    ]
 
 
 def canonical(fields: Mapping[str, Any]) -> bytes:

@@ -163,7 +163,7 @@ class DropStep(_Message):
 
     type: Literal["drop_step"]
     event_id: Annotated[str, StringConstraints(min_length=8, max_length=36, pattern=r"^[\w-]+$")]
-    action: Literal["call_back", "support_person", "welfare_check"]
+    action: Literal["call_back", "backup_phone", "support_person", "welfare_check"]
     outcome: Literal["taken", "skipped"]
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 

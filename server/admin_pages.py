@@ -8,7 +8,7 @@ from aiohttp import web
 from multidict import MultiDict
 from pydantic import BaseModel, ValidationError
 
-from rooms.consent import KIND_TITLES, KINDS
+from rooms.consent import KIND_TITLES, KINDS, OPTIONAL
 from rooms.schedule import WEEKDAYS
 from server import accounts, catalog, staff_sockets
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
@@ -166,7 +166,7 @@ async def _program_view(
         "values": values,
         "errors": errors,
         "time_zones": TIME_ZONES,
-        "consent_kinds": [k for k in KINDS if k != "recording"],
+        "consent_kinds": [k for k in KINDS if k not in OPTIONAL],
         "consent_titles": KIND_TITLES,
         "csrf": await csrf_token(request),
     }

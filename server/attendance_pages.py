@@ -23,8 +23,11 @@ from server.render import render
 from server.roomaccess import room_info, staff_role
 from server.scope import clinician_scope, program_scope
 from server.storage.tables import (
+    appointments,
     attendance_attestations,
     attendance_events,
+    group_members,
+    groups,
     patients,
     programs,
     session_clocks,
@@ -39,6 +42,7 @@ CSV_COLUMNS = (
     "reconnects",
     "minutes_present_excluding_breaks",
     "break_minutes",
+    "minutes_before_start",
 )
 
 
@@ -86,6 +90,7 @@ async def session_figures(
             "reconnects": presence.reconnects,
             "minutes": presence.minutes,
             "break_minutes": round(presence.excluded_break_s / 60, 1),
+            "before_start_minutes": round(presence.before_start_s / 60, 1),
             "per_phase": {i: round(s / 60, 1) for i, s in presence.per_phase_s.items()},
         }
         for person, presence in presences.items()
@@ -116,7 +121,7 @@ def _local(value: dt.datetime | None, time_zone: str) -> str:
     return "" if value is None else value.astimezone(zone(time_zone)).strftime("%H:%M:%S")
 
 
-@requires(Action.SESSIONS_READ, phi=True)
+@requires(Action.ATTENDANCE_READ, phi=True)
 async def session_attendance_page(request: web.Request) -> web.Response:
     """A session's attendance, from recorded events, with the attestation."""
     now = request.app[CLOCK].now()
@@ -156,7 +161,7 @@ async def session_attendance_page(request: web.Request) -> web.Response:
     return await render(request, "attendance.html", context)
 
 
-@requires(Action.SESSIONS_READ, phi=True)
+@requires(Action.ATTENDANCE_READ, phi=True)
 async def session_attendance_csv(request: web.Request) -> web.Response:
     """The same figures as CSV."""
     now = request.app[CLOCK].now()
@@ -179,6 +184,7 @@ async def session_attendance_csv(request: web.Request) -> web.Response:
                 r["reconnects"],
                 r["minutes"],
                 r["break_minutes"],
+                r["before_start_minutes"],
             ]
         )
     return web.Response(
@@ -188,7 +194,7 @@ async def session_attendance_csv(request: web.Request) -> web.Response:
     )
 
 
-@requires(Action.SESSIONS_READ, phi=True)
+@requires(Action.ATTENDANCE_READ, phi=True)
 async def attest(request: web.Request) -> web.StreamResponse:
     """The session's clinician attests the figures as shown."""
     await read_form(request)
@@ -214,7 +220,7 @@ async def attest(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/sessions/{info.id}/attendance")
 
 
-@requires(Action.SESSIONS_READ, phi=True)
+@requires(Action.ATTENDANCE_READ, phi=True)
 async def weekly_page(request: web.Request) -> web.Response:
     """Each patient's week against the program's IOP threshold, those below it first."""
     who = identity(request)
@@ -262,10 +268,17 @@ async def weekly_page(request: web.Request) -> web.Response:
             f"patient:{r.id}": bool(r.adolescent)
             for r in await conn.execute(sa.select(patients.c.id, patients.c.adolescent))
         }
+        enrolled = await _enrolled(conn, who, monday, listed)
         results = []
-        for program_id, sessions_list in per_program.items():
+        for program_id in sorted(set(per_program) | set(enrolled.values())):
+            minutes = rules.by_day(per_program.get(program_id, []))
+            # A patient enrolled this week with no minutes at all is the one most below the
+            # threshold: listed (first) with 0 hours, never left out.
+            for person, home in enrolled.items():
+                if home == program_id:
+                    minutes.setdefault(person, {})
             totals = rules.weekly(
-                rules.by_day(sessions_list),
+                minutes,
                 adolescent=adolescent,
                 substance_use=programs_rows[program_id].kind == "substance_use",
             )
@@ -274,7 +287,7 @@ async def weekly_page(request: web.Request) -> web.Response:
         await audit_event(
             request, conn, "attendance.weekly_viewed", detail={"week": monday.isoformat()}
         )
-    results.sort(key=lambda t: (not t.below, names.get(t.patient_id, "")))
+    results.sort(key=lambda t: (not t.below, t.hours, names.get(t.patient_id, "")))
     context = {
         "monday": monday,
         "previous": (monday - dt.timedelta(days=7)).isoformat(),
@@ -282,6 +295,46 @@ async def weekly_page(request: web.Request) -> web.Response:
         "rows": [{"total": t, "name": names.get(t.patient_id, "unknown")} for t in results],
     }
     return await render(request, "attendance_weekly.html", context)
+
+
+async def _enrolled(
+    conn: AsyncConnection, who: Any, monday: dt.date, listed: list[dict[str, Any]]
+) -> dict[str, str]:
+    """Patients the week's roll-up owes a row (person key -> program id), in the caller's
+    scope: members of the groups they may see during that week, and the patients of that
+    week's one-on-one sessions."""
+    sunday = monday + dt.timedelta(days=6)
+    query = (
+        sa.select(group_members.c.patient_id, groups.c.program_id)
+        .join(groups, groups.c.id == group_members.c.group_id)
+        .where(
+            group_members.c.joined_on <= sunday,
+            sa.or_(group_members.c.left_on.is_(None), group_members.c.left_on >= monday),
+            groups.c.starts_on <= sunday,
+            sa.or_(groups.c.ends_on.is_(None), groups.c.ends_on >= monday),
+        )
+    )
+    program_id = program_scope(who)
+    if program_id is not None:
+        query = query.where(groups.c.program_id == program_id)
+    clinician_id = clinician_scope(who)
+    if clinician_id is not None:
+        query = query.where(
+            sa.or_(
+                groups.c.lead_clinician_id == clinician_id,
+                groups.c.cofacilitator_id == clinician_id,
+            )
+        )
+    found = {f"patient:{row.patient_id}": row.program_id for row in await conn.execute(query)}
+    appointment_ids = [s["appointment_id"] for s in listed if s.get("appointment_id")]
+    if appointment_ids:
+        rows = await conn.execute(
+            sa.select(appointments.c.patient_id, appointments.c.program_id).where(
+                appointments.c.id.in_(appointment_ids)
+            )
+        )
+        found |= {f"patient:{row.patient_id}": row.program_id for row in rows}
+    return found
 
 
 def add_routes(app: web.Application) -> None:

@@ -17,7 +17,7 @@ from server.consent_templates import (
     all_versions,
     document_for,
     latest,
-    missing_for,
+    owed_for,
     publish,
     session_terms,
 )
@@ -35,6 +35,7 @@ PRESENTED = "consent_presented"
 REASONS = {
     "missing": "We need your agreement before you join.",
     "new_version": "This document has changed since you last agreed. Please read it again.",
+    "optional": "This one is your choice. If you say no, you still join the session.",
 }
 
 
@@ -49,7 +50,7 @@ async def consent_step(request: web.Request) -> web.StreamResponse:
     async with request.app[ENGINE].begin() as conn:
         terms = await session_terms(conn, session_id)
         assert terms is not None
-        missing = await missing_for(conn, request.app[KEYRING], link.patient_id, terms)
+        missing = await owed_for(conn, request.app[KEYRING], link.patient_id, terms)
         if not missing:
             raise web.HTTPSeeOther("/room")
         owed = missing[0]
@@ -59,14 +60,15 @@ async def consent_step(request: web.Request) -> web.StreamResponse:
     presented = dict(session.get(PRESENTED) or {})
     presented[owed.kind] = [template.id, request.app[CLOCK].now().isoformat()]
     session[PRESENTED] = presented
-    done = len(terms.required) - len(missing)
+    steps = len(terms.required) + len(terms.offered)
     context = {
         "kind": owed.kind,
         "reason": REASONS[owed.reason],
+        "optional": owed.reason == "optional",
         "document": document,
         "body_html": render_markdown(document.body),
-        "step": done + 1,
-        "steps": len(terms.required),
+        "step": steps - len(missing) + 1,
+        "steps": steps,
         "template": template,
         "csrf": await csrf_token(request),
         "program_phone": link.program_phone,
@@ -105,16 +107,18 @@ async def consent_submit(request: web.Request) -> web.StreamResponse:
             "recorded_at": now,
             "context": _capture_context(request),
         }
-        if form.get("decision") == "refuse":
+        declined = form.get("decision") == "refuse"
+        if declined:
             await consent_ledger.append(conn, keyring, event="refused", **base)
             log.info("consent.refused", patient_id=link.patient_id)
-            return await render(
-                request,
-                "consent_refused.html",
-                {"title": KIND_TITLES[kind], "program_phone": link.program_phone},
-            )
-        error = _check_agreement(form, document)
-        if error is None:
+            if kind not in terms.offered:
+                return await render(
+                    request,
+                    "consent_refused.html",
+                    {"title": KIND_TITLES[kind], "program_phone": link.program_phone},
+                )
+        error = None if declined else _check_agreement(form, document)
+        if error is None and not declined:
             current = await consent_ledger.standing(conn, keyring, link.patient_id)
             superseded = current.get(kind)
             await consent_ledger.append(
@@ -142,7 +146,8 @@ async def consent_submit(request: web.Request) -> web.StreamResponse:
             "error": error,
         }
         return await render(request, "consent_step.html", context, status=400)
-    log.info("consent.recorded", patient_id=link.patient_id)
+    if not declined:  # an optional one declined goes on to the next step, like an agreement
+        log.info("consent.recorded", patient_id=link.patient_id)
     raise web.HTTPSeeOther("/consent")
 
 

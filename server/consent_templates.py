@@ -13,7 +13,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import web as web_assets
-from rooms.consent import KINDS, Document, Missing, gate, parse_document, required_kinds
+from rooms.consent import (
+    KINDS,
+    Document,
+    Missing,
+    answered_versions,
+    current_consents,
+    gate,
+    offered_kinds,
+    parse_document,
+    required_kinds,
+    unanswered_offers,
+)
 from server import consent_ledger
 from server.catalog import new_id
 from server.phi import Keyring
@@ -130,11 +141,15 @@ async def publish(
 
 @dataclass(frozen=True, slots=True)
 class SessionTerms:
-    """What a session needs from a patient before they may enter, and how to fill it in."""
+    """What a session needs from a patient before they may enter, and how to fill it in.
+
+    `offered` are asked for too, but a patient who declines them still enters.
+    """
 
     session_id: str
     required: tuple[str, ...]
     values: dict[str, str]
+    offered: tuple[str, ...] = ()
 
 
 async def session_terms(conn: AsyncConnection, session_id: str) -> SessionTerms | None:
@@ -168,14 +183,15 @@ async def session_terms(conn: AsyncConnection, session_id: str) -> SessionTerms 
         )
     ).first()
     configured = row.consent_group if row.kind == "group" else row.consent_individual
-    required = required_kinds(row.kind, row.program_kind, configured, row.recording_enabled)
+    required = required_kinds(row.kind, configured)
+    offered = offered_kinds(row.program_kind, configured, row.recording_enabled)
     values = {
         "program_name": row.program_name,
         "program_phone": row.program_phone,
         "clinician_name": clinician.display_name if clinician else "your clinician",
         "clinician_licence": (clinician.licence if clinician and clinician.licence else "licensed"),
     }
-    return SessionTerms(row.id, required, values)
+    return SessionTerms(row.id, required, values, offered)
 
 
 async def document_for(conn: AsyncConnection, template: Any, values: dict[str, str]) -> Document:
@@ -203,3 +219,25 @@ async def missing_for(
     """What the gate still needs from this patient for this session."""
     current = await consent_ledger.standing(conn, keyring, patient_id)
     return gate(terms.required, current, await minimum_versions(conn))
+
+
+async def owed_for(
+    conn: AsyncConnection, keyring: Keyring, patient_id: str, terms: SessionTerms
+) -> list[Missing]:
+    """Every consent step still to show: the gate's first, then unanswered optional ones."""
+    events = await consent_ledger.events_of(conn, keyring, patient_id)
+    minimum = await minimum_versions(conn)
+    missing = gate(terms.required, current_consents(events), minimum)
+    return missing + unanswered_offers(terms.offered, answered_versions(events), minimum)
+
+
+async def offers_pending(
+    conn: AsyncConnection, keyring: Keyring, patient_id: str, session_id: str
+) -> bool:
+    """True when the session offers an optional consent the patient has not answered yet."""
+    terms = await session_terms(conn, session_id)
+    if terms is None or not terms.offered:
+        return False
+    events = await consent_ledger.events_of(conn, keyring, patient_id)
+    minimum = await minimum_versions(conn)
+    return bool(unanswered_offers(terms.offered, answered_versions(events), minimum))

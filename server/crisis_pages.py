@@ -83,6 +83,7 @@ STEP_FORMS: dict[str, tuple[str, tuple[FieldSpec, ...]]] = {
                 True,
                 (
                     ("call_back", "call back on the session phone"),
+                    ("backup_phone", "call the backup or alternate phone"),
                     ("support_person", "call the support person"),
                     ("welfare_check", "welfare check through local dispatch"),
                 ),

@@ -2,11 +2,14 @@
 
 CLINICAL.md 7.5: when the video of a patient with an open crisis event drops, the host and
 co-host are told straight away to call back on the session phone, with a countdown
-(policy default 2 min); then to call the support person (only under a signed release);
-then to ask for a welfare check through the patient's local dispatch center at the
-confirmed address (policy default 5 min). The prompt goes over the room socket to the
-host and co-host only, never to a patient. Each step, taken or skipped with a reason, is
-a `drop_follow_up` step on the event's timeline (`drop_step` message, host and co-host).
+(policy default 2 min); then the backup and alternate phones from intake (the telehealth
+and emergency-plan consents promise this step); then the support person (only under a
+release that has not been withdrawn); then a welfare check through the patient's local
+dispatch center at the confirmed address (policy default 5 min). The prompt goes over the
+room socket to the host and co-host only, never to a patient. Each step, taken or skipped
+with a reason, is a `drop_follow_up` step on the event's timeline (`drop_step` message,
+host and co-host); a step nobody can take (no phone on file, no release, a withdrawn
+release) is logged as skipped by the server, with its reason, when the prompt goes out.
 """
 
 from __future__ import annotations
@@ -45,36 +48,76 @@ def facilitators(hub: RoomHub) -> frozenset[str]:
 def prompt_steps(
     data: safety_data.SafetyData, callback_s: float, welfare_s: float
 ) -> list[dict[str, Any]]:
-    """The prompt's steps in order, each with when it becomes due (seconds after the drop)."""
+    """The prompt's steps in order, each with when it becomes due (seconds after the drop).
+
+    A step that cannot be taken carries `skipped` (the reason, no PHI); the server logs it
+    as skipped on the timeline so the record shows why it was passed over.
+    """
+    # The telehealth and emergency-plan texts promise: session phone, then (after a few
+    # minutes) the backup phone, then the support person; the welfare check comes last.
+    support_s = callback_s + (welfare_s - callback_s) / 2
     steps: list[dict[str, Any]] = []
-    phone = data.callback_phone or data.patient.get("backup_phone")
-    if phone:
-        which = "the session phone" if data.callback_phone else "the backup phone"
-        steps.append(
-            {
-                "action": "call_back",
-                "text": f"Call back on {phone} ({which})",
-                "phone": phone,
-                "after_s": 0,
-            }
+    session_phone = data.callback_phone
+    steps.append(
+        {
+            "action": "call_back",
+            "text": (
+                f"Call back on {session_phone} (the session phone)"
+                if session_phone
+                else "Call back: no session phone was given at this session's check-in"
+            ),
+            "phone": session_phone,
+            "phones": [session_phone] if session_phone else [],
+            "after_s": 0,
+            **({} if session_phone else {"skipped": "no session phone given at check-in"}),
+        }
+    )
+    labelled = [
+        (phone, label)
+        for phone, label in (
+            (data.patient.get("backup_phone"), "backup phone"),
+            (data.patient.get("alternate_phone"), "alternate phone"),
         )
+        if phone
+    ]
+    backup = [phone for phone, _ in labelled]
+    if backup:
+        text = "Call " + ", then ".join(f"{phone} ({label})" for phone, label in labelled)
     else:
-        steps.append(
-            {
-                "action": "call_back",
-                "text": "Call back: no session or backup phone on file",
-                "phone": None,
-                "after_s": 0,
-            }
-        )
+        text = "Backup phone: no backup or alternate phone on file"
+    steps.append(
+        {
+            "action": "backup_phone",
+            "text": text,
+            "phone": backup[0] if backup else None,
+            "phones": backup,
+            # With no session phone there is nothing to wait for: the backup phone is next now.
+            "after_s": callback_s if session_phone else 0,
+            **({} if backup else {"skipped": "no backup or alternate phone on file"}),
+        }
+    )
     person = data.support_person
-    if person is not None and data.support_released:
+    unavailable = data.support_unavailable
+    if person is not None and unavailable is None:
         steps.append(
             {
                 "action": "support_person",
                 "text": f"Call the support person {person['name']}, {person['phone']}",
                 "phone": person["phone"],
-                "after_s": callback_s,
+                "phones": [person["phone"]],
+                "after_s": support_s,
+            }
+        )
+    else:
+        reason = unavailable or "no support person on file"
+        steps.append(
+            {
+                "action": "support_person",
+                "text": f"Support person: do not contact ({reason})",
+                "phone": None,
+                "phones": [],
+                "after_s": support_s,
+                "skipped": reason,
             }
         )
     psap = data.psap_phone
@@ -83,7 +126,15 @@ def prompt_steps(
         text = f"Welfare check through {format_phone(psap)} (local dispatch) at {where}"
     else:
         text = f"Welfare check at {where}: the directory has no dispatch line for this location"
-    steps.append({"action": "welfare_check", "text": text, "phone": psap, "after_s": welfare_s})
+    steps.append(
+        {
+            "action": "welfare_check",
+            "text": text,
+            "phone": psap,
+            "phones": [psap] if psap else [],
+            "after_s": welfare_s,
+        }
+    )
     return steps
 
 
@@ -149,6 +200,8 @@ class DropPrompts:
                     target_id=event.patient_id,
                     detail={"event_id": event.id, "room_id": hub.room.id},
                 )
+                settings = app[SETTINGS]
+                steps = prompt_steps(data, settings.drop_callback_s, settings.drop_welfare_s)
                 if member.presence in DROPPED:
                     # A flagged patient dropping out is itself a trigger (CLINICAL.md 7):
                     # through the one entry point, it lands on the open event's timeline.
@@ -166,9 +219,24 @@ class DropPrompts:
                             at=now,
                         ),
                     )
+                    # Steps nobody can take are logged as skipped, with the reason, at once.
+                    for step in steps:
+                        if "skipped" in step:
+                            step["step_no"] = await crisis_store.record_step(
+                                conn,
+                                app[KEYRING],
+                                event.id,
+                                ledger.DropFollowUp.KIND,
+                                {
+                                    "action": step["action"],
+                                    "outcome": "skipped",
+                                    "reason": step["skipped"],
+                                },
+                                audit.SYSTEM,
+                                now,
+                            )
             if member.presence not in DROPPED:
                 return  # back already: nothing to prompt
-            settings = app[SETTINGS]
             self._active[key] = event.id
             hub.publish(
                 facilitators(hub),
@@ -180,11 +248,11 @@ class DropPrompts:
                     "name": member.name,
                     "at": now.isoformat(),
                     "server_time": now.timestamp(),
-                    "steps": prompt_steps(data, settings.drop_callback_s, settings.drop_welfare_s),
+                    "steps": steps,
                 },
             )
             log.warning("crisis.drop_prompted", room_id=hub.room.id, event_id=event.id)
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, ledger.LedgerError) as exc:
             # Nobody is prompted: say so loudly (ids only); the timeline is unaffected.
             log.error(
                 "crisis.drop_prompt_failed", room_id=hub.room.id, error_type=type(exc).__name__

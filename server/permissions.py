@@ -27,6 +27,9 @@ class Action(StrEnum):
     APPOINTMENTS_READ = "appointments.read"
     APPOINTMENTS_MANAGE = "appointments.manage"
     SESSIONS_READ = "sessions.read"
+    # Per-patient attendance (a session's figures, its CSV, the weekly roll-up) is part of
+    # the patient's record: the people who care for the patient, not supervisors.
+    ATTENDANCE_READ = "attendance.read"
     DASHBOARD_VIEW = "dashboard.view"
     # The supervisor dashboard: every live session of a program and its open crises.
     SUPERVISION_VIEW = "supervision.view"
@@ -75,6 +78,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.GROUPS_READ,
             Action.APPOINTMENTS_READ,
             Action.SESSIONS_READ,
+            Action.ATTENDANCE_READ,
             Action.DASHBOARD_VIEW,
             Action.JOIN_LINKS_MANAGE,
             Action.DIRECTORY_READ,

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from rooms.model import PERMISSIONS, RoomAction
 from server import placement
-from server.appkeys import CLOCK, ENGINE, SETTINGS
+from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
+from server.consent_templates import offers_pending
 from server.joinlinks import link_state, patient_sessions
 from server.render import render
 from server.roomaccess import CheckinRequired, ConsentRequired, Entry, current_link, resolve
@@ -56,6 +57,10 @@ async def patient_room(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther("/consent") from None
     except CheckinRequired:
         raise web.HTTPSeeOther("/checkin") from None
+    async with request.app[ENGINE].connect() as conn:
+        # Optional consents are asked once on the way in; declining them does not stop entry.
+        if await offers_pending(conn, request.app[KEYRING], link.patient_id, entry.room.id):
+            raise web.HTTPSeeOther("/consent")
     await placement.redirect_page(request, entry.room.id)
     context = {
         "entry": entry,

@@ -160,7 +160,8 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
             "at": current[kind].consented_at.isoformat(),
             "method": current[kind].method,
         }
-        for kind in terms.required
+        for kind in (*terms.required, *terms.offered)
+        if kind in current
     ]
     return Entry(
         Identity("patient", link.patient_id),

@@ -18,10 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crisis.directory import LocalEmergencyInfo
 from crisis.safety_plan import SafetyPlan, parse_plan
-from server import catalog, checkin_store, directory_store
+from rooms.consent import current_consents
+from rooms.schedule import zone
+from server import catalog, checkin_store, consent_ledger, directory_store
 from server.catalog import new_id
 from server.phi import Keyring
-from server.storage.tables import safety_plans
+from server.storage.tables import programs, safety_plans
+
+# The emergency-plan consent carries the patient's release to contact the support person.
+RELEASE_KIND = "emergency_plan"
 
 
 def _plan_context(row_id: str) -> str:
@@ -96,6 +101,9 @@ class SafetyData:
     checked_at: dt.datetime | None
     plan: PlanVersion | None
     local: LocalEmergencyInfo
+    # The day (program's calendar) the patient withdrew the emergency-plan consent, if that
+    # withdrawal stands: the support-person release ends with it, whatever intake says.
+    release_withdrawn_on: dt.date | None = None
 
     @property
     def callback_phone(self) -> str | None:
@@ -116,7 +124,22 @@ class SafetyData:
     @property
     def support_released(self) -> bool:
         """True when the patient's signed release allows contacting the support person."""
-        return bool(self.patient.get("support_release")) and self.support_person is not None
+        return (
+            bool(self.patient.get("support_release"))
+            and self.support_person is not None
+            and self.release_withdrawn_on is None
+        )
+
+    @property
+    def support_unavailable(self) -> str | None:
+        """Why the support person may not be called now (no PHI in it), or None."""
+        if self.support_person is None:
+            return "no support person on file"
+        if self.release_withdrawn_on is not None:
+            return f"release withdrawn {self.release_withdrawn_on.isoformat()}"
+        if not self.support_released:
+            return "no release on file"
+        return None
 
     @property
     def psap_phone(self) -> str | None:
@@ -148,4 +171,22 @@ async def load(
         stale_days=stale_days,
     )
     plan = await current_plan(conn, keyring, patient_id)
-    return SafetyData(patient, check, None if row is None else row.at, plan, local)
+    withdrawn = await release_withdrawn_on(conn, keyring, patient_id, patient.get("program_id"))
+    return SafetyData(patient, check, None if row is None else row.at, plan, local, withdrawn)
+
+
+async def release_withdrawn_on(
+    conn: AsyncConnection, keyring: Keyring, patient_id: str, program_id: str | None
+) -> dt.date | None:
+    """The day the emergency-plan consent was withdrawn, unless it has been given again."""
+    events = await consent_ledger.events_of(conn, keyring, patient_id)
+    if RELEASE_KIND in current_consents(events):
+        return None
+    withdrawals = [e for e in events if e["kind"] == RELEASE_KIND and e["event"] == "revoked"]
+    if not withdrawals:
+        return None
+    at: dt.datetime = withdrawals[-1]["recorded_at"]
+    time_zone = await conn.scalar(
+        sa.select(programs.c.time_zone).where(programs.c.id == program_id)
+    )
+    return at.astimezone(zone(time_zone)).date() if time_zone else at.date()

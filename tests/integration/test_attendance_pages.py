@@ -12,7 +12,9 @@ import sqlalchemy as sa
 
 from server.appkeys import CLOCK, ENGINE
 from server.storage.tables import attendance_events, sessions
-from tests.conftest import CSRF, RunningServer, signed_in, staff_login
+from server.ws import ATTENDANCE
+from tests.conftest import CSRF, RunningServer, consent_group, signed_in, staff_login
+from tests.integration.test_rooms_ws import Room
 
 
 async def _record(
@@ -83,15 +85,40 @@ async def test_the_page_and_its_csv_show_the_same_figures_and_can_be_attested(
         )
         assert "Attested by Casey Lead (demo)" in await attested.text()
         assert "changed since then" not in await attested.text()
+
+
+async def test_supervisors_see_no_patients_attendance(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    # Per-patient attendance is part of the patient's record; supervisors see every group
+    # of their program but no patient records (README, Roles).
+    group = demo["groups"][0]
+    session_id = group["patients"][0]["join_session_id"]
+    await _record(
+        server,
+        session_id,
+        [
+            ("patient", group["patients"][0]["id"], "admitted", 0),
+            ("patient", group["patients"][0]["id"], "left", 60),
+        ],
+    )
     async with await signed_in(server, *staff_login(demo, "supervisor")) as supervisor:
-        token = CSRF.search(
-            await (await supervisor.get(f"/sessions/{session_id}/attendance")).text()
-        )
+        token = CSRF.search(await (await supervisor.get("/dashboard")).text())
         assert token is not None
+        for path in (
+            f"/sessions/{session_id}/attendance",
+            f"/sessions/{session_id}/attendance.csv",
+            "/attendance/weekly",
+        ):
+            refused = await supervisor.get(path)
+            assert refused.status == 403, path
+            assert "Avery" not in await refused.text()
         refused = await supervisor.post(
             f"/sessions/{session_id}/attendance/attest", data={"csrf_token": token.group(1)}
         )
         assert refused.status == 403
+        dashboard = await (await supervisor.get("/dashboard")).text()
+        assert "/attendance" not in dashboard
 
 
 async def test_the_weekly_roll_up_lists_patients_below_the_threshold(
@@ -118,3 +145,41 @@ async def test_the_weekly_roll_up_lists_patients_below_the_threshold(
         )
         assert row is not None and row.group(1) == "3.0" and row.group(2) == "Below threshold"
         assert (await clinician.get("/attendance/weekly?week=not-a-date")).status == 400
+        # Everyone else in the group attended nothing: each is listed, first, at 0 hours.
+        listed = re.findall(r"<tr class=\"below\"><td>([^<]+)</td><td>([\d.]+)</td>", page)
+        others = [p["display_name"] for p in group["patients"][1:]]
+        assert sorted(name for name, _ in listed[: len(others)]) == sorted(others)
+        assert all(hours in ("0", "0.0") for _, hours in listed[: len(others)])
+        assert listed[len(others)] == ("Avery", "3.0")
+        assert page.count("No time attended this week") == len(others)
+
+
+async def test_time_admitted_before_start_counts_as_attended(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    await consent_group(server, demo)
+    room = Room(server, demo)
+    try:
+        host = await room.staff("clinician", 0)
+        patient = await room.admitted(host, 0)
+        server.app[CLOCK].advance(minutes=10)  # admitted, the facilitator has not started
+        await host.send({"type": "start"})
+        await host.until(lambda m: m["type"] == "room" and m["state"] == "live")
+        server.app[CLOCK].advance(minutes=30)
+        await patient.ws.close()
+        await host.until(
+            lambda m: (
+                m["type"] == "member"
+                and m["member"]["id"] == patient.me
+                and m["member"]["presence"] == "reconnecting"
+            )
+        )
+    finally:
+        await room.close()
+    await server.app[ATTENDANCE].flush()
+    session_id = room.room_id
+    async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
+        export = await clinician.get(f"/sessions/{session_id}/attendance.csv")
+        rows = {r["name"]: r for r in csv.DictReader(io.StringIO(await export.text()))}
+    assert rows["Avery"]["minutes_present_excluding_breaks"] == "40.0"
+    assert rows["Avery"]["minutes_before_start"] == "10.0"

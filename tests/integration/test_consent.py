@@ -332,12 +332,95 @@ async def test_the_program_chooses_what_each_session_type_requires(
             assert "Step 1 of 1" in await (await phone.get("/consent")).text()
             assert await _agree_to_next(phone) == "telehealth"
             assert await _gate_open(server, phone, patient["join_session_id"])
+
+
+async def _program_settings(server: RunningServer, demo: dict[str, Any], **extra: str) -> None:
+    program_id = demo["program"]["id"]
+    form = {
+        "name": "Demo Evening IOP (example data)",
+        "kind": "mental_health",
+        "time_zone": "America/Los_Angeles",
+        "phone": "(555) 010-0100",
+        "join_link_mode": "per_session",
+    } | extra
+    async with await signed_in(server, *staff_login(demo, "admin")) as admin:
+        page = await (await admin.get(f"/admin/programs/{program_id}")).text()
+        token = CSRF.search(page)
+        assert token is not None
         saved = await admin.post(
             f"/admin/programs/{program_id}",
-            data={"csrf_token": token.group(1), **form, "recording_enabled": "on"},
+            data={"csrf_token": token.group(1), **form},
             allow_redirects=False,
         )
-        assert saved.status == 303
+        assert saved.status == 303, await saved.text()
+
+
+async def _socket_opens(phone: aiohttp.ClientSession, room_id: str) -> bool:
+    try:
+        ws = await phone.ws_connect(f"/ws/rooms/{room_id}")
+    except aiohttp.WSServerHandshakeError as refused:
+        assert refused.status == 403
+        return False
+    await ws.close()
+    return True
+
+
+async def test_recording_is_asked_for_once_and_a_patient_who_declines_still_enters(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo)
+    room_id = patient["join_session_id"]
+    await give_consents(server, patient["id"], room_id)
+    await _program_settings(server, demo, recording_enabled="on")
     async with await _opened(server, patient) as phone:
-        assert not await _gate_open(server, phone, patient["join_session_id"])
-        assert "Consent to record a session" in await (await phone.get("/consent")).text()
+        assert await _socket_opens(phone, room_id)  # recording is never a gate
+        offered = await phone.get("/room", allow_redirects=False)
+        assert offered.status == 303 and offered.headers["Location"] == "/consent"
+        step = await (await phone.get("/consent")).text()
+        assert "Consent to record a session" in step
+        assert "This one is your choice" in step and "No, thank you" in step
+        token = CSRF.search(step)
+        assert token is not None
+        declined = await phone.post(
+            "/consent/recording",
+            data={"csrf_token": token.group(1), "decision": "refuse"},
+            allow_redirects=False,
+        )
+        assert declined.status == 303 and declined.headers["Location"] == "/consent"
+        after = await phone.get("/consent", allow_redirects=False)
+        assert after.headers["Location"] == "/room"
+        assert await _gate_open(server, phone, room_id)  # not asked again
+    async with server.app[ENGINE].connect() as conn:
+        rows = (await conn.execute(sa.select(consent_events.c.kind, consent_events.c.event))).all()
+    assert ("recording", "refused") in [tuple(r) for r in rows]
+    assert ("recording", "consented") not in [tuple(r) for r in rows]
+
+
+async def test_part2_is_offered_in_substance_use_programs_but_treatment_never_depends_on_it(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    first, second = _patient(demo, 0), _patient(demo, 1)
+    for patient in (first, second):
+        await give_consents(server, patient["id"], patient["join_session_id"])
+    await _program_settings(server, demo, kind="substance_use")
+    async with await _opened(server, first) as phone:
+        assert await _socket_opens(phone, first["join_session_id"])
+        step = await (await phone.get("/consent")).text()
+        assert "42 CFR Part 2" in step and "This one is your choice" in step
+        assert "Step 4 of 4" in step
+        assert await _agree_to_next(phone) == "part2"
+        assert await _gate_open(server, phone, first["join_session_id"])
+    async with await _opened(server, second) as phone:
+        step = await (await phone.get("/consent")).text()
+        token = CSRF.search(step)
+        assert token is not None
+        declined = await phone.post(
+            "/consent/part2",
+            data={"csrf_token": token.group(1), "decision": "refuse"},
+            allow_redirects=False,
+        )
+        assert declined.status == 303
+        assert await _gate_open(server, phone, second["join_session_id"])
+    async with server.app[ENGINE].connect() as conn:
+        current = await consent_ledger.standing(conn, server.keyring, first["id"])
+    assert "part2" in current

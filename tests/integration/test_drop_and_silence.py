@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from server import crisis_store
-from server.appkeys import ENGINE
-from tests.conftest import RunningServer, consent_group, start_server
+from rooms.schedule import zone
+from server import catalog, crisis_store
+from server.appkeys import CLOCK, ENGINE
+from server.schemas import PatientIn, SupportPerson
+from server.storage.tables import programs
+from tests.conftest import CSRF, RunningServer, consent_group, start_server
 from tests.integration.test_rooms_ws import Peer, Room
 
 FAST = {
@@ -80,11 +84,21 @@ async def test_a_flagged_patient_drop_prompts_the_facilitators_only_and_steps_ar
     prompt = await host.until(_drop)
     assert prompt["event_id"] == event_id and prompt["member_id"] == flagged.me
     steps = prompt["steps"]
-    assert [s["action"] for s in steps] == ["call_back", "welfare_check"]  # no release on file
+    assert [s["action"] for s in steps] == [
+        "call_back",
+        "backup_phone",
+        "support_person",
+        "welfare_check",
+    ]
     assert steps[0]["text"].startswith("Call back on (555) 010-0150")
-    assert steps[0]["after_s"] == 0 and steps[1]["after_s"] == 90
+    # The consents promise the backup phone after the session phone, before anyone else.
+    assert steps[1]["text"] == "Call (555) 010-0101 (backup phone)"
+    assert steps[1]["phones"] == ["(555) 010-0101"] and "skipped" not in steps[1]
+    assert [s["after_s"] for s in steps] == [0, 30, 60, 90]
+    # The demo patient has no support person: the step is there, skipped with the reason.
+    assert steps[2]["skipped"] == "no support person on file" and steps[2]["phone"] is None
     # The demo directory has no row for Fresno: the prompt says so rather than inventing one.
-    assert "1 Example Street, Fresno, CA 93701" in steps[1]["text"]
+    assert "1 Example Street, Fresno, CA 93701" in steps[3]["text"]
     assert (await cohost.until(_drop))["event_id"] == event_id
     await other.quiet(0.5)
     await observer.quiet(0.1)
@@ -125,11 +139,15 @@ async def test_a_flagged_patient_drop_prompts_the_facilitators_only_and_steps_ar
 
     recorded = [s for s in await _timeline(server, event_id) if s["kind"] == "drop_follow_up"]
     assert [(s["data"]["action"], s["data"]["outcome"]) for s in recorded] == [
+        ("support_person", "skipped"),
         ("call_back", "taken"),
         ("welfare_check", "skipped"),
     ]
-    assert recorded[1]["data"]["reason"] == "patient called back from the session phone"
-    assert recorded[0]["actor_type"] == "staff"
+    assert recorded[0]["actor_type"] == "system"
+    assert recorded[0]["data"]["reason"] == "no support person on file"
+    assert recorded[0]["step_no"] == steps[2]["step_no"]
+    assert recorded[2]["data"]["reason"] == "patient called back from the session phone"
+    assert recorded[1]["actor_type"] == "staff"
     # The drop itself came in through the crisis entry point, once, onto the same event.
     dropped = [
         s
@@ -181,3 +199,67 @@ async def test_a_silent_flagged_patient_adds_one_silence_step_per_episode(live: 
         assert (
             await crisis_store.open_event_for(conn, other["id"], other["join_session_id"]) is None
         )
+
+
+async def test_a_withdrawn_emergency_plan_consent_skips_the_support_person_at_once(
+    live: Room,
+) -> None:
+    server = live.server
+    patient = live.group["patients"][0]
+    async with server.app[ENGINE].begin() as conn:
+        record = await catalog.get_patient(conn, server.keyring, patient["id"])
+        assert record is not None
+        fields = {k: record[k] for k in PatientIn.model_fields if k in record}
+        fields["support_person"] = SupportPerson(
+            name="Robin Support", relationship="sister", phone="(555) 010-0177"
+        )
+        fields["support_release"] = True
+        fields["alternate_phone"] = "(555) 010-0188"
+        await catalog.update_patient(conn, server.keyring, patient["id"], PatientIn(**fields))
+    host = await live.staff("clinician", 0)
+    flagged = await live.admitted(host, 0)
+    event_id = await _flag(live, host, 0)
+
+    await flagged.ws.close()
+    steps = (await host.until(_drop))["steps"]
+    assert (
+        steps[1]["text"]
+        == "Call (555) 010-0101 (backup phone), then (555) 010-0188 (alternate phone)"
+    )
+    assert steps[1]["phones"] == ["(555) 010-0101", "(555) 010-0188"]
+    assert steps[2]["phone"] == "(555) 010-0177" and "skipped" not in steps[2]
+    flagged = await live._open(flagged.http)
+    await host.until(lambda m: _drop(m, "reconnected"))
+
+    # The patient withdraws the emergency-plan consent (the support-person release) by phone.
+    page = await (await host.http.get(f"/patients/{patient['id']}")).text()
+    token = CSRF.search(page)
+    assert token is not None
+    withdrawn = await host.http.post(
+        f"/patients/{patient['id']}/consents/revoke",
+        data={"csrf_token": token.group(1), "kind": "emergency_plan", "reason": "by phone"},
+    )
+    assert withdrawn.status == 200
+    today = await _program_today(server)
+
+    host.received.clear()  # only the prompt of the next drop counts
+    await flagged.ws.close()
+    steps = (await host.until(lambda m: _drop(m) and m["member_id"] == flagged.me))["steps"]
+    support = steps[2]
+    assert support["action"] == "support_person" and support["phone"] is None
+    assert support["skipped"] == f"release withdrawn {today}"
+    assert "010-0177" not in repr(steps)
+    logged = [
+        s
+        for s in await _timeline(server, event_id)
+        if s["kind"] == "drop_follow_up" and s["data"]["action"] == "support_person"
+    ]
+    assert [(s["actor_type"], s["data"]["outcome"], s["data"]["reason"]) for s in logged] == [
+        ("system", "skipped", f"release withdrawn {today}")
+    ]
+
+
+async def _program_today(server: RunningServer) -> str:
+    async with server.app[ENGINE].connect() as conn:
+        time_zone = (await conn.execute(sa.select(programs.c.time_zone))).scalar_one()
+    return server.app[CLOCK].now().astimezone(zone(time_zone)).date().isoformat()

@@ -24,6 +24,7 @@ from tests.conftest import (
     enrol_totp,
     flag_first_patient,
     give_checkin,
+    give_consents,
     signed_in,
     staff_login,
 )
@@ -193,6 +194,32 @@ async def test_no_release_means_do_not_contact(server: RunningServer, demo: dict
         html = await (await clinician.get(f"/crisis/events/{event_id}")).text()
     assert "No release: do not contact." in html
     assert "tel:+15550100177" not in html
+
+
+async def test_withdrawing_the_emergency_plan_consent_ends_the_release_on_the_panel_at_once(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    await _prepare(server, demo)
+    patient_id = _target(demo)["patient_id"]
+    await give_consents(server, patient_id, _target(demo)["session_id"])
+    async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
+        event_id = await flag_first_patient(clinician, demo)
+        before = await (await clinician.get(f"/crisis/events/{event_id}")).text()
+        assert "release signed" in before and 'href="tel:+15550100177"' in before
+        token = _token(await (await clinician.get(f"/patients/{patient_id}")).text())
+        withdrawn = await clinician.post(
+            f"/patients/{patient_id}/consents/revoke",
+            data={"csrf_token": token, "kind": "emergency_plan", "reason": "patient asked"},
+        )
+        assert withdrawn.status == 200
+        after = await (await clinician.get(f"/crisis/events/{event_id}")).text()
+    async with server.app[ENGINE].connect() as conn:
+        time_zone = (await conn.execute(sa.select(programs.c.time_zone))).scalar_one()
+    today = server.app[CLOCK].now().astimezone(zone(time_zone)).date().isoformat()
+    assert f"Release withdrawn {today}: do not contact." in after
+    assert "release signed" not in after
+    assert "tel:+15550100177" not in after  # the support person's phone is no longer offered
+    assert "Robin Support" in after  # who it is stays visible, with the warning
 
 
 async def test_a_clinician_not_on_the_event_is_refused_and_cannot_break_glass(

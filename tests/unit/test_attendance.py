@@ -47,6 +47,19 @@ def test_a_patient_who_reconnects_twice_and_sits_through_a_break() -> None:
     assert presence.minutes == round((160 * 60 - 80) / 60, 1)
 
 
+def test_time_admitted_before_start_counts_and_only_breaks_are_taken_out() -> None:
+    events = [
+        Event("p", "waiting", t("17:50")),  # the waiting room is not the session
+        Event("p", "admitted", t("17:55")),
+        Event("p", "left", t("21:10")),
+    ]
+    (presence,) = session_attendance(events, PHASES, t("21:30")).values()
+    assert presence.before_start_s == 5 * 60
+    assert presence.excluded_break_s == 10 * 60
+    assert presence.total_s == (5 + 170 + 10) * 60  # before start + phases + after the last
+    assert sum(presence.per_phase_s.values()) == 180 * 60
+
+
 def test_someone_still_present_counts_until_now_and_without_a_clock_everything_counts() -> None:
     events = [Event("s", "joined", t("18:00"))]
     (presence,) = session_attendance(events, [], t("18:45")).values()

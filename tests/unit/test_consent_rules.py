@@ -5,35 +5,53 @@ import pytest
 
 from rooms.consent import (
     KINDS,
+    Missing,
     Standing,
     TemplateError,
+    answered_versions,
     current_consents,
     gate,
+    offered_kinds,
     parse_document,
     required_kinds,
+    unanswered_offers,
 )
 
 SHIPPED = Path(__file__).resolve().parents[2] / "web" / "consent" / "en"
 T = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 
 
-def test_defaults_follow_the_session_type_and_program_kind() -> None:
-    assert required_kinds("group", "mental_health", None, False) == (
+def test_defaults_follow_the_session_type() -> None:
+    assert required_kinds("group", None) == (
         "telehealth",
         "group_confidentiality",
         "emergency_plan",
     )
-    assert required_kinds("individual", "mental_health", None, False) == (
-        "telehealth",
-        "emergency_plan",
-    )
-    assert required_kinds("individual", "substance_use", None, False)[-1] == "part2"
-    assert required_kinds("group", "mental_health", ["telehealth"], True) == (
-        "telehealth",
-        "recording",
-    )
-    # Recording is never required unless the program turns it on.
-    assert "recording" not in required_kinds("group", "x", ["telehealth", "recording"], False)
+    assert required_kinds("individual", None) == ("telehealth", "emergency_plan")
+    assert required_kinds("group", ["telehealth"]) == ("telehealth",)
+
+
+def test_part2_and_recording_are_offered_never_required() -> None:
+    # 42 CFR Part 2: treatment may not depend on consent to disclose; recording is optional.
+    assert "part2" not in required_kinds("individual", None)
+    assert required_kinds("group", ["telehealth", "part2", "recording"]) == ("telehealth",)
+    assert offered_kinds("substance_use", None, recording=False) == ("part2",)
+    assert offered_kinds("mental_health", None, recording=True) == ("recording",)
+    assert offered_kinds("mental_health", ["telehealth", "part2"], recording=False) == ("part2",)
+    assert offered_kinds("mental_health", None, recording=False) == ()
+
+
+def test_an_offer_once_answered_either_way_is_not_asked_again_until_a_new_version() -> None:
+    events = [
+        {"kind": "recording", "event": "refused", "template_version": 1},
+        {"kind": "part2", "event": "consented", "template_version": 1},
+    ]
+    answered = answered_versions(events)
+    assert unanswered_offers(("part2", "recording"), answered, {}) == []
+    assert unanswered_offers(("part2", "recording"), answered, {"part2": 2}) == [
+        Missing("part2", "optional")
+    ]
+    assert unanswered_offers(("recording",), {}, {}) == [Missing("recording", "optional")]
 
 
 @pytest.mark.parametrize("kind", KINDS)

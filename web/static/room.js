@@ -240,8 +240,9 @@
     box.prepend(alert);
   }
 
-  // Dropped connection of a flagged patient (facilitators only): call back, then the
-  // support person, then a welfare check through the patient's local dispatch line.
+  // Dropped connection of a flagged patient (facilitators only): call back, then the backup
+  // and alternate phones, then the support person, then a welfare check through the
+  // patient's local dispatch line.
   const drops = new Map();
   function telHref(number) {
     const digits = String(number).replace(/[^0-9]/g, "");
@@ -276,11 +277,21 @@
       item.dataset.action = step.action;
       const text = el("span", step.text);
       item.append(text);
-      if (step.phone) {
-        const call = el("a", "Call", "button tel");
-        call.href = telHref(step.phone);
-        item.append(" ", call);
+      if (step.skipped) {
+        // Nobody can take this step (no phone, no release): the server logged it as skipped.
+        const logged = el("span", "skipped: " + step.skipped + (step.step_no ? " (logged, step #" + step.step_no + ")" : ""), "drop-logged muted");
+        item.classList.add("logged", "skipped");
+        item.append(" ", logged);
+        prompt.items.set(step.action, { item, logged });
+        list.append(item);
+        continue;
       }
+      const phones = step.phones || (step.phone ? [step.phone] : []);
+      phones.forEach((number, index) => {
+        const call = el("a", phones.length > 1 ? "Call " + (index + 1) : "Call", "button tel");
+        call.href = telHref(number);
+        item.append(" ", call);
+      });
       const taken = el("button", "Done");
       taken.type = "button";
       taken.addEventListener("click", () => send({ type: "drop_step", event_id: message.event_id, action: step.action, outcome: "taken" }));
