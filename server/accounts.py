@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import math
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import mfa
 from server.phi import Keyring
@@ -72,35 +74,87 @@ def account_key(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
-async def throttled(
-    conn: AsyncConnection,
-    email: str,
-    address: str,
-    now: dt.datetime,
-    window: dt.timedelta,
-    max_account: int,
-    max_address: int,
-) -> bool:
-    """True when recent failures for this account or address reached their limit."""
-    since = now - window
-    per_account = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(auth_failures)
-        .where(auth_failures.c.account_hash == account_key(email), auth_failures.c.at >= since)
-    )
-    per_address = await conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(auth_failures)
-        .where(auth_failures.c.address == address, auth_failures.c.at >= since)
-    )
-    return (per_account or 0) >= max_account or (per_address or 0) >= max_address
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One sign-in attempt, counted as a failure until it is known to have succeeded."""
+
+    failure_id: int | None  # the failure row reserved for it; None when it was refused
+    retry_after_s: int  # when refused: seconds until this account or address may try again
+
+    @property
+    def refused(self) -> bool:
+        """True when the attempt must not be checked at all."""
+        return self.failure_id is None
 
 
-async def record_failure(conn: AsyncConnection, email: str, address: str, now: dt.datetime) -> None:
-    """Count one failed attempt against the account and the address."""
-    await conn.execute(
-        auth_failures.insert().values(account_hash=account_key(email), address=address, at=now)
-    )
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How failed sign-ins are limited."""
+
+    window: dt.timedelta
+    free_failures: int  # per account, before each attempt has to wait
+    max_delay_s: int  # the longest wait an account's failures can impose
+    max_address: int  # per client address, then refused until the window passes
+
+
+def account_delay_s(failures: int, limits: Limits) -> int:
+    """How long an account waits after `failures` recent failures: doubling, capped.
+
+    A delay instead of a lock: anyone who knows an e-mail address can fail on purpose,
+    and must not be able to keep its owner out for the whole window.
+    """
+    if failures < limits.free_failures:
+        return 0
+    return int(min(limits.max_delay_s, 2 ** (failures - limits.free_failures + 1)))
+
+
+async def begin_attempt(
+    engine: AsyncEngine, email: str, address: str, now: dt.datetime, limits: Limits
+) -> Attempt:
+    """Count a failure for the account and address first, then see whether it may proceed.
+
+    The failure row is committed before the password (or code) is checked, so a burst of
+    parallel requests sees its own earlier members and only the first few reach the
+    expensive hash. A refused attempt's row is removed: refusals are not failures, so
+    hammering a delayed account does not lengthen its delay.
+    """
+    async with engine.begin() as conn:
+        failure_id = (
+            await conn.execute(
+                auth_failures.insert().values(
+                    account_hash=account_key(email), address=address, at=now
+                )
+            )
+        ).inserted_primary_key[0]
+    since = now - limits.window
+    earlier = sa.and_(auth_failures.c.id < failure_id, auth_failures.c.at >= since)
+    async with engine.begin() as conn:
+        account = (
+            await conn.execute(
+                sa.select(sa.func.count(), sa.func.max(auth_failures.c.at)).where(
+                    earlier, auth_failures.c.account_hash == account_key(email)
+                )
+            )
+        ).one()
+        per_address = await conn.scalar(
+            sa.select(sa.func.count()).where(earlier, auth_failures.c.address == address)
+        )
+        wait = 0.0
+        delay = account_delay_s(int(account[0] or 0), limits)
+        if delay and account[1] is not None:
+            wait = (account[1] + dt.timedelta(seconds=delay) - now).total_seconds()
+        if (per_address or 0) >= limits.max_address:
+            wait = max(wait, limits.window.total_seconds())
+        if wait <= 0:
+            return Attempt(int(failure_id), 0)
+        await conn.execute(auth_failures.delete().where(auth_failures.c.id == failure_id))
+    return Attempt(None, max(1, math.ceil(wait)))
+
+
+async def attempt_succeeded(conn: AsyncConnection, attempt: Attempt) -> None:
+    """The attempt was right after all: it is not a failure."""
+    if attempt.failure_id is not None:
+        await conn.execute(auth_failures.delete().where(auth_failures.c.id == attempt.failure_id))
 
 
 async def forget_failures(conn: AsyncConnection, email: str, older_than: dt.datetime) -> None:

@@ -151,7 +151,7 @@ async def test_invited_staff_set_a_password_enrol_and_get_recovery_codes(
     assert ("mfa.enrolled", "ok") in await _audit_actions(server)
 
 
-async def test_repeated_failures_lock_out_without_revealing_whether_the_account_exists(
+async def test_repeated_failures_are_refused_without_revealing_whether_the_account_exists(
     server: RunningServer, demo: dict[str, Any]
 ) -> None:
     email, password, _ = staff_login(demo, "admin")
