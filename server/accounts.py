@@ -74,6 +74,9 @@ def account_key(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
+FIRST_DELAY_S = 5
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One sign-in attempt, counted as a failure until it is known to have succeeded."""
@@ -98,14 +101,14 @@ class Limits:
 
 
 def account_delay_s(failures: int, limits: Limits) -> int:
-    """How long an account waits after `failures` recent failures: doubling, capped.
+    """How long an account waits after `failures` recent failures: 5 s, doubling, capped.
 
     A delay instead of a lock: anyone who knows an e-mail address can fail on purpose,
     and must not be able to keep its owner out for the whole window.
     """
     if failures < limits.free_failures:
         return 0
-    return int(min(limits.max_delay_s, 2 ** (failures - limits.free_failures + 1)))
+    return int(min(limits.max_delay_s, FIRST_DELAY_S * 2 ** (failures - limits.free_failures)))
 
 
 async def begin_attempt(
@@ -188,12 +191,42 @@ async def enrol_totp(
     await conn.execute(
         staff.update()
         .where(staff.c.id == staff_id)
-        .values(
-            totp_secret_enc=keyring.seal(secret, context=totp_context(staff_id)),
-            totp_enrolled_at=now,
-            totp_last_step=step,
-        )
+        .values(**_totp_values(keyring, staff_id, secret, step, now))
     )
+    return await _replace_recovery_codes(conn, staff_id, now)
+
+
+async def enrol_first_totp(
+    conn: AsyncConnection, keyring: Keyring, staff_id: str, secret: str, step: int, now: dt.datetime
+) -> list[str] | None:
+    """Like `enrol_totp`, but only for an account without a second factor; None otherwise.
+
+    Enrolling at sign-in follows a password alone, so it must never replace a second
+    factor the account already has: that would turn the password into the only factor.
+    """
+    result = await conn.execute(
+        staff.update()
+        .where(staff.c.id == staff_id, staff.c.totp_enrolled_at.is_(None))
+        .values(**_totp_values(keyring, staff_id, secret, step, now))
+    )
+    if result.rowcount != 1:
+        return None
+    return await _replace_recovery_codes(conn, staff_id, now)
+
+
+def _totp_values(
+    keyring: Keyring, staff_id: str, secret: str, step: int, now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "totp_secret_enc": keyring.seal(secret, context=totp_context(staff_id)),
+        "totp_enrolled_at": now,
+        "totp_last_step": step,
+    }
+
+
+async def _replace_recovery_codes(
+    conn: AsyncConnection, staff_id: str, now: dt.datetime
+) -> list[str]:
     await conn.execute(recovery_codes.delete().where(recovery_codes.c.staff_id == staff_id))
     codes = mfa.new_recovery_codes()
     await conn.execute(

@@ -245,12 +245,27 @@ async def code_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(after)
 
 
-@public
-async def enrol_page(request: web.Request) -> web.Response:
-    """Show a new TOTP secret as a QR code; the account confirms it with a code."""
+async def _enrolling_staff(request: web.Request) -> Any:
+    """The pending account, if it has no second factor yet; otherwise a redirect.
+
+    Enrolment is reached with a password alone: it is only for an account that has no
+    second factor (first sign-in, or after an admin reset). An enrolled account goes on
+    with its code, whatever page it asks for.
+    """
     row = await pending_staff(request)
     if row is None:
         raise web.HTTPSeeOther("/signin")
+    if row.totp_enrolled_at is not None:
+        session = await get_session(request)
+        session.pop(ENROL_SECRET, None)
+        raise web.HTTPSeeOther("/signin/code")
+    return row
+
+
+@public
+async def enrol_page(request: web.Request) -> web.Response:
+    """Show a new TOTP secret as a QR code; the account confirms it with a code."""
+    row = await _enrolling_staff(request)
     session = await get_session(request)
     secret = session.get(ENROL_SECRET)
     if not isinstance(secret, str):
@@ -271,11 +286,11 @@ def _enrol_context(secret: str, row: Any, csrf: str) -> dict[str, Any]:
 async def enrol_submit(request: web.Request) -> web.StreamResponse:
     """Confirm the authenticator, store the secret, and show recovery codes once."""
     form = await read_form(request)
-    row = await pending_staff(request)
+    row = await _enrolling_staff(request)
     session = await get_session(request)
     secret = session.get(ENROL_SECRET)
-    if row is None or not isinstance(secret, str):
-        raise web.HTTPSeeOther("/signin")
+    if not isinstance(secret, str):
+        raise web.HTTPSeeOther("/signin/enrol")
     now = request.app[CLOCK].now()
     step = mfa.accept_totp(secret, form.get("code", "")[:64], None, now)
     if step is None:
@@ -285,7 +300,13 @@ async def enrol_submit(request: web.Request) -> web.StreamResponse:
         )
         return await render(request, "signin_enrol.html", context, status=400)
     async with request.app[ENGINE].begin() as conn:
-        codes = await accounts.enrol_totp(conn, request.app[KEYRING], row.id, secret, step, now)
+        codes = await accounts.enrol_first_totp(
+            conn, request.app[KEYRING], row.id, secret, step, now
+        )
+        if codes is None:
+            # Another browser finished enrolling this account meanwhile.
+            session.pop(ENROL_SECRET, None)
+            raise web.HTTPSeeOther("/signin/code")
         await audit_request(
             request,
             conn,

@@ -160,11 +160,11 @@ async def test_repeated_failures_are_refused_without_revealing_whether_the_accou
             assert (await _password_step(client, email, "wrong password")).status == 400
         locked = await _password_step(client, email, password)
         assert locked.status == 429
+        locked_text = await locked.text()
         for _ in range(5):
             await _password_step(client, "ghost@example.org", "wrong password")
         ghost = await _password_step(client, "ghost@example.org", "wrong password")
         assert ghost.status == 429
-        locked_text = await (await _password_step(client, email, password)).text()
         ghost_text = await ghost.text()
         assert locked_text == ghost_text.replace("ghost@example.org", email)
         assert "Too many sign-in attempts" in locked_text
@@ -277,3 +277,30 @@ async def test_disabling_an_account_closes_its_open_room_and_dashboard_sockets(
         await other.send_json({"type": "hello", "protocol": 1})
         assert (await other.receive_json(timeout=10))["type"] == "snapshot"
         await other.close()
+
+
+async def test_an_enrolled_account_cannot_swap_its_second_factor_with_the_password_alone(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    email, password, secret = staff_login(demo, "clinician")
+    async with server.client() as client:
+        first = await _password_step(client, email, password)
+        assert first.headers["Location"] == "/signin/code"
+        # Someone with only the password asks to set up a new authenticator...
+        offered = await client.get("/signin/enrol", allow_redirects=False)
+        assert offered.status == 303
+        assert offered.headers["Location"] == "/signin/code"
+        # ...and confirms one of their own choosing: neither signs them in.
+        theirs = pyotp.TOTP(pyotp.random_base32()).now()
+        swapped = await _post(client, "/signin/enrol", {"code": theirs}, "/signin/code")
+        assert swapped.status == 303
+        assert swapped.headers["Location"] == "/signin/code"
+        assert (await client.get("/dashboard", allow_redirects=False)).status == 303
+        # The account's own authenticator is still the way on.
+        code = await _post(
+            client, "/signin/code", {"code": totp_code(server, secret)}, "/signin/code"
+        )
+        assert code.status == 303
+        assert code.headers["Location"] == "/dashboard"
+    assert ("mfa.enrolled", "ok") not in await _audit_actions(server)
+
