@@ -51,9 +51,32 @@ class StaffIdentity:
 STAFF_KEY = web.RequestKey("staff", StaffIdentity)
 
 
+# What the WHATWG URL parser removes before it reads a Location header: tabs and newlines
+# anywhere, and C0 controls and spaces at either end.
+_URL_STRIPPED = "".join(map(chr, range(0x21)))
+
+
+def _is_control(ch: str) -> bool:
+    return ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F
+
+
 def safe_next(raw: str | None, default: str = "/dashboard") -> str:
-    """A local path to return to after sign-in, never another site."""
-    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+    """A local path to return to after sign-in, never another site.
+
+    A browser normalises the Location before reading it: `/<tab>/evil.example` lands on
+    `//evil.example`, another site, and so does `/\\evil.example`. Only a value that
+    needs no normalisation is accepted, and it must be a single `/` followed by a
+    character that is not `/`, `\\`, a space or a control.
+    """
+    if not raw:
+        return default
+    browser_reads = raw.replace("\t", "").replace("\n", "").replace("\r", "")
+    if browser_reads.strip(_URL_STRIPPED) != raw:
+        return default
+    if any(_is_control(ch) for ch in raw) or "\\" in raw or not raw.startswith("/"):
+        return default
+    second = raw[1:2]
+    if second and (second == "/" or second.isspace()):
         return default
     return raw
 

@@ -304,3 +304,55 @@ async def test_an_enrolled_account_cannot_swap_its_second_factor_with_the_passwo
         assert code.headers["Location"] == "/dashboard"
     assert ("mfa.enrolled", "ok") not in await _audit_actions(server)
 
+
+OFF_SITE = [
+    "//evil.example",
+    "///evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/\\/evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\n/evil.example",
+    "/\t\t//evil.example",
+    "\t//evil.example",
+    " //evil.example",
+    " /\t/evil.example",
+    "//evil.example\t",
+    "/\x00/evil.example",
+    "\x00//evil.example",
+    "/\x0b/evil.example",
+    "/\x7f/evil.example",
+    "/ /evil.example",
+    "https://evil.example",
+    "http:evil.example",
+    "https:/\\evil.example",
+    "javascript:alert(1)",
+    "evil.example",
+]
+
+
+async def test_the_return_address_after_sign_in_never_leaves_the_site(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    email, password, secret = staff_login(demo, "clinician")
+    async with server.client() as client:
+        # The reported bypass, through the sign-in pages themselves.
+        token = await _token(client, "/signin?next=/%09/evil.example")
+        form = {"csrf_token": token, "email": email, "password": password}
+        assert (await client.post("/signin", data=form, allow_redirects=False)).status == 303
+        done = await _post(
+            client, "/signin/code", {"code": totp_code(server, secret)}, "/signin/code"
+        )
+        assert done.headers["Location"] == "/dashboard"
+        for value in OFF_SITE:
+            unlocked = await _post(
+                client, "/unlock", {"password": password, "next": value}, "/unlock"
+            )
+            assert unlocked.status == 303, repr(value)
+            assert unlocked.headers["Location"] == "/dashboard", repr(value)
+        for value in ("/patients?group=abc", "/", "/rooms/abc"):
+            unlocked = await _post(
+                client, "/unlock", {"password": password, "next": value}, "/unlock"
+            )
+            assert unlocked.headers["Location"] == value
