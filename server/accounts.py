@@ -61,6 +61,19 @@ async def staff_by_email(conn: AsyncConnection, email: str) -> Any:
     return (await conn.execute(sa.select(staff).where(staff.c.email == email.lower()))).first()
 
 
+async def end_sessions(conn: AsyncConnection, staff_id: str) -> None:
+    """Make every session of the account, on every device, stop working at once.
+
+    Cookies live in the browser, so forgetting a session means refusing the generation
+    it was issued in: a copied cookie is worth nothing after sign-out or a reset.
+    """
+    await conn.execute(
+        staff.update()
+        .where(staff.c.id == staff_id)
+        .values(session_generation=staff.c.session_generation + 1)
+    )
+
+
 async def staff_by_id(conn: AsyncConnection, staff_id: str) -> Any:
     """The staff row for an id, or None."""
     return (await conn.execute(sa.select(staff).where(staff.c.id == staff_id))).first()
@@ -276,12 +289,16 @@ async def accept_second_factor(
 
 
 async def reset_totp(conn: AsyncConnection, staff_id: str) -> None:
-    """Remove the second factor so the account enrols again at next sign-in."""
+    """Remove the second factor so the account enrols again at next sign-in.
+
+    Sessions signed in with the old factor end too: it may be in someone else's hands.
+    """
     await conn.execute(
         staff.update()
         .where(staff.c.id == staff_id)
         .values(totp_secret_enc=None, totp_enrolled_at=None, totp_last_step=None)
     )
+    await end_sessions(conn, staff_id)
     await conn.execute(recovery_codes.delete().where(recovery_codes.c.staff_id == staff_id))
 
 
@@ -342,4 +359,5 @@ async def accept_invite(
     await conn.execute(
         staff.update().where(staff.c.id == staff_id).values(password_hash=password_hash)
     )
+    await end_sessions(conn, staff_id)
     return True

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp_session import get_session
 
-from server import accounts, audit, mfa
+from server import accounts, audit, mfa, staff_sockets
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.auth import audit_event as audit_request
 from server.auth import (
@@ -206,7 +206,7 @@ async def signin_submit(request: web.Request) -> web.StreamResponse:
         await complete_sign_in(request, row)
         await record_signed_in(request, row)
         raise web.HTTPSeeOther(after)
-    await begin_second_factor(request, row.id)
+    await begin_second_factor(request, row)
     (await get_session(request))[NEXT] = after
     raise web.HTTPSeeOther("/signin/code" if outcome is Outcome.SECOND_FACTOR else "/signin/enrol")
 
@@ -420,7 +420,9 @@ async def invite_submit(request: web.Request) -> web.StreamResponse:
             target_type="staff",
             target_id=row.id,
         )
-    await begin_second_factor(request, row.id)
+    # A new password ends the sessions signed in with the old one.
+    await staff_sockets.sessions_ended(request.app, row.id, staff_sockets.RESET)
+    await begin_second_factor(request, row)
     raise web.HTTPSeeOther("/signin/enrol")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pyotp
+import pytest
 import sqlalchemy as sa
 
 from server import accounts
@@ -356,3 +357,107 @@ async def test_the_return_address_after_sign_in_never_leaves_the_site(
                 client, "/unlock", {"password": password, "next": value}, "/unlock"
             )
             assert unlocked.headers["Location"] == value
+
+
+def _cookie(client: aiohttp.ClientSession) -> dict[str, str]:
+    """The session cookie as a header, as someone who copied it would send it."""
+    (value,) = [c.value for c in client.cookie_jar if c.key == "iop_session"]
+    return {"Cookie": f"iop_session={value}"}
+
+
+async def _closed_with(socket: aiohttp.ClientWebSocketResponse) -> tuple[int, str]:
+    while (message := await socket.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
+        pass  # what was already on its way
+    assert message.type is aiohttp.WSMsgType.CLOSE
+    return message.data, message.extra
+
+
+async def _dashboard(client: aiohttp.ClientSession, **kwargs: Any) -> Any:
+    board = await client.ws_connect("/ws/dashboard", **kwargs)
+    await board.send_json({"type": "hello", "protocol": 1})
+    assert (await board.receive_json(timeout=10))["type"] == "snapshot"
+    return board
+
+
+async def test_a_copied_session_cookie_stops_working_at_sign_out(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    async with (
+        await signed_in(server, *staff_login(demo, "supervisor")) as desk,
+        server.client() as thief,
+    ):
+        copied = _cookie(desk)
+        assert (await thief.get("/api/auth/session", headers=copied)).status == 200
+        board = await _dashboard(desk)
+        token = await _token(desk, "/dashboard")
+        out = await desk.post("/signout", data={"csrf_token": token}, allow_redirects=False)
+        assert out.status == 303
+        assert await _closed_with(board) == (4403, "signed out: sign in again")
+        assert (await thief.get("/api/auth/session", headers=copied)).status == 401
+        page = await thief.get("/supervisor", headers=copied, allow_redirects=False)
+        assert page.status == 303 and page.headers["Location"].startswith("/signin?next=")
+        with pytest.raises(aiohttp.WSServerHandshakeError):  # sent to sign in instead
+            await thief.ws_connect("/ws/dashboard", headers=copied)
+        # Signing in again works, with a new cookie.
+    async with await signed_in(server, *staff_login(demo, "supervisor")) as again:
+        assert (await again.get("/api/auth/session")).status == 200
+
+
+async def test_resetting_a_second_factor_or_password_ends_the_accounts_sessions(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    first_of = {m["role"]: m for m in reversed(demo["staff"])}  # staff_login's choice
+    room_id = demo["groups"][0]["patients"][0]["join_session_id"]
+    async with (
+        await signed_in(server, *staff_login(demo, "clinician")) as clinician,
+        await signed_in(server, *staff_login(demo, "supervisor")) as supervisor,
+        await signed_in(server, *staff_login(demo, "admin")) as admin,
+        server.client() as thief,
+    ):
+        room = await clinician.ws_connect(f"/ws/rooms/{room_id}")
+        await room.send_json({"type": "hello", "protocol": 1, "last_seq": None})
+        assert (await room.receive_json(timeout=10))["type"] == "snapshot"
+        copied = _cookie(clinician)
+        reset = await _post(
+            admin, f"/admin/staff/{first_of['clinician']['id']}/reset-mfa", {}, "/admin/staff"
+        )
+        assert reset.status == 303
+        assert await _closed_with(room) == (4403, "sign-in details were reset: sign in again")
+        assert (await clinician.get("/api/groups")).status == 401
+        assert (await thief.get("/api/groups", headers=copied)).status == 401
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await thief.ws_connect(f"/ws/rooms/{room_id}", headers=copied)
+        assert refused.value.status == 401
+
+        board = await _dashboard(supervisor)
+        invite = await _post(
+            admin, f"/admin/staff/{first_of['supervisor']['id']}/invite", {}, "/admin/staff"
+        )
+        url = re.search(r'value="(https://[^"]+/invite/[^"]+)"', await invite.text())
+        assert url is not None
+        path = "/" + url.group(1).split("/", 3)[3]
+        chosen = "a brand new long password"
+        async with server.client() as owner:
+            accepted = await _post(owner, path, {"password": chosen, "confirm": chosen}, path)
+            assert accepted.status == 303
+        assert await _closed_with(board) == (4403, "sign-in details were reset: sign in again")
+        assert (await supervisor.get("/api/auth/session")).status == 401
+
+
+async def test_enabling_a_disabled_account_does_not_revive_its_old_sessions(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    clinician = next(m for m in demo["staff"] if m["role"] == "clinician")
+    async with (
+        await signed_in(server, *staff_login(demo, "clinician")) as desk,
+        await signed_in(server, *staff_login(demo, "admin")) as admin,
+        server.client() as thief,
+    ):
+        copied = _cookie(desk)
+        for action in ("disable", "enable"):
+            done = await _post(
+                admin, f"/admin/staff/{clinician['id']}/{action}", {}, "/admin/staff"
+            )
+            assert done.status == 303
+        assert (await thief.get("/api/groups", headers=copied)).status == 401
+        assert (await desk.get("/api/groups")).status == 401
