@@ -275,7 +275,9 @@ async def _staff_action(request: web.Request, action: str) -> web.StreamResponse
             invite_url = f"{request.app[SETTINGS].public_url}/invite/{token}"
         await audit_event(request, conn, f"staff.{action}", target_type="staff", target_id=staff_id)
     if action == "disable":
-        await staff_sockets.account_disabled(request.app, staff_id)
+        await staff_sockets.sessions_ended(request.app, staff_id, staff_sockets.DISABLED)
+    elif action == "reset_mfa":
+        await staff_sockets.sessions_ended(request.app, staff_id, staff_sockets.RESET)
     if invite_url:
         return await _staff_view(request, {}, {}, status=201, invite_url=invite_url)
     raise web.HTTPSeeOther("/admin/staff")

@@ -24,7 +24,7 @@ from server.auth import (
 )
 from server.linkissue import issue_for, link_url
 from server.logs import get_logger
-from server.middleware import ApiError
+from server.middleware import REQUEST_ID, ApiError
 from server.permissions import Action, Role
 from server.schemas import (
     AppointmentIn,
@@ -84,13 +84,23 @@ def _created(record: dict[str, Any]) -> web.Response:
 # Sign-in -------------------------------------------------------------------------------
 
 
+def _throttled(request: web.Request, retry_after_s: int) -> web.Response:
+    body = {
+        "error": "too_many_requests",
+        "reason": THROTTLED,
+        "request_id": request.get(REQUEST_ID),
+    }
+    return web.json_response(body, status=429, headers={"Retry-After": str(retry_after_s)})
+
+
 @public
 async def post_session(request: web.Request) -> web.Response:
     """Sign a staff member in: e-mail, password and (for enrolled accounts) `code`."""
     body = await parse_body(request, SignIn)
-    outcome, row = await check_password(request, str(body.email), body.password)
+    checked = await check_password(request, str(body.email), body.password)
+    outcome, row = checked.outcome, checked.row
     if outcome is Outcome.THROTTLED:
-        raise ApiError(429, "too_many_requests", THROTTLED)
+        return _throttled(request, checked.retry_after_s)
     if outcome is Outcome.FAILED:
         raise ApiError(401, "sign_in_failed", MISMATCH)
     if outcome is Outcome.ENROL:
@@ -100,7 +110,10 @@ async def post_session(request: web.Request) -> web.Response:
     if outcome is Outcome.SECOND_FACTOR:
         if not body.code:
             raise ApiError(401, "code_required", "send the authenticator code as `code`")
-        if await check_second_factor(request, row, body.code) is None:
+        code = await check_second_factor(request, row, body.code)
+        if code.outcome is Outcome.THROTTLED:
+            return _throttled(request, code.retry_after_s)
+        if code.method is None:
             raise ApiError(401, "code_rejected", "that code did not work")
     who = await complete_sign_in(request, row)
     await record_signed_in(request, row)

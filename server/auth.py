@@ -14,7 +14,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp_session import Session, get_session, new_session
 from multidict import MultiDict
 
-from server import accounts, audit
+from server import accounts, audit, staff_sockets
 from server.appkeys import CLOCK, ENGINE, SETTINGS
 from server.middleware import REQUEST_ID, ApiError, wants_json
 from server.permissions import Action, Role, allowed
@@ -25,6 +25,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # password that was accepted while the second factor is still owed.
 STAFF_ID = "staff_id"
 PENDING_ID = "pending_id"
+# The account's session generation when this session began: sign-out, resets and disabling
+# move the account on, and a session from an older generation is refused.
+GENERATION = "generation"
 LAST_ACTIVE = "last_active"
 CSRF = "csrf"
 # Requests a page makes on its own (polling, heartbeats) say so, and do not count as activity.
@@ -51,9 +54,32 @@ class StaffIdentity:
 STAFF_KEY = web.RequestKey("staff", StaffIdentity)
 
 
+# What the WHATWG URL parser removes before it reads a Location header: tabs and newlines
+# anywhere, and C0 controls and spaces at either end.
+_URL_STRIPPED = "".join(map(chr, range(0x21)))
+
+
+def _is_control(ch: str) -> bool:
+    return ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F
+
+
 def safe_next(raw: str | None, default: str = "/dashboard") -> str:
-    """A local path to return to after sign-in, never another site."""
-    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+    """A local path to return to after sign-in, never another site.
+
+    A browser normalises the Location before reading it: `/<tab>/evil.example` lands on
+    `//evil.example`, another site, and so does `/\\evil.example`. Only a value that
+    needs no normalisation is accepted, and it must be a single `/` followed by a
+    character that is not `/`, `\\`, a space or a control.
+    """
+    if not raw:
+        return default
+    browser_reads = raw.replace("\t", "").replace("\n", "").replace("\r", "")
+    if browser_reads.strip(_URL_STRIPPED) != raw:
+        return default
+    if any(_is_control(ch) for ch in raw) or "\\" in raw or not raw.startswith("/"):
+        return default
+    second = raw[1:2]
+    if second and (second == "/" or second.isspace()):
         return default
     return raw
 
@@ -131,10 +157,15 @@ def _identity(row: Any, locked: bool) -> StaffIdentity:
     )
 
 
-async def begin_second_factor(request: web.Request, staff_id: str) -> None:
+def _current_generation(session: Session, row: Any) -> bool:
+    return row is not None and session.get(GENERATION) == row.session_generation
+
+
+async def begin_second_factor(request: web.Request, row: Any) -> None:
     """Remember that the password was right; the second factor comes next."""
     session = await new_session(request)
-    session[PENDING_ID] = staff_id
+    session[PENDING_ID] = row.id
+    session[GENERATION] = row.session_generation
     session[CSRF] = secrets.token_urlsafe(24)
 
 
@@ -146,13 +177,16 @@ async def pending_staff(request: web.Request) -> Any:
         return None
     async with request.app[ENGINE].connect() as conn:
         row = await accounts.staff_by_id(conn, staff_id)
-    return None if row is None or row.disabled else row
+    if not _current_generation(session, row) or row.disabled:
+        return None
+    return row
 
 
 async def complete_sign_in(request: web.Request, row: Any) -> StaffIdentity:
     """Start a fresh staff session: an id planted before sign-in is worthless after it."""
     session = await new_session(request)
     session[STAFF_ID] = row.id
+    session[GENERATION] = row.session_generation
     session[LAST_ACTIVE] = request.app[CLOCK].now().timestamp()
     session[CSRF] = secrets.token_urlsafe(24)
     identity = _identity(row, locked=False)
@@ -161,9 +195,19 @@ async def complete_sign_in(request: web.Request, row: Any) -> StaffIdentity:
 
 
 async def sign_out(request: web.Request) -> None:
-    """End the staff session."""
+    """End the staff session, and every other session of the account with it.
+
+    The cookie is only forgotten by this browser; a copy of it is refused because the
+    account's session generation moves on. The account's open sockets close too.
+    """
+    who = await current_staff(request)
     session = await get_session(request)
     session.invalidate()
+    if who is None:
+        return
+    async with request.app[ENGINE].begin() as conn:
+        await accounts.end_sessions(conn, who.id)
+    await staff_sockets.sessions_ended(request.app, who.id, staff_sockets.SIGNED_OUT)
 
 
 async def unlock(request: web.Request) -> None:
@@ -191,7 +235,7 @@ async def current_staff(request: web.Request) -> StaffIdentity | None:
         return None
     async with request.app[ENGINE].connect() as conn:
         row = await accounts.staff_by_id(conn, staff_id)
-    if row is None or row.disabled:
+    if row is None or row.disabled or not _current_generation(session, row):
         session.invalidate()
         return None
     locked = _is_locked(request, session)

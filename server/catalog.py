@@ -135,7 +135,9 @@ async def list_staff(conn: AsyncConnection, program_id: str | None) -> list[Reco
     return [_staff_record(row) for row in await conn.execute(query)]
 
 
-STAFF_SECRETS = frozenset({"password_hash", "totp_secret_enc", "totp_last_step"})
+STAFF_SECRETS = frozenset(
+    {"password_hash", "totp_secret_enc", "totp_last_step", "session_generation"}
+)
 
 
 def _staff_record(row: Any) -> Record:
@@ -145,10 +147,12 @@ def _staff_record(row: Any) -> Record:
 
 
 async def set_staff_disabled(conn: AsyncConnection, staff_id: str, disabled: bool) -> None:
-    """Disable an account (its sessions end at their next request) or enable it again."""
-    result = await conn.execute(
-        staff.update().where(staff.c.id == staff_id).values(disabled=disabled)
-    )
+    """Disable an account (its sessions end at once) or enable it again."""
+    values: dict[str, Any] = {"disabled": disabled}
+    if disabled:
+        # Enabling again must not bring back the sessions that disabling ended.
+        values["session_generation"] = staff.c.session_generation + 1
+    result = await conn.execute(staff.update().where(staff.c.id == staff_id).values(**values))
     if result.rowcount != 1:
         raise CatalogError("id", "no such staff account", status=404)
 

@@ -52,6 +52,8 @@ class Settings:
     signin_window_minutes: int = 15
     signin_max_failures_account: int = 5
     signin_max_failures_address: int = 20
+    signin_max_delay_s: int = 60
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     reconnect_grace_s: float = 30.0
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
@@ -122,6 +124,8 @@ class Settings:
         window = reader.get("IOP_SIGNIN_WINDOW_MINUTES", 15, _int_between(1, 24 * 60))
         per_account = reader.get("IOP_SIGNIN_MAX_FAILURES_ACCOUNT", 5, _int_between(1, 1000))
         per_address = reader.get("IOP_SIGNIN_MAX_FAILURES_ADDRESS", 20, _int_between(1, 10000))
+        max_delay = reader.get("IOP_SIGNIN_MAX_DELAY_SECONDS", 60, _int_between(1, 3600))
+        trusted_proxies = reader.get("IOP_TRUSTED_PROXIES", (), _networks)
         grace = reader.get("IOP_RECONNECT_GRACE_SECONDS", 30, _int_between(1, 600))
         turn_urls = reader.get("IOP_TURN_URLS", (), _turn_urls)
         turn_secret = reader.get("IOP_TURN_SECRET_FILE", None, _secret_file)
@@ -179,6 +183,8 @@ class Settings:
             signin_window_minutes=window,
             signin_max_failures_account=per_account,
             signin_max_failures_address=per_address,
+            signin_max_delay_s=max_delay,
+            trusted_proxies=trusted_proxies,
             reconnect_grace_s=float(grace),
             turn_urls=turn_urls,
             turn_secret=turn_secret,
@@ -380,3 +386,17 @@ def _ip_list(raw: str) -> tuple[str, ...]:
         except ValueError:
             raise ValueError(f"not an IP address: {host!r}") from None
     return hosts
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=True))
+        except ValueError:
+            raise ValueError(
+                f"not an address or CIDR network (host bits must be zero): {part!r}"
+            ) from None
+    return tuple(networks)

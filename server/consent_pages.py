@@ -13,6 +13,7 @@ from rooms.consent import KIND_TITLES, KINDS, Document, TemplateError, parse_doc
 from server import consent_ledger
 from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import audit_event, csrf_token, identity, read_form, requires
+from server.client_address import client_address
 from server.consent_templates import (
     all_versions,
     document_for,
@@ -164,7 +165,7 @@ def _check_agreement(form: Any, document: Document) -> str | None:
 def _capture_context(request: web.Request) -> dict[str, str]:
     return {
         "user_agent": request.headers.get("User-Agent", "")[:300],
-        "address": (request.remote or "")[:64],
+        "address": client_address(request),
     }
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
 from aiohttp_session import get_session
 
-from server import accounts, audit, mfa
+from server import accounts, audit, mfa, staff_sockets
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.auth import audit_event as audit_request
 from server.auth import (
@@ -24,6 +25,7 @@ from server.auth import (
     sign_out,
     unlock,
 )
+from server.client_address import client_address
 from server.logs import get_logger
 from server.render import render
 
@@ -31,8 +33,7 @@ log = get_logger(__name__)
 ENROL_SECRET = "enrol_secret"
 NEXT = "after_sign_in"
 THROTTLED = (
-    "Too many sign-in attempts. Wait a few minutes and try again, "
-    "or ask your administrator to help."
+    "Too many sign-in attempts. Wait a minute and try again, or ask your administrator to help."
 )
 MISMATCH = "That e-mail and password do not match an account."
 INVITE_GONE = (
@@ -55,34 +56,41 @@ def _actor(row: Any) -> audit.Actor:
     return audit.Actor("staff", row.id, row.role)
 
 
-def _address(request: web.Request) -> str:
-    return (request.remote or "unknown")[:64]
-
-
-async def _is_throttled(request: web.Request, conn: Any, email: str) -> bool:
+def _limits(request: web.Request) -> accounts.Limits:
     settings = request.app[SETTINGS]
-    return await accounts.throttled(
-        conn,
-        email,
-        _address(request),
-        request.app[CLOCK].now(),
-        dt.timedelta(minutes=settings.signin_window_minutes),
-        settings.signin_max_failures_account,
-        settings.signin_max_failures_address,
+    return accounts.Limits(
+        window=dt.timedelta(minutes=settings.signin_window_minutes),
+        free_failures=settings.signin_max_failures_account,
+        max_delay_s=settings.signin_max_delay_s,
+        max_address=settings.signin_max_failures_address,
     )
 
 
-async def check_password(request: web.Request, email: str, password: str) -> tuple[Outcome, Any]:
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What a password or second-factor check found."""
+
+    outcome: Outcome
+    row: Any = None
+    method: str | None = None  # second factor: "totp" or "recovery"
+    retry_after_s: int = 0  # THROTTLED: when to try again
+
+
+async def check_password(request: web.Request, email: str, password: str) -> Checked:
     """Verify e-mail and password under the rate limit; say what the account needs next."""
     engine = request.app[ENGINE]
     now = request.app[CLOCK].now()
-    async with engine.connect() as conn:
-        if await _is_throttled(request, conn, email):
-            outcome, row = Outcome.THROTTLED, None
-        else:
+    attempt = await accounts.begin_attempt(
+        engine, email, client_address(request), now, _limits(request)
+    )
+    row = None
+    if attempt.refused:
+        outcome = Outcome.THROTTLED
+    else:
+        async with engine.connect() as conn:
             row = await accounts.staff_by_email(conn, email)
-            ok = await accounts.verify_password(row.password_hash if row else None, password)
-            outcome = Outcome.FAILED if not ok or row is None or row.disabled else Outcome.ENROL
+        ok = await accounts.verify_password(row.password_hash if row else None, password)
+        outcome = Outcome.FAILED if not ok or row is None or row.disabled else Outcome.ENROL
     if outcome is Outcome.ENROL:
         if row.totp_enrolled_at is not None:
             outcome = Outcome.SECOND_FACTOR
@@ -91,8 +99,6 @@ async def check_password(request: web.Request, email: str, password: str) -> tup
             outcome = Outcome.SIGNED_IN
     async with engine.begin() as conn:
         if outcome in (Outcome.FAILED, Outcome.THROTTLED):
-            if outcome is Outcome.FAILED:
-                await accounts.record_failure(conn, email, _address(request), now)
             await audit_request(
                 request,
                 conn,
@@ -103,6 +109,11 @@ async def check_password(request: web.Request, email: str, password: str) -> tup
             )
             log.info("auth.sign_in_refused", reason=outcome.value)
         else:
+            # The password was right. Its failure count stays until the second factor is
+            # given too, so knowing the password does not reset the guesses at the code.
+            await accounts.attempt_succeeded(conn, attempt)
+            if outcome is Outcome.SIGNED_IN:
+                await accounts.forget_failures(conn, email, now - _limits(request).window)
             await audit_request(
                 request,
                 conn,
@@ -111,36 +122,42 @@ async def check_password(request: web.Request, email: str, password: str) -> tup
                 target_type="staff",
                 target_id=row.id,
             )
-    return outcome, row
+    return Checked(outcome, row, retry_after_s=attempt.retry_after_s)
 
 
-async def check_second_factor(request: web.Request, row: Any, code: str) -> str | None:
-    """Accept a TOTP or recovery code under the rate limit; return which, or None."""
+async def check_second_factor(request: web.Request, row: Any, code: str) -> Checked:
+    """Accept a TOTP or recovery code under the rate limit; say which, or why not."""
+    engine = request.app[ENGINE]
     now = request.app[CLOCK].now()
-    actor = _actor(row)
-    async with request.app[ENGINE].begin() as conn:
-        if await _is_throttled(request, conn, row.email):
-            kind = None
-            outcome = "throttled"
+    limits = _limits(request)
+    attempt = await accounts.begin_attempt(engine, row.email, client_address(request), now, limits)
+    kind = None
+    async with engine.begin() as conn:
+        if attempt.refused:
+            outcome = Outcome.THROTTLED
         else:
             kind = await accounts.accept_second_factor(conn, request.app[KEYRING], row, code, now)
-            outcome = "ok" if kind else "failed"
-            if kind is None:
-                await accounts.record_failure(conn, row.email, _address(request), now)
-            else:
-                window = dt.timedelta(minutes=request.app[SETTINGS].signin_window_minutes)
-                await accounts.forget_failures(conn, row.email, now - window)
+            outcome = Outcome.SIGNED_IN if kind else Outcome.FAILED
+            if kind is not None:
+                await accounts.forget_failures(conn, row.email, now - limits.window)
         await audit_request(
             request,
             conn,
             "auth.second_factor",
-            actor=actor,
+            actor=_actor(row),
             target_type="staff",
             target_id=row.id,
-            outcome=outcome,
+            outcome={Outcome.SIGNED_IN: "ok"}.get(outcome, outcome.value),
             detail={"method": kind} if kind else None,
         )
-    return kind
+    return Checked(outcome, row, method=kind, retry_after_s=attempt.retry_after_s)
+
+
+def throttled_response(checked: Checked, response: web.StreamResponse) -> web.StreamResponse:
+    """Tell the client when it may try again."""
+    if checked.outcome is Outcome.THROTTLED:
+        response.headers["Retry-After"] = str(checked.retry_after_s)
+    return response
 
 
 async def record_signed_in(request: web.Request, row: Any) -> None:
@@ -176,18 +193,20 @@ async def signin_submit(request: web.Request) -> web.StreamResponse:
     password = form.get("password", "")[:256]
     session = await get_session(request)
     after = safe_next(session.get(NEXT))
-    outcome, row = await check_password(request, email, password)
+    checked = await check_password(request, email, password)
+    outcome, row = checked.outcome, checked.row
     if outcome in (Outcome.FAILED, Outcome.THROTTLED):
         message = THROTTLED if outcome is Outcome.THROTTLED else MISMATCH
         context = {"csrf": await csrf_token(request), "email": email, "error": message}
-        return await render(
-            request, "signin.html", context, status=429 if outcome is Outcome.THROTTLED else 400
+        status = 429 if outcome is Outcome.THROTTLED else 400
+        return throttled_response(
+            checked, await render(request, "signin.html", context, status=status)
         )
     if outcome is Outcome.SIGNED_IN:
         await complete_sign_in(request, row)
         await record_signed_in(request, row)
         raise web.HTTPSeeOther(after)
-    await begin_second_factor(request, row.id)
+    await begin_second_factor(request, row)
     (await get_session(request))[NEXT] = after
     raise web.HTTPSeeOther("/signin/code" if outcome is Outcome.SECOND_FACTOR else "/signin/enrol")
 
@@ -209,8 +228,13 @@ async def code_submit(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/signin")
     session = await get_session(request)
     after = safe_next(session.get(NEXT))
-    kind = await check_second_factor(request, row, form.get("code", "")[:64])
-    if kind is None:
+    checked = await check_second_factor(request, row, form.get("code", "")[:64])
+    if checked.outcome is Outcome.THROTTLED:
+        context = {"csrf": await csrf_token(request), "error": THROTTLED}
+        return throttled_response(
+            checked, await render(request, "signin_code.html", context, status=429)
+        )
+    if checked.method is None:
         context = {
             "csrf": await csrf_token(request),
             "error": "That code did not work. Codes change every 30 seconds; try the current one.",
@@ -221,12 +245,27 @@ async def code_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(after)
 
 
-@public
-async def enrol_page(request: web.Request) -> web.Response:
-    """Show a new TOTP secret as a QR code; the account confirms it with a code."""
+async def _enrolling_staff(request: web.Request) -> Any:
+    """The pending account, if it has no second factor yet; otherwise a redirect.
+
+    Enrolment is reached with a password alone: it is only for an account that has no
+    second factor (first sign-in, or after an admin reset). An enrolled account goes on
+    with its code, whatever page it asks for.
+    """
     row = await pending_staff(request)
     if row is None:
         raise web.HTTPSeeOther("/signin")
+    if row.totp_enrolled_at is not None:
+        session = await get_session(request)
+        session.pop(ENROL_SECRET, None)
+        raise web.HTTPSeeOther("/signin/code")
+    return row
+
+
+@public
+async def enrol_page(request: web.Request) -> web.Response:
+    """Show a new TOTP secret as a QR code; the account confirms it with a code."""
+    row = await _enrolling_staff(request)
     session = await get_session(request)
     secret = session.get(ENROL_SECRET)
     if not isinstance(secret, str):
@@ -247,11 +286,11 @@ def _enrol_context(secret: str, row: Any, csrf: str) -> dict[str, Any]:
 async def enrol_submit(request: web.Request) -> web.StreamResponse:
     """Confirm the authenticator, store the secret, and show recovery codes once."""
     form = await read_form(request)
-    row = await pending_staff(request)
+    row = await _enrolling_staff(request)
     session = await get_session(request)
     secret = session.get(ENROL_SECRET)
-    if row is None or not isinstance(secret, str):
-        raise web.HTTPSeeOther("/signin")
+    if not isinstance(secret, str):
+        raise web.HTTPSeeOther("/signin/enrol")
     now = request.app[CLOCK].now()
     step = mfa.accept_totp(secret, form.get("code", "")[:64], None, now)
     if step is None:
@@ -261,7 +300,13 @@ async def enrol_submit(request: web.Request) -> web.StreamResponse:
         )
         return await render(request, "signin_enrol.html", context, status=400)
     async with request.app[ENGINE].begin() as conn:
-        codes = await accounts.enrol_totp(conn, request.app[KEYRING], row.id, secret, step, now)
+        codes = await accounts.enrol_first_totp(
+            conn, request.app[KEYRING], row.id, secret, step, now
+        )
+        if codes is None:
+            # Another browser finished enrolling this account meanwhile.
+            session.pop(ENROL_SECRET, None)
+            raise web.HTTPSeeOther("/signin/code")
         await audit_request(
             request,
             conn,
@@ -313,15 +358,19 @@ async def unlock_submit(request: web.Request) -> web.StreamResponse:
     if who is None:
         raise web.HTTPSeeOther("/signin")
     after = safe_next(form.get("next"))
-    outcome, _row = await check_password(request, who.email, form.get("password", "")[:256])
-    if outcome in (Outcome.FAILED, Outcome.THROTTLED):
+    checked = await check_password(request, who.email, form.get("password", "")[:256])
+    if checked.outcome in (Outcome.FAILED, Outcome.THROTTLED):
+        throttled = checked.outcome is Outcome.THROTTLED
         context = {
             "csrf": await csrf_token(request),
             "who": who,
             "next": after,
-            "error": THROTTLED if outcome is Outcome.THROTTLED else "That password is not right.",
+            "error": THROTTLED if throttled else "That password is not right.",
         }
-        return await render(request, "unlock.html", context, status=400)
+        return throttled_response(
+            checked,
+            await render(request, "unlock.html", context, status=429 if throttled else 400),
+        )
     await unlock(request)
     raise web.HTTPSeeOther(after)
 
@@ -371,7 +420,9 @@ async def invite_submit(request: web.Request) -> web.StreamResponse:
             target_type="staff",
             target_id=row.id,
         )
-    await begin_second_factor(request, row.id)
+    # A new password ends the sessions signed in with the old one.
+    await staff_sockets.sessions_ended(request.app, row.id, staff_sockets.RESET)
+    await begin_second_factor(request, row)
     raise web.HTTPSeeOther("/signin/enrol")
 
 

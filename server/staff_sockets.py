@@ -1,9 +1,11 @@
-"""Open sockets of staff accounts, closed when an account is disabled (on every node).
+"""Open sockets of staff accounts, closed when the account's sessions end (on every node).
 
-Sign-in checks refuse a disabled account, but a room or dashboard socket opened before
-would stay open for hours: disabling someone must also take away what they see now.
-Each node keeps its staff members' open sockets by staff id; disabling an account closes
-its sockets here and, in multi-node mode, tells the other nodes over Redis to do the same.
+Sign-in checks refuse a disabled account or an ended session, but a room or dashboard
+socket opened before would stay open for hours: disabling someone, signing out, or
+resetting a password or second factor must also take away what the account sees now.
+Each node keeps its staff members' open sockets by staff id; ending an account's sessions
+closes its sockets here and, in multi-node mode, tells the other nodes over Redis to do
+the same.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ CHANNEL = "staff"
 # The refusal code of server/ws.py (CLOSE_REFUSED): clients do not reconnect after it, and
 # show this reason (web/static/room.js, supervisor.js).
 CLOSE_ACCOUNT_DISABLED = 4403
-REASON = "this account has been disabled"
+REASON = DISABLED = "this account has been disabled"
+SIGNED_OUT = "signed out: sign in again"
+RESET = "sign-in details were reset: sign in again"
+REASONS = frozenset({DISABLED, SIGNED_OUT, RESET})
 OPEN = web.AppKey("staff_sockets", dict[str, set[web.WebSocketResponse]])
 
 
@@ -43,7 +48,7 @@ def tracked(app: web.Application, staff_id: str, ws: web.WebSocketResponse) -> I
 CLOSING = web.AppKey("staff_sockets_closing", set[asyncio.Task[None]])
 
 
-def _close_here(app: web.Application, staff_id: str) -> int:
+def _close_here(app: web.Application, staff_id: str, reason: str) -> int:
     """Start closing the account's sockets on this node; how many.
 
     Not awaited: each close waits for its client's reply, which must not hold up the
@@ -52,7 +57,7 @@ def _close_here(app: web.Application, staff_id: str) -> int:
     sockets = list(app[OPEN].get(staff_id, ()))
     for ws in sockets:
         task = asyncio.create_task(
-            ws.close(code=CLOSE_ACCOUNT_DISABLED, message=REASON.encode()),
+            ws.close(code=CLOSE_ACCOUNT_DISABLED, message=reason.encode()),
             name="staff-socket-close",
         )
         app[CLOSING].add(task)
@@ -62,17 +67,28 @@ def _close_here(app: web.Application, staff_id: str) -> int:
     return len(sockets)
 
 
-async def account_disabled(app: web.Application, staff_id: str) -> None:
-    """Close the account's open sockets on this node and ask the other nodes to."""
-    _close_here(app, staff_id)
+async def sessions_ended(app: web.Application, staff_id: str, reason: str) -> None:
+    """The account's sessions ended (`reason`, one of REASONS): close its sockets everywhere."""
+    _close_here(app, staff_id, reason)
     cluster = app.get(CLUSTER)
     if cluster is None:
         return
     try:
-        await cluster.publish(CHANNEL, {"disabled": staff_id, "origin": cluster.node_id})
+        await cluster.publish(
+            CHANNEL, {"staff_id": staff_id, "reason": reason, "origin": cluster.node_id}
+        )
     except (RedisError, OSError) as exc:
         # Their next request is refused anyway; only already-open sockets stay until then.
-        log.warning("staff.disable_publish_failed", error_type=type(exc).__name__)
+        log.warning("staff.sessions_publish_failed", error_type=type(exc).__name__)
+
+
+def _parse(body: dict[str, object]) -> tuple[str, str] | None:
+    staff_id, reason = body.get("staff_id"), body.get("reason")
+    if "disabled" in body:  # what nodes of the previous version send
+        staff_id, reason = body["disabled"], DISABLED
+    if isinstance(staff_id, str) and reason in REASONS:
+        return staff_id, str(reason)
+    return None
 
 
 async def _listen(app: web.Application) -> None:
@@ -80,9 +96,9 @@ async def _listen(app: web.Application) -> None:
     while True:
         try:
             async for body in cluster.subscribe(CHANNEL):
-                staff_id = body.get("disabled")
-                if isinstance(staff_id, str) and body.get("origin") != cluster.node_id:
-                    _close_here(app, staff_id)
+                parsed = _parse(body)
+                if parsed is not None and body.get("origin") != cluster.node_id:
+                    _close_here(app, *parsed)
         except (RedisError, OSError) as exc:
             log.warning("staff.subscribe_failed", error_type=type(exc).__name__)
             await asyncio.sleep(1.0)

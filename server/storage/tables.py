@@ -94,6 +94,9 @@ staff = sa.Table(
     sa.Column("totp_secret_enc", sa.Text(), nullable=True),
     sa.Column("totp_enrolled_at", UTCDateTime(), nullable=True),
     sa.Column("totp_last_step", sa.BigInteger(), nullable=True),
+    # Every staff session carries the generation it began in; sign-out, a password or
+    # second-factor reset and disabling add one, and older sessions stop working.
+    sa.Column("session_generation", sa.Integer(), nullable=False, server_default="0"),
     _created(),
     sa.CheckConstraint(f"role IN {STAFF_ROLES}", name="role"),
 )

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pyotp
+import pytest
 import sqlalchemy as sa
 
 from server import accounts
@@ -151,7 +152,7 @@ async def test_invited_staff_set_a_password_enrol_and_get_recovery_codes(
     assert ("mfa.enrolled", "ok") in await _audit_actions(server)
 
 
-async def test_repeated_failures_lock_out_without_revealing_whether_the_account_exists(
+async def test_repeated_failures_are_refused_without_revealing_whether_the_account_exists(
     server: RunningServer, demo: dict[str, Any]
 ) -> None:
     email, password, _ = staff_login(demo, "admin")
@@ -160,11 +161,11 @@ async def test_repeated_failures_lock_out_without_revealing_whether_the_account_
             assert (await _password_step(client, email, "wrong password")).status == 400
         locked = await _password_step(client, email, password)
         assert locked.status == 429
+        locked_text = await locked.text()
         for _ in range(5):
             await _password_step(client, "ghost@example.org", "wrong password")
         ghost = await _password_step(client, "ghost@example.org", "wrong password")
         assert ghost.status == 429
-        locked_text = await (await _password_step(client, email, password)).text()
         ghost_text = await ghost.text()
         assert locked_text == ghost_text.replace("ghost@example.org", email)
         assert "Too many sign-in attempts" in locked_text
@@ -277,3 +278,186 @@ async def test_disabling_an_account_closes_its_open_room_and_dashboard_sockets(
         await other.send_json({"type": "hello", "protocol": 1})
         assert (await other.receive_json(timeout=10))["type"] == "snapshot"
         await other.close()
+
+
+async def test_an_enrolled_account_cannot_swap_its_second_factor_with_the_password_alone(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    email, password, secret = staff_login(demo, "clinician")
+    async with server.client() as client:
+        first = await _password_step(client, email, password)
+        assert first.headers["Location"] == "/signin/code"
+        # Someone with only the password asks to set up a new authenticator...
+        offered = await client.get("/signin/enrol", allow_redirects=False)
+        assert offered.status == 303
+        assert offered.headers["Location"] == "/signin/code"
+        # ...and confirms one of their own choosing: neither signs them in.
+        theirs = pyotp.TOTP(pyotp.random_base32()).now()
+        swapped = await _post(client, "/signin/enrol", {"code": theirs}, "/signin/code")
+        assert swapped.status == 303
+        assert swapped.headers["Location"] == "/signin/code"
+        assert (await client.get("/dashboard", allow_redirects=False)).status == 303
+        # The account's own authenticator is still the way on.
+        code = await _post(
+            client, "/signin/code", {"code": totp_code(server, secret)}, "/signin/code"
+        )
+        assert code.status == 303
+        assert code.headers["Location"] == "/dashboard"
+    assert ("mfa.enrolled", "ok") not in await _audit_actions(server)
+
+
+OFF_SITE = [
+    "//evil.example",
+    "///evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/\\/evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\r\n/evil.example",
+    "/\t\t//evil.example",
+    "\t//evil.example",
+    " //evil.example",
+    " /\t/evil.example",
+    "//evil.example\t",
+    "/\x00/evil.example",
+    "\x00//evil.example",
+    "/\x0b/evil.example",
+    "/\x7f/evil.example",
+    "/ /evil.example",
+    "https://evil.example",
+    "http:evil.example",
+    "https:/\\evil.example",
+    "javascript:alert(1)",
+    "evil.example",
+]
+
+
+async def test_the_return_address_after_sign_in_never_leaves_the_site(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    email, password, secret = staff_login(demo, "clinician")
+    async with server.client() as client:
+        # The reported bypass, through the sign-in pages themselves.
+        token = await _token(client, "/signin?next=/%09/evil.example")
+        form = {"csrf_token": token, "email": email, "password": password}
+        assert (await client.post("/signin", data=form, allow_redirects=False)).status == 303
+        done = await _post(
+            client, "/signin/code", {"code": totp_code(server, secret)}, "/signin/code"
+        )
+        assert done.headers["Location"] == "/dashboard"
+        for value in OFF_SITE:
+            unlocked = await _post(
+                client, "/unlock", {"password": password, "next": value}, "/unlock"
+            )
+            assert unlocked.status == 303, repr(value)
+            assert unlocked.headers["Location"] == "/dashboard", repr(value)
+        for value in ("/patients?group=abc", "/", "/rooms/abc"):
+            unlocked = await _post(
+                client, "/unlock", {"password": password, "next": value}, "/unlock"
+            )
+            assert unlocked.headers["Location"] == value
+
+
+def _cookie(client: aiohttp.ClientSession) -> dict[str, str]:
+    """The session cookie as a header, as someone who copied it would send it."""
+    (value,) = [c.value for c in client.cookie_jar if c.key == "iop_session"]
+    return {"Cookie": f"iop_session={value}"}
+
+
+async def _closed_with(socket: aiohttp.ClientWebSocketResponse) -> tuple[int, str]:
+    while (message := await socket.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
+        pass  # what was already on its way
+    assert message.type is aiohttp.WSMsgType.CLOSE
+    return message.data, message.extra
+
+
+async def _dashboard(client: aiohttp.ClientSession, **kwargs: Any) -> Any:
+    board = await client.ws_connect("/ws/dashboard", **kwargs)
+    await board.send_json({"type": "hello", "protocol": 1})
+    assert (await board.receive_json(timeout=10))["type"] == "snapshot"
+    return board
+
+
+async def test_a_copied_session_cookie_stops_working_at_sign_out(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    async with (
+        await signed_in(server, *staff_login(demo, "supervisor")) as desk,
+        server.client() as thief,
+    ):
+        copied = _cookie(desk)
+        assert (await thief.get("/api/auth/session", headers=copied)).status == 200
+        board = await _dashboard(desk)
+        token = await _token(desk, "/dashboard")
+        out = await desk.post("/signout", data={"csrf_token": token}, allow_redirects=False)
+        assert out.status == 303
+        assert await _closed_with(board) == (4403, "signed out: sign in again")
+        assert (await thief.get("/api/auth/session", headers=copied)).status == 401
+        page = await thief.get("/supervisor", headers=copied, allow_redirects=False)
+        assert page.status == 303 and page.headers["Location"].startswith("/signin?next=")
+        with pytest.raises(aiohttp.WSServerHandshakeError):  # sent to sign in instead
+            await thief.ws_connect("/ws/dashboard", headers=copied)
+        # Signing in again works, with a new cookie.
+    async with await signed_in(server, *staff_login(demo, "supervisor")) as again:
+        assert (await again.get("/api/auth/session")).status == 200
+
+
+async def test_resetting_a_second_factor_or_password_ends_the_accounts_sessions(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    first_of = {m["role"]: m for m in reversed(demo["staff"])}  # staff_login's choice
+    room_id = demo["groups"][0]["patients"][0]["join_session_id"]
+    async with (
+        await signed_in(server, *staff_login(demo, "clinician")) as clinician,
+        await signed_in(server, *staff_login(demo, "supervisor")) as supervisor,
+        await signed_in(server, *staff_login(demo, "admin")) as admin,
+        server.client() as thief,
+    ):
+        room = await clinician.ws_connect(f"/ws/rooms/{room_id}")
+        await room.send_json({"type": "hello", "protocol": 1, "last_seq": None})
+        assert (await room.receive_json(timeout=10))["type"] == "snapshot"
+        copied = _cookie(clinician)
+        reset = await _post(
+            admin, f"/admin/staff/{first_of['clinician']['id']}/reset-mfa", {}, "/admin/staff"
+        )
+        assert reset.status == 303
+        assert await _closed_with(room) == (4403, "sign-in details were reset: sign in again")
+        assert (await clinician.get("/api/groups")).status == 401
+        assert (await thief.get("/api/groups", headers=copied)).status == 401
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await thief.ws_connect(f"/ws/rooms/{room_id}", headers=copied)
+        assert refused.value.status == 401
+
+        board = await _dashboard(supervisor)
+        invite = await _post(
+            admin, f"/admin/staff/{first_of['supervisor']['id']}/invite", {}, "/admin/staff"
+        )
+        url = re.search(r'value="(https://[^"]+/invite/[^"]+)"', await invite.text())
+        assert url is not None
+        path = "/" + url.group(1).split("/", 3)[3]
+        chosen = "a brand new long password"
+        async with server.client() as owner:
+            accepted = await _post(owner, path, {"password": chosen, "confirm": chosen}, path)
+            assert accepted.status == 303
+        assert await _closed_with(board) == (4403, "sign-in details were reset: sign in again")
+        assert (await supervisor.get("/api/auth/session")).status == 401
+
+
+async def test_enabling_a_disabled_account_does_not_revive_its_old_sessions(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    clinician = next(m for m in demo["staff"] if m["role"] == "clinician")
+    async with (
+        await signed_in(server, *staff_login(demo, "clinician")) as desk,
+        await signed_in(server, *staff_login(demo, "admin")) as admin,
+        server.client() as thief,
+    ):
+        copied = _cookie(desk)
+        for action in ("disable", "enable"):
+            done = await _post(
+                admin, f"/admin/staff/{clinician['id']}/{action}", {}, "/admin/staff"
+            )
+            assert done.status == 303
+        assert (await thief.get("/api/groups", headers=copied)).status == 401
+        assert (await desk.get("/api/groups")).status == 401

@@ -39,6 +39,8 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
             "IOP_ICE_HOSTS": "127.0.0.1, ::1",
             "IOP_SCHEDULE_HORIZON_DAYS": "14",
             "IOP_DIRECTORY_STALE_DAYS": "90",
+            "IOP_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8, ::1",
+            "IOP_SIGNIN_MAX_DELAY_SECONDS": "120",
         }
     )
     assert settings.host == "0.0.0.0"
@@ -53,6 +55,12 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
     assert settings.ice_hosts == ("127.0.0.1", "::1")
     assert settings.schedule_horizon_days == 14
     assert settings.directory_stale_days == 90
+    assert [str(net) for net in settings.trusted_proxies] == [
+        "127.0.0.1/32",
+        "10.0.0.0/8",
+        "::1/128",
+    ]
+    assert settings.signin_max_delay_s == 120
     assert not settings.is_sqlite
 
 
@@ -80,6 +88,9 @@ def test_public_url_follows_host_and_port_when_unset() -> None:
         ("IOP_NODE_URL", "http://node1.example.org"),
         ("IOP_LEASE_SECONDS", "0"),
         ("IOP_REDIS_PREFIX", "iop key:"),
+        ("IOP_TRUSTED_PROXIES", "nginx"),
+        ("IOP_TRUSTED_PROXIES", "10.0.0.1/8"),
+        ("IOP_SIGNIN_MAX_DELAY_SECONDS", "0"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -> None:

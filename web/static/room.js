@@ -53,6 +53,7 @@
       if (event.code === 4002) return gone("This session has ended. Thank you for coming.");
       if (event.code === 4003) return gone("This session was opened on another device.");
       if (event.code === 4403 && event.reason === "this account has been disabled") return gone("This account has been disabled. If you think this is a mistake, call your program's administrator.");
+      if (event.code === 4403 && event.reason.endsWith("sign in again")) return gone("You have been signed out. Sign in again to return to this session.");
       if (event.code === 4403 || state.closed) return;
       if (event.code === 4307) {
         // The room moved: no back-off, nobody should notice.

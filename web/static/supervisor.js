@@ -69,6 +69,7 @@
     socket.addEventListener("message", (event) => receive(JSON.parse(event.data)));
     socket.addEventListener("close", (event) => {
       clearInterval(heartbeat);
+      if (event.code === 4403 && event.reason.endsWith("sign in again")) return setStatus("You have been signed out. Sign in again to watch this dashboard.", true);
       if (event.code === 4403) return setStatus(event.reason === "this account has been disabled" ? "This account has been disabled." : "Not allowed to watch this dashboard.", true);
       attempt += 1;
       const delay = Math.min(15000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
