@@ -16,13 +16,18 @@ from server.consent_ledger import SEALED, context_for
 from server.crisis_store import step_context
 from server.oncall import webhook_secret_context, webhook_url_context
 from server.phi import Keyring
+from server.safety_data import plan_context
 from server.storage.tables import (
+    break_glass,
     checkin_progress,
     consent_events,
     crisis_requests,
     crisis_settings,
     crisis_steps,
     patients,
+    safety_checks,
+    safety_plans,
+    screenings,
     staff,
 )
 
@@ -51,6 +56,10 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     ),
     SealedColumn(crisis_requests, "detail_enc", lambda rid: f"crisis_requests/{rid}"),
     SealedColumn(checkin_progress, "answers_enc", lambda rid: f"checkin_progress/{rid}"),
+    SealedColumn(safety_checks, "answers_enc", lambda rid: f"safety_checks/{rid}"),
+    SealedColumn(screenings, "result_enc", lambda rid: f"screenings/{rid}"),
+    SealedColumn(safety_plans, "plan_enc", plan_context),
+    SealedColumn(break_glass, "reason_enc", lambda rid: f"break_glass/{rid}"),
     SealedColumn(crisis_steps, "payload_enc", step_context, "seq"),
     SealedColumn(crisis_settings, "webhook_url_enc", webhook_url_context, "program_id"),
     SealedColumn(crisis_settings, "webhook_secret_enc", webhook_secret_context, "program_id"),

@@ -29,7 +29,8 @@ from server.storage.tables import programs, safety_plans
 RELEASE_KIND = "emergency_plan"
 
 
-def _plan_context(row_id: str) -> str:
+def plan_context(row_id: str) -> str:
+    """The sealing context of one safety plan version."""
     return f"safety_plans/{row_id}"
 
 
@@ -65,7 +66,7 @@ async def save_plan(
             patient_id=patient_id,
             version=version,
             plan_enc=keyring.seal(
-                json.dumps(plan.to_json(), sort_keys=True), context=_plan_context(row_id)
+                json.dumps(plan.to_json(), sort_keys=True), context=plan_context(row_id)
             ),
             recorded_by=by,
             recorded_at=now,
@@ -88,7 +89,7 @@ async def current_plan(
     ).first()
     if row is None:
         return None
-    plan = parse_plan(json.loads(keyring.open(row.plan_enc, context=_plan_context(row.id))))
+    plan = parse_plan(json.loads(keyring.open(row.plan_enc, context=plan_context(row.id))))
     return PlanVersion(row.version, plan, row.recorded_by, row.recorded_at)
 
 
