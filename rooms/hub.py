@@ -587,7 +587,12 @@ class RoomHub:
         checkin = clock.checkin
         if checkin is None or clock.phase.kind != "checkin_round":
             raise RoomError("no_checkin", "the check-in round is not on")
-        own_turn = checkin.current == member.id and message.op in ("next", "pass")
+        # A speaker ends or passes their own turn; naming anyone else is moderation.
+        own_turn = (
+            checkin.current == member.id
+            and message.op in ("next", "pass")
+            and message.member_id in (None, member.id)
+        )
         if not own_turn:
             self.room.check(member, RoomAction.RUN_CLOCK)
         target = message.member_id or member.id
