@@ -18,7 +18,7 @@ from rooms.clock import SessionClock
 from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
 from rooms.registry import RoomRegistry
-from server import audit, dropwatch, media, oncall, placement, staff_sockets
+from server import audit, dropwatch, media, oncall, placement, staff_sockets, wsorigin
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
@@ -236,6 +236,7 @@ async def _close_all(closing: list[tuple[Any, int, str]]) -> None:
 
 async def room_socket(request: web.Request) -> web.StreamResponse:
     """GET /ws/rooms/{room_id}: the signaling connection for staff and patients."""
+    await wsorigin.check(request)
     entry = await resolve(request, request.match_info["room_id"])
     ws = web.WebSocketResponse(max_msg_size=4 * protocol.MAX_FRAME_BYTES)
     await ws.prepare(request)
