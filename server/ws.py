@@ -17,6 +17,7 @@ from rooms import protocol
 from rooms.clock import SessionClock
 from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
+from rooms.ratelimit import Limits, Rate
 from rooms.registry import RoomRegistry
 from server import audit, dropwatch, media, oncall, placement, staff_sockets, wsorigin
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
@@ -133,26 +134,43 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
         recorder.clock(room_id, state.to_json(), audit_row)
         placement.phase_changed(app, room_id, op)
 
-    def record_help(member: Member, text: str, at: Any, stored: Callable[[], None]) -> None:
+    def record_help(
+        member: Member, text: str, at: Any, stored: Callable[[], None], *, repeat: int = 0
+    ) -> None:
+        detail: dict[str, Any] = {"message": text} if text else {}
+        if repeat:
+            detail["presses"] = repeat
         recorder.concern(
             Concern(
                 patient_id=member.identity.id,
                 session_id=room_id,
                 trigger="help_button",
                 level="high",
-                rule="the patient pressed I need help",
+                rule="the patient pressed I need help again"
+                if repeat
+                else "the patient pressed I need help",
                 at=at,
-                detail={"message": text} if text else {},
+                detail=detail,
             ),
             stored,
+            fold=bool(repeat),
         )
-        log.warning("crisis.help_pressed", room_id=room_id)
+        if repeat:
+            log.info("crisis.help_folded", room_id=room_id, count=repeat)
+        else:
+            log.warning("crisis.help_pressed", room_id=room_id)
 
     def record_private(patient: Member, clinician: Member, at: Any) -> None:
         recorder.private_room(room_id, patient.identity.id, clinician.identity.id, at)
         log.warning("crisis.private_room_opened", room_id=room_id)
 
     made: list[RoomHub] = []
+    settings = request.app[SETTINGS]
+    limits = Limits(
+        help=Rate(settings.ws_help_burst, settings.ws_help_per_minute),
+        chat=Rate(settings.ws_chat_burst, settings.ws_chat_per_minute),
+        react=Rate(settings.ws_react_burst, settings.ws_react_per_minute),
+    )
 
     def on_member(member: Member) -> None:
         media.member_changed(app, room_id, member)
@@ -181,7 +199,9 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             record_private=record_private,
             record_room=lambda state: recorder.room_state(room_id, state),
             float_roster=floats,
-            grace_s=request.app[SETTINGS].reconnect_grace_s,
+            grace_s=settings.reconnect_grace_s,
+            limits=limits,
+            chat_kept=settings.room_chat_kept,
         )
         made.append(hub)
         return hub

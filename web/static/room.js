@@ -152,6 +152,7 @@
         // "try_again" comes just before the socket closes (the room's node is being
         // replaced): the close handler shows that we are reconnecting.
         if (message.code === "try_again") return;
+        if (message.code === "rate_limited") return slowDown(message);
         return setStatus("Not done: " + message.reason, false);
       case "pong":
         return session.onPong(message);
@@ -508,6 +509,9 @@
   bind("react-thumbs", () => send({ type: "react", reaction: "thumbs_up" }));
   bind("react-moment", () => send({ type: "react", reaction: "need_a_moment" }));
   bind("ask-unmute", () => send({ type: "ask_unmute" }));
+  // The last text sent from each box: a message the server held back for sending too
+  // fast goes back into its box (if still empty) to send again, instead of vanishing.
+  let lastSent = null;
   function bindForm(formId, textId, build) {
     const form = $(formId);
     if (!form) return;
@@ -516,8 +520,19 @@
       const text = $(textId).value.trim();
       if (!text) return;
       send(build(text));
+      lastSent = { box: textId, text };
       $(textId).value = "";
     });
+  }
+  function slowDown(message) {
+    const seconds = Math.max(1, Math.ceil(message.retry_after_s || 1));
+    if (message.kind === "chat") {
+      const box = lastSent && $(lastSent.box);
+      if (box && !box.value) box.value = lastSent.text;
+      setStatus("That message was not sent: please wait " + seconds + " s and send it again.", false);
+    } else {
+      setStatus("Reactions are paused for a few seconds.", false);
+    }
   }
   bindForm("chat-form", "chat-text", (text) => ({ type: "chat", to: $("chat-to").value, text }));
   bindForm("note-form", "note-text", (text) => ({ type: "note", text }));
