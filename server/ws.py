@@ -19,8 +19,19 @@ from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
 from rooms.ratelimit import Limits, Rate
 from rooms.registry import RoomRegistry
-from server import audit, dropwatch, media, oncall, placement, staff_sockets, wsorigin
+from server import (
+    audit,
+    dropwatch,
+    joinlinks,
+    link_sockets,
+    media,
+    oncall,
+    placement,
+    staff_sockets,
+    wsorigin,
+)
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
+from server.auth import STAFF_KEY
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
 from server.roomrecorder import ATTENDANCE, recorder_ctx
@@ -248,6 +259,29 @@ async def _hello(ws: web.WebSocketResponse) -> protocol.Hello | None:
     return message
 
 
+LOCKED_REASON = "the screen is locked: unlock it to open the room"
+
+
+def _locked_out(request: web.Request, entry: Entry) -> bool:
+    """A locked staff screen opens no room; one already in the live call keeps it.
+
+    The idle lock never ends a live call (CLINICAL.md section 8): a member still admitted
+    or reconnecting here comes back after a dropped connection without the password.
+    """
+    who = request.get(STAFF_KEY)
+    if entry.identity.kind != "staff" or who is None or not who.locked:
+        return False
+    hub = request.app[ROOMS].get(entry.room.id)
+    member = hub.room.members.get(entry.identity.key) if hub is not None else None
+    return member is None or not member.in_room
+
+
+async def _link_active(request: web.Request, link_id: str) -> bool:
+    async with request.app[ENGINE].connect() as conn:
+        link = await joinlinks.get(conn, link_id)
+    return link is not None and joinlinks.link_state(link, request.app[CLOCK].now()) == "active"
+
+
 async def _close_all(closing: list[tuple[Any, int, str]]) -> None:
     # Concurrently: each close waits for its client's reply, and one slow client must not
     # hold up telling the others.
@@ -266,6 +300,9 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
     try:
         hello = await _hello(ws)
         if hello is None:
+            return ws
+        if _locked_out(request, entry):
+            await _refuse(ws, "locked", LOCKED_REASON, CLOSE_REFUSED)
             return ws
         if entry.role is RoomRole.PARTICIPANT:
             try:
@@ -308,8 +345,13 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
         if entry.identity.kind == "staff":
             with staff_sockets.tracked(request.app, entry.identity.id, ws):
                 await _read_loop(request.app, ws, hub, participant)
-        else:
-            await _read_loop(request.app, ws, hub, participant)
+        elif entry.link_id is not None:
+            with link_sockets.tracked(request.app, entry.link_id, ws):
+                # Revoked since the upgrade was let in (while saying hello, say)?
+                if not await _link_active(request, entry.link_id):
+                    await participant.close(link_sockets.CLOSE_LINK_REVOKED, link_sockets.REASON)
+                    return ws
+                await _read_loop(request.app, ws, hub, participant)
     finally:
         if hub is not None and participant is not None:
             hub.disconnect(participant)

@@ -53,6 +53,12 @@
       if (event.code === 4002) return gone("This session has ended. Thank you for coming.");
       if (event.code === 4003) return gone("This session was opened on another device.");
       if (event.code === 4403 && event.reason === "this account has been disabled") return gone("This account has been disabled. If you think this is a mistake, call your program's administrator.");
+      if (event.code === 4403 && event.reason === "this join link is no longer active") return gone("This link is no longer active. Please call your program for a new one.");
+      if (event.code === 4403 && event.reason === "the screen is locked: unlock it to open the room") {
+        // A locked staff screen opens no room: the password first, then back here.
+        location.assign("/unlock?next=" + encodeURIComponent(location.pathname + location.search));
+        return;
+      }
       if (event.code === 4403 || state.closed) return;
       if (event.code === 4307) {
         // The room moved: no back-off, nobody should notice.
