@@ -162,6 +162,7 @@ async def _sign_in(base: str, ssl_ctx: ssl.SSLContext, member: dict[str, Any]) -
         base_url=base,
         connector=aiohttp.TCPConnector(ssl=ssl_ctx),
         cookie_jar=aiohttp.CookieJar(unsafe=True),
+        headers={"Origin": base},  # as a browser on the server's pages (sockets need it)
     )
     totp = pyotp.TOTP(member["totp_secret"])
     for code in (totp.now(), totp.at(time.time() + 30)):
@@ -196,6 +197,7 @@ async def open_room(
             base_url=base,
             connector=aiohttp.TCPConnector(ssl=ssl_ctx),
             cookie_jar=aiohttp.CookieJar(unsafe=True),
+            headers={"Origin": base},
         )
         async with http.get(link) as landing:
             if landing.status != 200:

@@ -160,7 +160,9 @@ class Client:
 
     async def _connect(self, url: str) -> str | None:
         try:
-            ws = await self.http.ws_connect(url, heartbeat=None)
+            # The page a browser would have opened this from: the node it connects to.
+            origin = str(URL(url).with_scheme("https").origin())
+            ws = await self.http.ws_connect(url, heartbeat=None, origin=origin)
         except (aiohttp.ClientError, OSError):
             return None
         self.ws = ws
@@ -740,7 +742,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             async def open_board(node: Node) -> None:
                 ws = await board_http.ws_connect(
-                    node.base.replace("https", "wss") + "/ws/dashboard", heartbeat=None
+                    node.base.replace("https", "wss") + "/ws/dashboard",
+                    heartbeat=None,
+                    origin=node.base,
                 )
                 await ws.send_json({"type": "hello", "protocol": 1})
                 async with asyncio.timeout(30):

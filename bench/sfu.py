@@ -286,7 +286,9 @@ async def _signal_server(
     spec: dict[str, Any], participant: Participant, http: aiohttp.ClientSession
 ) -> None:
     """The room WebSocket: hello, (auto-)admit, media_join, answer every offer."""
-    ws = await http.ws_connect(f"{spec['base_url']}/ws/rooms/{spec['session_id']}")
+    ws = await http.ws_connect(
+        f"{spec['base_url']}/ws/rooms/{spec['session_id']}", origin=spec["base_url"]
+    )
     await ws.send_json({"type": "hello", "protocol": 1, "last_seq": None})
 
     async def heartbeat() -> None:

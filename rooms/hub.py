@@ -7,7 +7,7 @@ import datetime as dt
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rooms import protocol as p
@@ -23,8 +23,12 @@ from rooms.model import (
     RoomRole,
     RoomState,
 )
+from rooms.ratelimit import Limits, TokenBucket
 
 LOG_SIZE = 1000
+CHAT_KEPT = 500
+# Different texts kept from presses folded into one write (the count is always kept).
+FOLD_TEXTS = 20
 CLOSE_REMOVED = 4001
 CLOSE_ENDED = 4002
 CLOSE_REPLACED = 4003
@@ -45,9 +49,27 @@ class Participant(Protocol):
 Recorder = Callable[[Member, str, dt.datetime], None]
 StateRecorder = Callable[[RoomState], None]
 ClockRecorder = Callable[[SessionClock, str, Member | None], None]
-# (patient, their text, when, called once the concern is stored): the patient is told
-# "your clinician has been told" only when that is true even if this node dies now.
-HelpRecorder = Callable[[Member, str, dt.datetime, Callable[[], None]], None]
+
+
+class HelpRecorder(Protocol):
+    """Raise a help press as a concern; `stored` is called once it is committed.
+
+    The patient is told "your clinician has been told" only when that is true even if
+    this node dies now. `repeat` > 0: that many presses past the help rate, to be added to
+    the patient's open event as one step without paging anyone again.
+    """
+
+    def __call__(
+        self,
+        member: Member,
+        text: str,
+        at: dt.datetime,
+        stored: Callable[[], None],
+        *,
+        repeat: int = 0,
+    ) -> None: ...
+
+
 PrivateRecorder = Callable[[Member, Member, dt.datetime], None]  # patient, clinician, when
 Clock = Callable[[], dt.datetime]
 
@@ -59,6 +81,27 @@ class Entry:
     seq: int
     recipients: frozenset[str]
     payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Fold:
+    """Help presses past the rate: at most one write in flight, the rest wait for it."""
+
+    writing: bool = False
+    presses: int = 0
+    texts: list[str] = field(default_factory=list)
+    confirmations: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, text: str, confirmation: dict[str, Any]) -> None:
+        self.presses += 1
+        if text and text not in self.texts and len(self.texts) < FOLD_TEXTS:
+            self.texts.append(text)
+        self.confirmations.append(confirmation)
+
+    def take(self) -> tuple[int, str, list[dict[str, Any]]]:
+        taken = (self.presses, "\n".join(self.texts), self.confirmations)
+        self.presses, self.texts, self.confirmations = 0, [], []
+        return taken
 
 
 def member_view(member: Member, *, staff: bool = False) -> dict[str, Any]:
@@ -100,6 +143,8 @@ class RoomHub:
         record_private: PrivateRecorder | None = None,
         record_room: Callable[[dict[str, Any]], None] | None = None,
         float_roster: list[dict[str, str]] | None = None,
+        limits: Limits | None = None,
+        chat_kept: int = CHAT_KEPT,
     ) -> None:
         self.room = room
         self.clock = clock_state
@@ -115,7 +160,12 @@ class RoomHub:
         self._grace_s = grace_s
         self._connections: dict[str, Participant] = {}
         self._log: deque[Entry] = deque(maxlen=log_size)
-        self._chat: list[Entry] = []
+        # Replayed in every snapshot: only the latest messages are kept.
+        self._chat: deque[Entry] = deque(maxlen=chat_kept)
+        self._limits = limits or Limits()
+        self._buckets: dict[str, dict[str, TokenBucket]] = {}
+        self._told: set[tuple[str, str]] = set()
+        self._folds: dict[str, _Fold] = {}
         self._seq = 0
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._handlers: dict[type[Any], Callable[[Member, Any], None]] = {
@@ -261,6 +311,7 @@ class RoomHub:
         if previous is not None and previous is not participant:
             self._closing.append((previous, CLOSE_REPLACED, "opened on another device"))
         self._connections[member.id] = participant
+        self._fresh_buckets(member.id)
         oldest = self._log[0].seq if self._log else self._seq + 1
         if known and last_seq is not None and last_seq >= oldest - 1 and last_seq <= self._seq:
             for entry in self._log:
@@ -280,6 +331,7 @@ class RoomHub:
         if self._connections.get(member_id) is not participant:
             return
         del self._connections[member_id]
+        self._buckets.pop(member_id, None)
         member = self.room.members.get(member_id)
         if member is None or member.presence in (Presence.REMOVED, Presence.LEFT):
             return
@@ -321,6 +373,42 @@ class RoomHub:
             "server_time": self._clock().timestamp(),
             "chat": [e.payload for e in self._chat if viewer.id in e.recipients],
         }
+
+    # Rate limits --------------------------------------------------------------------------
+
+    def _fresh_buckets(self, member_id: str) -> None:
+        now = self._clock().timestamp()
+        self._buckets[member_id] = {
+            "help": TokenBucket.full(self._limits.help, now),
+            "chat": TokenBucket.full(self._limits.chat, now),
+            "react": TokenBucket.full(self._limits.react, now),
+        }
+        self._told = {told for told in self._told if told[0] != member_id}
+
+    def _allow(self, member: Member, kind: str) -> bool:
+        """Spend one of this connection's `kind` tokens, or say (once) that it must wait."""
+        bucket = self._buckets.get(member.id, {}).get(kind)
+        if bucket is None:
+            return True
+        now = self._clock().timestamp()
+        if bucket.take(now):
+            self._told.discard((member.id, kind))
+            return True
+        connection = self._connections.get(member.id)
+        if connection is not None and (member.id, kind) not in self._told:
+            # One notice per pause, not one per refused frame: a flooding client's own
+            # outbox must not fill with refusals either.
+            self._told.add((member.id, kind))
+            connection.send(
+                {
+                    "type": "error",
+                    "code": "rate_limited",
+                    "kind": kind,
+                    "reason": "too many messages: wait a moment and send again",
+                    "retry_after_s": round(bucket.wait_s(now), 1),
+                }
+            )
+        return False
 
     # Messages -----------------------------------------------------------------------------
 
@@ -410,6 +498,8 @@ class RoomHub:
 
     def _on_react(self, member: Member, message: p.React) -> None:
         self.room.check(member, RoomAction.REACT)
+        if not self._allow(member, "react"):
+            return
         self.publish(
             self._audience("in_room"),
             {"type": "reaction", "from": member.id, "reaction": message.reaction},
@@ -422,6 +512,8 @@ class RoomHub:
         text = message.text.strip()
         if not text:
             raise RoomError("invalid", "the message is empty")
+        if not self._allow(member, "chat"):
+            return
         base = {
             "type": "chat",
             "from": member.id,
@@ -452,6 +544,8 @@ class RoomHub:
         self.room.check(member, RoomAction.STAFF_NOTE)
         if message.about is not None and message.about not in self.room.members:
             raise RoomError("unknown_member", "no such member in this room")
+        if not self._allow(member, "chat"):
+            return
         payload = {
             "type": "chat",
             "channel": "note",
@@ -468,19 +562,28 @@ class RoomHub:
         if RoomAction.ASK_HELP not in PERMISSIONS[member.role]:
             raise RoomError("forbidden", "only patients use the help button")
         now = self._clock()
+        text = message.text.strip()
+        confirmation: dict[str, Any] = {"type": "help_received", "at": now.isoformat()}
+        if message.press_id is not None:
+            confirmation["press_id"] = message.press_id
+        if not self._allow_help(member):
+            # Past the rate, a press is never dropped: it becomes a step on the open event
+            # (no new page, no alert in the room), confirmed like any other once stored.
+            fold = self._folds.setdefault(member.id, _Fold())
+            fold.add(text, confirmation)
+            if not fold.writing:
+                self._write_fold(member, fold)
+            return
         self.publish(
             self._audience("staff"),
             {
                 "type": "help",
                 "from": member.id,
                 "name": member.name,
-                "text": message.text.strip(),
+                "text": text,
                 "at": now.isoformat(),
             },
         )
-        confirmation: dict[str, Any] = {"type": "help_received", "at": now.isoformat()}
-        if message.press_id is not None:
-            confirmation["press_id"] = message.press_id
 
         def stored() -> None:
             self.publish(frozenset({member.id}), confirmation)
@@ -488,7 +591,29 @@ class RoomHub:
         if self._record_help is None:
             stored()  # nothing durable behind this room (tests of the room alone)
         else:
-            self._record_help(member, message.text.strip(), now, stored)
+            self._record_help(member, text, now, stored)
+
+    def _allow_help(self, member: Member) -> bool:
+        bucket = self._buckets.get(member.id, {}).get("help")
+        return bucket is None or bucket.take(self._clock().timestamp())
+
+    def _write_fold(self, member: Member, fold: _Fold) -> None:
+        presses, text, confirmations = fold.take()
+        fold.writing = True
+
+        def stored() -> None:
+            for confirmation in confirmations:
+                self.publish(frozenset({member.id}), confirmation)
+            fold.writing = False
+            if fold.presses:
+                self._write_fold(member, fold)
+            elif self._folds.get(member.id) is fold:
+                del self._folds[member.id]
+
+        if self._record_help is None:
+            stored()
+        else:
+            self._record_help(member, text, self._clock(), stored, repeat=presses)
 
     def _on_start(self, member: Member, _message: p.Start) -> None:
         self.room.start(member)
@@ -587,7 +712,12 @@ class RoomHub:
         checkin = clock.checkin
         if checkin is None or clock.phase.kind != "checkin_round":
             raise RoomError("no_checkin", "the check-in round is not on")
-        own_turn = checkin.current == member.id and message.op in ("next", "pass")
+        # A speaker ends or passes their own turn; naming anyone else is moderation.
+        own_turn = (
+            checkin.current == member.id
+            and message.op in ("next", "pass")
+            and message.member_id in (None, member.id)
+        )
         if not own_turn:
             self.room.check(member, RoomAction.RUN_CLOCK)
         target = message.member_id or member.id

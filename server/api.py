@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from server import catalog, joinlinks
+from server import catalog, joinlinks, link_sockets
 from server.accounts import hash_password
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.auth import (
@@ -271,6 +271,7 @@ async def revoke_join_link(request: web.Request) -> web.Response:
         await audit_event(
             request, conn, "join_link.revoked", target_type="join_link", target_id=row.id
         )
+    await link_sockets.link_revoked(request.app, row.id)
     return web.json_response({"id": row.id, "revoked": True})
 
 

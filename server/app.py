@@ -32,6 +32,7 @@ from server import (
     dashboard,
     directory_pages,
     directory_store,
+    link_sockets,
     media,
     pages,
     patient_pages,
@@ -114,6 +115,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     ws.setup(app)
     crisis_bus.setup(app)
     staff_sockets.setup(app)
+    link_sockets.setup(app)
     cluster_views.setup(app)
     app.cleanup_ctx.append(silence.silence_ctx)
     dashboard.setup(app)

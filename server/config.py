@@ -55,6 +55,13 @@ class Settings:
     signin_max_delay_s: int = 60
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     reconnect_grace_s: float = 30.0
+    ws_help_burst: int = 3
+    ws_help_per_minute: float = 3.0
+    ws_chat_burst: int = 10
+    ws_chat_per_minute: float = 30.0
+    ws_react_burst: int = 5
+    ws_react_per_minute: float = 20.0
+    room_chat_kept: int = 500
     turn_urls: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_ttl_s: int = 4 * 3600
@@ -127,6 +134,13 @@ class Settings:
         max_delay = reader.get("IOP_SIGNIN_MAX_DELAY_SECONDS", 60, _int_between(1, 3600))
         trusted_proxies = reader.get("IOP_TRUSTED_PROXIES", (), _networks)
         grace = reader.get("IOP_RECONNECT_GRACE_SECONDS", 30, _int_between(1, 600))
+        help_burst = reader.get("IOP_WS_HELP_BURST", 3, _int_between(1, 100))
+        help_rate = reader.get("IOP_WS_HELP_PER_MINUTE", 3.0, _float_between(0.1, 600))
+        chat_burst = reader.get("IOP_WS_CHAT_BURST", 10, _int_between(1, 1000))
+        chat_rate = reader.get("IOP_WS_CHAT_PER_MINUTE", 30.0, _float_between(0.1, 6000))
+        react_burst = reader.get("IOP_WS_REACT_BURST", 5, _int_between(1, 1000))
+        react_rate = reader.get("IOP_WS_REACT_PER_MINUTE", 20.0, _float_between(0.1, 6000))
+        chat_kept = reader.get("IOP_ROOM_CHAT_KEPT", 500, _int_between(10, 100_000))
         turn_urls = reader.get("IOP_TURN_URLS", (), _turn_urls)
         turn_secret = reader.get("IOP_TURN_SECRET_FILE", None, _secret_file)
         if turn_urls and turn_secret is None:
@@ -186,6 +200,13 @@ class Settings:
             signin_max_delay_s=max_delay,
             trusted_proxies=trusted_proxies,
             reconnect_grace_s=float(grace),
+            ws_help_burst=help_burst,
+            ws_help_per_minute=help_rate,
+            ws_chat_burst=chat_burst,
+            ws_chat_per_minute=chat_rate,
+            ws_react_burst=react_burst,
+            ws_react_per_minute=react_rate,
+            room_chat_kept=chat_kept,
             turn_urls=turn_urls,
             turn_secret=turn_secret,
             turn_ttl_s=turn_ttl,

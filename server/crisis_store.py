@@ -355,6 +355,33 @@ async def open_event(conn: AsyncConnection, keyring: Keyring, concern: Concern) 
     return event.id
 
 
+async def fold_concern(conn: AsyncConnection, keyring: Keyring, concern: Concern) -> str:
+    """A repeat past the help rate: a step on the patient's open event without new pages.
+
+    With no open event (it was signed off meanwhile), or at a level above the event's, the
+    concern goes the whole way, as `open_event` takes it: a press is never lost.
+    """
+    await conn.execute(
+        crisis_head.update().where(crisis_head.c.id == 1).values(seq=crisis_head.c.seq)
+    )
+    existing = (
+        await conn.execute(
+            sa.select(crisis_events)
+            .where(
+                crisis_events.c.patient_id == concern.patient_id,
+                crisis_events.c.session_id == concern.session_id,
+                crisis_events.c.state != "closed",
+            )
+            .with_for_update()
+        )
+    ).first()
+    if existing is None or routing.more_urgent(concern.level, existing.level):
+        return await open_event(conn, keyring, concern)
+    added = ledger.ConcernAdded(concern.trigger, concern.level, concern.rule, dict(concern.detail))
+    await append_step(conn, keyring, existing.id, added, _raiser(concern), concern.at)
+    return str(existing.id)
+
+
 async def _add_concern(
     conn: AsyncConnection, keyring: Keyring, event: Event, concern: Concern
 ) -> None:

@@ -20,7 +20,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crisis import ledger
 from crisis.notify import Notification, StreamClosedError
-from server import cluster_views, crisis_publish, crisis_store, dashboard_views, staff_sockets
+from server import (
+    cluster_views,
+    crisis_publish,
+    crisis_store,
+    dashboard_views,
+    staff_sockets,
+    wsorigin,
+)
 from server import dashboard_protocol as dp
 from server.appkeys import BACKGROUND, CLOCK, CRISIS_STREAM, ENGINE, KEYRING, ROOMS, SOCKETS
 from server.auth import StaffIdentity, audit_event, identity, requires
@@ -376,6 +383,7 @@ async def _hello(ws: web.WebSocketResponse) -> bool:
 @requires(Action.SUPERVISION_VIEW)
 async def dashboard_socket(request: web.Request) -> web.StreamResponse:
     """GET /ws/dashboard: live sessions and crisis events for supervisors and admins."""
+    await wsorigin.check(request)
     who = identity(request)
     ws = web.WebSocketResponse(max_msg_size=4 * dp.MAX_FRAME_BYTES)
     await ws.prepare(request)

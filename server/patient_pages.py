@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 
 from rooms.schedule import zone
-from server import audit, joinlinks
+from server import audit, joinlinks, link_sockets
 from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import audit_event as audit_request
 from server.auth import csrf_token, public, read_form
@@ -110,6 +110,8 @@ async def link_dob(request: web.Request) -> web.StreamResponse:
                 target_id=row.id,
                 outcome=counted,
             )
+    if counted == "revoked":
+        await link_sockets.link_revoked(request.app, row.id)
     if counted != "failed":
         return await _gone(request, "revoked", row)
     context = {

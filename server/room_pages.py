@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from rooms.model import PERMISSIONS, RoomAction
 from server import placement
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
+from server.auth import STAFF_KEY
 from server.consent_templates import offers_pending
 from server.joinlinks import link_state, patient_sessions
 from server.render import render
@@ -27,6 +30,10 @@ async def staff_room(request: web.Request) -> web.Response:
     entry = await resolve(request, request.match_info["room_id"])
     if entry.identity.kind != "staff":
         raise web.HTTPSeeOther("/room")
+    who = request.get(STAFF_KEY)
+    if who is not None and who.locked:
+        # The room lists patients by name: a locked screen opens it after the password.
+        raise web.HTTPSeeOther(f"/unlock?next={quote(request.path_qs, safe='')}")
     await placement.redirect_page(request, entry.room.id)
     context = {
         "entry": entry,

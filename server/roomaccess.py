@@ -46,6 +46,7 @@ class Entry:
     name: str
     room: RoomInfo
     staff_info: dict[str, Any] | None = None
+    link_id: str | None = None  # the join link a patient came in by
 
 
 class CheckinRequired(web.HTTPForbidden):
@@ -169,6 +170,7 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
         names[link.patient_id],
         info,
         {"consents": consents, "checkin": checkin},
+        link_id=link.id,
     )
 
 

@@ -44,7 +44,9 @@ class RoomRecorder:
         self._keyring = keyring
         # Concerns commit through `transaction` (which tells dashboards once committed).
         self._transaction: Transaction = transaction or engine.begin
-        self._concerns: asyncio.Queue[tuple[Concern, Callable[[], None] | None]] = asyncio.Queue()
+        self._concerns: asyncio.Queue[tuple[Concern, Callable[[], None] | None, bool]] = (
+            asyncio.Queue()
+        )
         self._private_rooms: list[tuple[str, str, str, dt.datetime]] = []
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._states: dict[str, str] = {}
@@ -91,28 +93,34 @@ class RoomRecorder:
         self._rooms[session_id] = state
         self._queue.put_nowait({})
 
-    def concern(self, concern: Concern, stored: Callable[[], None] | None = None) -> None:
+    def concern(
+        self, concern: Concern, stored: Callable[[], None] | None = None, *, fold: bool = False
+    ) -> None:
         """A concern raised in a room (the help button) goes to the crisis entry point now;
-        `stored` is called once it is committed."""
-        self._concerns.put_nowait((concern, stored))
+        `stored` is called once it is committed. `fold`: a repeat past the help rate,
+        added to the open event without paging again."""
+        self._concerns.put_nowait((concern, stored, fold))
 
     async def _run_concerns(self) -> None:
         while True:
-            concern, stored = await self._concerns.get()
+            concern, stored, fold = await self._concerns.get()
             try:
-                if await self._write_concern(concern) and stored is not None:
+                if await self._write_concern(concern, fold) and stored is not None:
                     stored()
             finally:
                 self._concerns.task_done()
 
-    async def _write_concern(self, concern: Concern) -> bool:
+    async def _write_concern(self, concern: Concern, fold: bool = False) -> bool:
         for attempt in range(5):
             try:
                 async with self._transaction() as conn:
                     ends = await conn.scalar(
                         sa.select(sessions.c.ends_at).where(sessions.c.id == concern.session_id)
                     )
-                    await raise_concern(SqlConcerns(conn, self._keyring, ends), concern)
+                    if fold:
+                        await crisis_store.fold_concern(conn, self._keyring, concern)
+                    else:
+                        await raise_concern(SqlConcerns(conn, self._keyring, ends), concern)
                 return True
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("crisis.concern_write_failed", error_type=type(exc).__name__)

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from rooms.schedule import zone
-from server import catalog, joinlinks
+from server import catalog, joinlinks, link_sockets
 from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.auth import audit_event, csrf_token, identity, read_form, requires
 from server.consent_pages import staff_consents
@@ -184,6 +184,7 @@ async def revoke_link(request: web.Request) -> web.StreamResponse:
         await audit_event(
             request, conn, "join_link.revoked", target_type="join_link", target_id=row.id
         )
+    await link_sockets.link_revoked(request.app, row.id)
     raise web.HTTPSeeOther(f"/patients/{row.patient_id}")
 
 

@@ -17,9 +17,21 @@ from rooms import protocol
 from rooms.clock import SessionClock
 from rooms.hub import RoomHub
 from rooms.model import Member, Room, RoomError, RoomRole, RoomState
+from rooms.ratelimit import Limits, Rate
 from rooms.registry import RoomRegistry
-from server import audit, dropwatch, media, oncall, placement, staff_sockets
+from server import (
+    audit,
+    dropwatch,
+    joinlinks,
+    link_sockets,
+    media,
+    oncall,
+    placement,
+    staff_sockets,
+    wsorigin,
+)
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
+from server.auth import STAFF_KEY
 from server.logs import get_logger
 from server.roomaccess import Entry, resolve
 from server.roomrecorder import ATTENDANCE, recorder_ctx
@@ -133,26 +145,43 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
         recorder.clock(room_id, state.to_json(), audit_row)
         placement.phase_changed(app, room_id, op)
 
-    def record_help(member: Member, text: str, at: Any, stored: Callable[[], None]) -> None:
+    def record_help(
+        member: Member, text: str, at: Any, stored: Callable[[], None], *, repeat: int = 0
+    ) -> None:
+        detail: dict[str, Any] = {"message": text} if text else {}
+        if repeat:
+            detail["presses"] = repeat
         recorder.concern(
             Concern(
                 patient_id=member.identity.id,
                 session_id=room_id,
                 trigger="help_button",
                 level="high",
-                rule="the patient pressed I need help",
+                rule="the patient pressed I need help again"
+                if repeat
+                else "the patient pressed I need help",
                 at=at,
-                detail={"message": text} if text else {},
+                detail=detail,
             ),
             stored,
+            fold=bool(repeat),
         )
-        log.warning("crisis.help_pressed", room_id=room_id)
+        if repeat:
+            log.info("crisis.help_folded", room_id=room_id, count=repeat)
+        else:
+            log.warning("crisis.help_pressed", room_id=room_id)
 
     def record_private(patient: Member, clinician: Member, at: Any) -> None:
         recorder.private_room(room_id, patient.identity.id, clinician.identity.id, at)
         log.warning("crisis.private_room_opened", room_id=room_id)
 
     made: list[RoomHub] = []
+    settings = request.app[SETTINGS]
+    limits = Limits(
+        help=Rate(settings.ws_help_burst, settings.ws_help_per_minute),
+        chat=Rate(settings.ws_chat_burst, settings.ws_chat_per_minute),
+        react=Rate(settings.ws_react_burst, settings.ws_react_per_minute),
+    )
 
     def on_member(member: Member) -> None:
         media.member_changed(app, room_id, member)
@@ -181,7 +210,9 @@ async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
             record_private=record_private,
             record_room=lambda state: recorder.room_state(room_id, state),
             float_roster=floats,
-            grace_s=request.app[SETTINGS].reconnect_grace_s,
+            grace_s=settings.reconnect_grace_s,
+            limits=limits,
+            chat_kept=settings.room_chat_kept,
         )
         made.append(hub)
         return hub
@@ -228,6 +259,29 @@ async def _hello(ws: web.WebSocketResponse) -> protocol.Hello | None:
     return message
 
 
+LOCKED_REASON = "the screen is locked: unlock it to open the room"
+
+
+def _locked_out(request: web.Request, entry: Entry) -> bool:
+    """A locked staff screen opens no room; one already in the live call keeps it.
+
+    The idle lock never ends a live call (CLINICAL.md section 8): a member still admitted
+    or reconnecting here comes back after a dropped connection without the password.
+    """
+    who = request.get(STAFF_KEY)
+    if entry.identity.kind != "staff" or who is None or not who.locked:
+        return False
+    hub = request.app[ROOMS].get(entry.room.id)
+    member = hub.room.members.get(entry.identity.key) if hub is not None else None
+    return member is None or not member.in_room
+
+
+async def _link_active(request: web.Request, link_id: str) -> bool:
+    async with request.app[ENGINE].connect() as conn:
+        link = await joinlinks.get(conn, link_id)
+    return link is not None and joinlinks.link_state(link, request.app[CLOCK].now()) == "active"
+
+
 async def _close_all(closing: list[tuple[Any, int, str]]) -> None:
     # Concurrently: each close waits for its client's reply, and one slow client must not
     # hold up telling the others.
@@ -236,6 +290,7 @@ async def _close_all(closing: list[tuple[Any, int, str]]) -> None:
 
 async def room_socket(request: web.Request) -> web.StreamResponse:
     """GET /ws/rooms/{room_id}: the signaling connection for staff and patients."""
+    await wsorigin.check(request)
     entry = await resolve(request, request.match_info["room_id"])
     ws = web.WebSocketResponse(max_msg_size=4 * protocol.MAX_FRAME_BYTES)
     await ws.prepare(request)
@@ -245,6 +300,9 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
     try:
         hello = await _hello(ws)
         if hello is None:
+            return ws
+        if _locked_out(request, entry):
+            await _refuse(ws, "locked", LOCKED_REASON, CLOSE_REFUSED)
             return ws
         if entry.role is RoomRole.PARTICIPANT:
             try:
@@ -287,8 +345,13 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
         if entry.identity.kind == "staff":
             with staff_sockets.tracked(request.app, entry.identity.id, ws):
                 await _read_loop(request.app, ws, hub, participant)
-        else:
-            await _read_loop(request.app, ws, hub, participant)
+        elif entry.link_id is not None:
+            with link_sockets.tracked(request.app, entry.link_id, ws):
+                # Revoked since the upgrade was let in (while saying hello, say)?
+                if not await _link_active(request, entry.link_id):
+                    await participant.close(link_sockets.CLOSE_LINK_REVOKED, link_sockets.REASON)
+                    return ws
+                await _read_loop(request.app, ws, hub, participant)
     finally:
         if hub is not None and participant is not None:
             hub.disconnect(participant)

@@ -144,11 +144,16 @@ class RunningServer:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
     def client(self) -> aiohttp.ClientSession:
-        """An HTTP client that verifies the server against the dev CA and keeps cookies."""
+        """An HTTP client that verifies the server against the dev CA and keeps cookies.
+
+        Like a browser on the server's own pages, it says so in `Origin` (WebSocket
+        upgrades without it are refused).
+        """
         return aiohttp.ClientSession(
             base_url=self.base_url,
             connector=aiohttp.TCPConnector(ssl=self.client_ssl()),
             cookie_jar=aiohttp.CookieJar(unsafe=True),
+            headers={"Origin": self.base_url},
         )
 
     async def seed_demo(self) -> dict[str, Any]:

@@ -77,3 +77,24 @@ async def test_the_crisis_hand_off_is_a_clock_operation_with_its_own_audit_entry
             for (a,) in await conn.execute(sa.select(audit_log.c.action).order_by(audit_log.c.seq))
         ]
     assert "clock.hand_off" in actions and "clock.start" in actions
+
+
+async def test_a_speaker_passes_only_their_own_turn_never_someone_elses(room: Room) -> None:  # noqa: F811
+    host = await room.staff()
+    alice = await room.admitted(host, 0)
+    bob = await room.admitted(host, 1)
+    await host.send({"type": "clock", "op": "start"})
+    await host.send({"type": "clock", "op": "jump", "index": 2})
+    state = (await bob.until(lambda m: _clock(m) and (m["clock"]["checkin"] or {}).get("current")))[
+        "clock"
+    ]
+    speaker = alice if state["checkin"]["current"] == alice.me else bob
+    other = bob if speaker is alice else alice
+    # The current speaker may not pass for the patient waiting after them.
+    await speaker.send({"type": "checkin", "op": "pass", "member_id": other.me})
+    assert (await speaker.until(lambda m: m["type"] == "error"))["code"] == "forbidden"
+    await speaker.send({"type": "checkin", "op": "pass", "member_id": speaker.me})
+    moved = await host.until(
+        lambda m: _clock(m) and (m["clock"]["checkin"] or {}).get("current") == other.me
+    )
+    assert moved["clock"]["checkin"]["passed"] == [speaker.me]

@@ -137,6 +137,11 @@ async def _sign_in(
     assert response.status == 200, await response.text()
 
 
+async def _ws(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
+    """Open a socket as a page served by the node it goes to would (Origin: that node)."""
+    return await http.ws_connect(url, origin=str(URL(url).with_scheme("https").origin()))
+
+
 def _room_id(cluster: Cluster) -> str:
     return str(cluster.demo["groups"][0]["patients"][0]["join_session_id"])
 
@@ -154,7 +159,7 @@ async def _first(ws: aiohttp.ClientWebSocketResponse, *kinds: str) -> dict[str, 
 async def _host_socket(
     cluster: Cluster, http: aiohttp.ClientSession, url: str
 ) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any]]:
-    ws = await http.ws_connect(url)
+    ws = await _ws(http, url)
     await ws.send_json({"type": "hello", "protocol": 1})
     return ws, await _first(ws, "snapshot", "redirect")
 
@@ -331,7 +336,7 @@ async def test_a_request_naming_the_holder_that_reaches_another_node_is_not_sent
         )
         assert snapshot["type"] == "snapshot" and await cluster.holder(room) == "a"
         # Node a is alive and keeps renewing its lease: b waits it out, then says try again.
-        fell_back = await http.ws_connect(f"wss://127.0.0.1:{b}/ws/rooms/{room}?node=a")
+        fell_back = await _ws(http, f"wss://127.0.0.1:{b}/ws/rooms/{room}?node=a")
         await fell_back.send_json({"type": "hello", "protocol": 1})
         answer = await _first(fell_back, "snapshot", "redirect", "error")
         assert answer["type"] == "error" and answer["code"] == "try_again"
@@ -516,7 +521,7 @@ async def test_a_help_press_on_one_node_reaches_a_supervisor_on_another_node(
     async with cluster.client() as clinician, cluster.client() as phone:
         async with cluster.client() as supervisor:
             await _sign_in(cluster, supervisor, "b", "supervisor")
-            board = await supervisor.ws_connect(f"wss://127.0.0.1:{b}/ws/dashboard")
+            board = await _ws(supervisor, f"wss://127.0.0.1:{b}/ws/dashboard")
             await board.send_json({"type": "hello", "protocol": 1})
             await _first(board, "snapshot")
             # The room lives on node a; the patient and clinician are there.
@@ -527,7 +532,7 @@ async def test_a_help_press_on_one_node_reaches_a_supervisor_on_another_node(
             assert snapshot["type"] == "snapshot" and await cluster.holder(room) == "a"
             landing = await phone.get(str(URL(patient["join_url"]).with_port(a)))
             assert landing.status == 200
-            ws = await phone.ws_connect(f"wss://127.0.0.1:{a}/ws/rooms/{room}?node=a")
+            ws = await _ws(phone, f"wss://127.0.0.1:{a}/ws/rooms/{room}?node=a")
             await ws.send_json({"type": "hello", "protocol": 1})
             me = (await _first(ws, "snapshot"))["you"]["id"]
             await host.send_json({"type": "admit", "member_id": me})
@@ -612,7 +617,7 @@ async def test_disabling_an_account_on_one_node_closes_its_dashboard_on_another(
     supervisor_id = next(m for m in cluster.demo["staff"] if m["role"] == "supervisor")["id"]
     async with cluster.client() as watching, cluster.client() as admin:
         await _sign_in(cluster, watching, "b", role="supervisor")
-        board = await watching.ws_connect(f"wss://127.0.0.1:{b}/ws/dashboard")
+        board = await _ws(watching, f"wss://127.0.0.1:{b}/ws/dashboard")
         await board.send_json({"type": "hello", "protocol": 1})
         assert (await board.receive_json(timeout=10))["type"] == "snapshot"
         await _sign_in(cluster, admin, "a", role="admin")

@@ -536,3 +536,25 @@ async def test_a_waiting_patient_can_ask_for_help_too(room: Room) -> None:
     await waiting.send({"type": "help", "text": ""})
     assert (await host.until(lambda m: m["type"] == "help"))["from"] == waiting.me
     await waiting.until(lambda m: m["type"] == "help_received")
+
+
+async def test_revoking_a_join_link_closes_the_socket_it_opened(room: Room) -> None:
+    host = await room.staff()
+    patient = room.group["patients"][2]
+    issued = await host.http.post(
+        f"/api/patients/{patient['id']}/join-links", json={"standing": True}
+    )
+    assert issued.status == 201
+    link = await issued.json()
+    http = room.server.client()
+    assert (await http.get(link["url"])).status == 200
+    phone = await room._open(http)
+    await host.until(lambda m: _member(m, phone.me, "waiting"))
+    revoked = await host.http.delete(f"/api/join-links/{link['id']}")
+    assert revoked.status == 200
+    assert await phone.closed() == 4403
+    assert phone.ws.close_code == 4403
+    # The room sees them go, and the link opens nothing any more.
+    await host.until(lambda m: _member(m, phone.me, "left"))
+    refused = await http.get(f"/ws/rooms/{room.room_id}")
+    assert refused.status == 401

@@ -54,6 +54,12 @@
       if (event.code === 4003) return gone("This session was opened on another device.");
       if (event.code === 4403 && event.reason === "this account has been disabled") return gone("This account has been disabled. If you think this is a mistake, call your program's administrator.");
       if (event.code === 4403 && event.reason.endsWith("sign in again")) return gone("You have been signed out. Sign in again to return to this session.");
+      if (event.code === 4403 && event.reason === "this join link is no longer active") return gone("This link is no longer active. Please call your program for a new one.");
+      if (event.code === 4403 && event.reason === "the screen is locked: unlock it to open the room") {
+        // A locked staff screen opens no room: the password first, then back here.
+        location.assign("/unlock?next=" + encodeURIComponent(location.pathname + location.search));
+        return;
+      }
       if (event.code === 4403 || state.closed) return;
       if (event.code === 4307) {
         // The room moved: no back-off, nobody should notice.
@@ -153,6 +159,7 @@
         // "try_again" comes just before the socket closes (the room's node is being
         // replaced): the close handler shows that we are reconnecting.
         if (message.code === "try_again") return;
+        if (message.code === "rate_limited") return slowDown(message);
         return setStatus("Not done: " + message.reason, false);
       case "pong":
         return session.onPong(message);
@@ -521,6 +528,9 @@
   bind("react-thumbs", () => send({ type: "react", reaction: "thumbs_up" }));
   bind("react-moment", () => send({ type: "react", reaction: "need_a_moment" }));
   bind("ask-unmute", () => send({ type: "ask_unmute" }));
+  // The last text sent from each box: a message the server held back for sending too
+  // fast goes back into its box (if still empty) to send again, instead of vanishing.
+  let lastSent = null;
   function bindForm(formId, textId, build) {
     const form = $(formId);
     if (!form) return;
@@ -529,8 +539,19 @@
       const text = $(textId).value.trim();
       if (!text) return;
       send(build(text));
+      lastSent = { box: textId, text };
       $(textId).value = "";
     });
+  }
+  function slowDown(message) {
+    const seconds = Math.max(1, Math.ceil(message.retry_after_s || 1));
+    if (message.kind === "chat") {
+      const box = lastSent && $(lastSent.box);
+      if (box && !box.value) box.value = lastSent.text;
+      setStatus("That message was not sent: please wait " + seconds + " s and send it again.", false);
+    } else {
+      setStatus("Reactions are paused for a few seconds.", false);
+    }
   }
   bindForm("chat-form", "chat-text", (text) => ({ type: "chat", to: $("chat-to").value, text }));
   bindForm("note-form", "note-text", (text) => ({ type: "note", text }));
