@@ -1,0 +1,315 @@
+"""The check-in pages as a patient sees them: the ZIP code, the location window, the C-SSRS
+screens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import sqlalchemy as sa
+
+from server import checkin_store
+from server.appkeys import CLOCK, ENGINE
+from server.joinlinks import patient_sessions
+from server.storage.tables import safety_checks
+from tests.conftest import (
+    CSRF,
+    RunningServer,
+    give_consents,
+    signed_in,
+    staff_login,
+    start_server,
+)
+
+SAFETY = {
+    "where": "new",
+    "address": "15991 Red Hill Ave, Tustin, CA 92780",
+    "county": "Orange",
+    "callback_phone": "(555) 010-0177",
+    "support_reachable": "yes",
+    "private_space": "yes",
+}
+
+
+def _patient(demo: dict[str, Any], index: int = 0) -> dict[str, str]:
+    return demo["groups"][0]["patients"][index]
+
+
+async def _ready(server: RunningServer, patient: dict[str, str]) -> aiohttp.ClientSession:
+    await give_consents(server, patient["id"], patient["join_session_id"])
+    phone = server.client()
+    assert (await phone.get(patient["join_url"])).status == 200
+    return phone
+
+
+async def _token(phone: aiohttp.ClientSession, path: str = "/checkin") -> str:
+    page = await (await phone.get(path)).text()
+    token = CSRF.search(page)
+    assert token is not None, page[:300]
+    return token.group(1)
+
+
+async def _post(
+    phone: aiohttp.ClientSession, path: str, form: dict[str, str], **headers: str
+) -> tuple[int, str]:
+    response = await phone.post(
+        path,
+        data={"csrf_token": await _token(phone), **form},
+        allow_redirects=False,
+        headers=headers,
+    )
+    return response.status, await response.text()
+
+
+def _zip_value(page: str) -> str:
+    found = re.search(r'name="zip" value="([^"]*)"', page)
+    assert found is not None, "no ZIP field on the page"
+    return found.group(1)
+
+
+# ZIP code ------------------------------------------------------------------------------
+
+
+async def test_the_zip_code_is_read_from_the_end_of_the_address_and_confirmed(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo)
+    async with await _ready(server, patient) as phone:
+        # The street number is five digits too: the ZIP offered is the one at the end.
+        status, page = await _post(phone, "/checkin/safety", SAFETY)
+        assert status == 200  # a step of the form, not a mistake
+        assert _zip_value(page) == "92780"
+        assert "Check the ZIP code we read from the end of your address" in page
+        # Without a ZIP at the end there is nothing to guess: the patient types it.
+        no_zip = {**SAFETY, "address": "15991 Red Hill Ave, Tustin"}
+        status, page = await _post(phone, "/checkin/safety", no_zip)
+        assert status == 400 and _zip_value(page) == ""
+        assert "Type the 5-digit ZIP code" in page
+        status, page = await _post(phone, "/checkin/safety", {**no_zip, "zip": "9278"})
+        assert status == 400 and "A ZIP code is 5 digits" in page
+        status, page = await _post(phone, "/checkin/safety", {**SAFETY, "zip": "15991"})
+        assert status == 400 and "not the one at the end of your address" in page
+        async with server.app[ENGINE].connect() as conn:
+            stored = await conn.scalar(sa.select(sa.func.count()).select_from(safety_checks))
+        assert stored == 0  # nothing is kept until the patient has confirmed a ZIP
+        status, _ = await _post(phone, "/checkin/safety", {**SAFETY, "zip": "92780"})
+        assert status == 303
+    async with server.app[ENGINE].connect() as conn:
+        check = await checkin_store.safety_check_for(
+            conn, patient["join_session_id"], patient["id"]
+        )
+        history = await checkin_store.history(conn, server.keyring, patient["id"])
+    assert check is not None and check.zip == "92780" and check.county == "Orange"
+    assert history["checks"][-1]["answers"]["zip"] == "92780"
+
+
+async def test_same_as_last_time_shows_and_keeps_that_addresss_zip_code(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo)
+    async with server.app[ENGINE].begin() as conn:
+        upcoming = await patient_sessions(conn, patient["id"], server.app[CLOCK].now())
+        await checkin_store.save_safety_check(
+            conn,
+            server.keyring,
+            session_id=upcoming[1].session_id,
+            patient_id=patient["id"],
+            # A check from before the ZIP field: its ZIP is read from the address's end.
+            answers={**SAFETY, "private_space": True, "same_as_last_time": False},
+            now=server.app[CLOCK].now() - dt.timedelta(days=2),
+            recorded_by=None,
+        )
+    async with await _ready(server, patient) as phone:
+        page = await (await phone.get("/checkin")).text()
+        assert "At the same place as last time: 15991 Red Hill Ave, Tustin, CA 92780" in page
+        assert "(ZIP code 92780)" in page
+        status, _ = await _post(
+            phone, "/checkin/safety", {**SAFETY, "where": "same", "address": "", "county": ""}
+        )
+        assert status == 303
+    async with server.app[ENGINE].connect() as conn:
+        check = await checkin_store.safety_check_for(
+            conn, patient["join_session_id"], patient["id"]
+        )
+    assert check is not None and check.zip == "92780"
+
+
+# The location window -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def windowed(tmp_path: Path, sqlite_url: str) -> AsyncIterator[RunningServer]:
+    """A server with the location step's real default window (2 hours)."""
+    running = await start_server(
+        tmp_path / "data", sqlite_url, {"IOP_CHECKIN_LOCATION_WINDOW_MINUTES": "120"}
+    )
+    try:
+        yield running
+    finally:
+        await running.runner.cleanup()
+
+
+async def _standing_phone(
+    server: RunningServer, demo: dict[str, Any], patient: dict[str, str]
+) -> tuple[aiohttp.ClientSession, Any]:
+    """A standing link opened on a phone, and the group session it will be for after the
+    first has ended (so the clock can be put hours before it, whatever the time now)."""
+    async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
+        issued = await clinician.post(
+            f"/api/patients/{patient['id']}/join-links", json={"standing": True}
+        )
+        assert issued.status == 201, await issued.text()
+        url = (await issued.json())["url"]
+    async with server.app[ENGINE].connect() as conn:
+        upcoming = await patient_sessions(conn, patient["id"], server.app[CLOCK].now())
+    session = upcoming[1]
+    await give_consents(server, patient["id"], session.session_id)
+    phone = server.client()
+    assert (await phone.get(url)).status == 200
+    return phone, session
+
+
+async def test_where_you_are_now_is_asked_only_within_the_window_before_the_session(
+    windowed: RunningServer,
+) -> None:
+    server = windowed
+    demo = await server.seed_demo()
+    patient = _patient(demo, 1)  # a group member only: the next session is the group's
+    phone, session = await _standing_phone(server, demo, patient)
+    async with phone:
+        clock = server.app[CLOCK]
+        clock.advance(seconds=(session.starts_at - clock.now()).total_seconds() - 3 * 3600)
+        early = await phone.get("/checkin")
+        page = await early.text()
+        assert early.status == 409
+        assert "Check-in opens at" in page and "2 hours before the session" in page
+        assert "Before we start" not in page
+        token = CSRF.search(page)
+        assert token is not None
+        refused = await phone.post(
+            "/checkin/safety",
+            data={"csrf_token": token.group(1), **SAFETY, "zip": "92780"},
+            allow_redirects=False,
+        )
+        assert refused.status == 409
+        async with server.app[ENGINE].connect() as conn:
+            assert (
+                await checkin_store.safety_check_for(conn, session.session_id, patient["id"])
+                is None
+            )
+        clock.advance(hours=2)  # one hour before the session: the step is open
+        page = await (await phone.get("/checkin")).text()
+        assert "Before we start" in page
+        status, _ = await _post(phone, "/checkin/safety", {**SAFETY, "zip": "92780"})
+        assert status == 303
+
+
+async def test_a_location_confirmed_before_the_window_is_asked_again(
+    windowed: RunningServer,
+) -> None:
+    server = windowed
+    demo = await server.seed_demo()
+    patient = _patient(demo, 1)
+    phone, session = await _standing_phone(server, demo, patient)
+    async with phone:
+        async with server.app[ENGINE].begin() as conn:
+            # Where the patient was five hours before the session (as a standing link once
+            # allowed days ahead), with the screening done: only the location is stale.
+            await checkin_store.save_safety_check(
+                conn,
+                server.keyring,
+                session_id=session.session_id,
+                patient_id=patient["id"],
+                answers={**SAFETY, "zip": "92780", "private_space": True},
+                now=session.starts_at - dt.timedelta(hours=5),
+                recorded_by=None,
+            )
+        clock = server.app[CLOCK]
+        clock.advance(seconds=(session.starts_at - clock.now()).total_seconds() - 3600)
+        page = await (await phone.get("/checkin")).text()
+        assert "Before we start" in page
+        room = await phone.get("/room", allow_redirects=False)
+        assert room.status == 303 and room.headers["Location"] == "/checkin"
+
+
+# C-SSRS screens ------------------------------------------------------------------------
+
+
+async def _screens(phone: aiohttp.ClientSession, answers: dict[str, str]) -> dict[str, str]:
+    """Walk the check-in; the page each question (and the introduction) was asked on."""
+    seen: dict[str, str] = {}
+    for _ in range(60):
+        response = await phone.get("/checkin", allow_redirects=False)
+        if response.status == 303:
+            return seen
+        text = await response.text()
+        token = CSRF.search(text)
+        assert token is not None
+        intro = re.search(r'name="introduced" value="([a-z0-9_]+)"', text)
+        if intro is not None:
+            seen["intro"] = text
+            data = {"csrf_token": token.group(1), "introduced": intro.group(1)}
+        else:
+            qid = re.search(r'name="qid" value="([a-z0-9_]+)"', text)
+            assert qid is not None, text[:400]
+            seen[qid.group(1)] = text
+            default = "no" if qid.group(1).startswith(("cssrs", "sud")) else "0"
+            answer = answers.get(qid.group(1), default)
+            data = {"csrf_token": token.group(1), "qid": qid.group(1), "answer": answer}
+        posted = await phone.post("/checkin/answer", data=data, allow_redirects=False)
+        if posted.status == 200:
+            return seen
+    raise AssertionError("the check-in never ended")
+
+
+def _main(page: str) -> str:
+    main = page.split('<main id="main" class="page">', 1)[1].split("</main>", 1)[0]
+    main = main.split('<aside class="help-private', 1)[0]
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", main)).replace("&#39;", "'")
+
+
+async def test_each_suicide_question_carries_its_own_context_on_its_screen(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo)
+    async with await _ready(server, patient) as phone:
+        status, _ = await _post(phone, "/checkin/safety", {**SAFETY, "zip": "92780"})
+        assert status == 303
+        seen = await _screens(
+            phone,
+            {"phq9_9": "1", "cssrs_q1": "yes", "cssrs_q2": "yes", "cssrs_q6": "yes"},
+        )
+    order = list(seen)
+    # A short introduction comes before the first suicide question, and only once.
+    assert order.index("intro") == order.index("cssrs_q1") - 1
+    intro = _main(seen["intro"])
+    assert "The next questions are about thoughts of suicide" in intro
+    assert "Answer as best you can" in intro and "talk about this with your clinician" in intro
+    screens = {qid: _main(page) for qid, page in seen.items() if qid.startswith("cssrs")}
+    assert set(screens) == {f"cssrs_q{n}" for n in range(1, 7)} | {"cssrs_q6b"}
+    for text in screens.values():
+        assert "Questions about thoughts of suicide" in text
+    # No screen leans on another one's words: the referent is spelled out on each.
+    assert "how you might kill yourself" in screens["cssrs_q3"]
+    assert "do this" not in screens["cssrs_q3"]
+    assert "thoughts of killing yourself" in screens["cssrs_q4"]
+    assert "these thoughts" not in screens["cssrs_q4"]
+    assert "details of how to kill yourself" in screens["cssrs_q5"]
+    for example in (
+        "collected pills",
+        "obtained a gun",
+        "gave away valuables",
+        "wrote a will or suicide note",
+        "took out pills but didn't swallow any",
+        "held a gun but changed your mind",
+        "cut yourself",
+        "tried to hang yourself",
+    ):
+        assert example in screens["cssrs_q6"], example
+    assert "to end your life" in screens["cssrs_q6b"]
+    assert "within the past 3 months" in screens["cssrs_q6b"]
