@@ -27,6 +27,7 @@ STAFF_ID = "staff_id"
 PENDING_ID = "pending_id"
 LAST_ACTIVE = "last_active"
 CSRF = "csrf"
+PATIENT_LINK = "patient_link"  # the join link this browser entered through
 # Requests a page makes on its own (polling, heartbeats) say so, and do not count as activity.
 BACKGROUND_HEADER = "X-IOP-Background"
 

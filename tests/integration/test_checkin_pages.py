@@ -1,5 +1,5 @@
 """The check-in pages as a patient sees them: the ZIP code, the location window, the C-SSRS
-screens."""
+screens, and the private "I need help" on every page before the room."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from server import checkin_store
 from server.appkeys import CLOCK, ENGINE
 from server.joinlinks import patient_sessions
-from server.storage.tables import safety_checks
+from server.storage.tables import crisis_events, crisis_steps, safety_checks
 from tests.conftest import (
     CSRF,
     RunningServer,
@@ -313,3 +313,126 @@ async def test_each_suicide_question_carries_its_own_context_on_its_screen(
         assert example in screens["cssrs_q6"], example
     assert "to end your life" in screens["cssrs_q6b"]
     assert "within the past 3 months" in screens["cssrs_q6b"]
+
+
+# I need help, before the room ----------------------------------------------------------
+
+
+async def _events(server: RunningServer, patient_id: str) -> list[Any]:
+    async with server.app[ENGINE].connect() as conn:
+        return list(
+            await conn.execute(
+                sa.select(crisis_events.c.id, crisis_events.c.trigger, crisis_events.c.level).where(
+                    crisis_events.c.patient_id == patient_id
+                )
+            )
+        )
+
+
+async def _steps(server: RunningServer, event_id: str) -> list[str]:
+    async with server.app[ENGINE].connect() as conn:
+        found = await conn.execute(
+            sa.select(crisis_steps.c.kind)
+            .where(crisis_steps.c.event_id == event_id)
+            .order_by(crisis_steps.c.step_no)
+        )
+        return list(found.scalars())
+
+
+async def test_every_patient_page_before_the_room_carries_the_help_press(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo)
+    async with await _ready(server, patient) as phone:
+        pages = {"join": await (await phone.get("/join")).text()}
+        pages["safety"] = await (await phone.get("/checkin")).text()
+        assert (await _post(phone, "/checkin/safety", {**SAFETY, "zip": "92780"}))[0] == 303
+        pages["question"] = await (await phone.get("/checkin")).text()
+    second = _patient(demo, 1)
+    async with server.client() as fresh:
+        assert (await fresh.get(second["join_url"])).status == 200
+        pages["consent"] = await (await fresh.get("/consent")).text()
+    for name, page in pages.items():
+        assert 'action="/help"' in page, name
+        assert "I need help (private)" in page and 'href="tel:911"' in page, name
+        assert 'href="tel:988"' in page, name
+        assert "help.js" in page, name
+
+
+async def test_a_help_press_from_the_check_in_raises_one_high_event_once_stored(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo)
+    async with await _ready(server, patient) as phone:
+        assert (await _post(phone, "/checkin/safety", {**SAFETY, "zip": "92780"}))[0] == 303
+        status, page = await _post(phone, "/help", {"text": "Please call me", "back": "/checkin"})
+        assert status == 200
+        assert "Your clinician has been told" in page and 'href="/checkin"' in page
+        assert 'href="tel:911"' in page and 'href="tel:988"' in page
+        events = await _events(server, patient["id"])
+        assert [(e.trigger, e.level) for e in events] == [("help_button", "high")]
+        # A second press is the same incident: a step on the open event, not a new page.
+        status, _ = await _post(phone, "/help", {"back": "/checkin"})
+        assert status == 200
+        assert len(await _events(server, patient["id"])) == 1
+        steps = await _steps(server, events[0].id)
+        assert steps[0] == "raised" and steps[-1] == "concern_added"
+        assert steps.count("raised") == 1 and steps.count("concern_added") == 1
+        # The page it was pressed on is still there, where the patient left it.
+        assert "Question 1 of" in await (await phone.get("/checkin")).text()
+
+
+async def test_help_presses_are_rate_limited_into_the_open_event_and_resends_are_one_press(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo)
+    async with await _ready(server, patient) as phone:
+        reply = await phone.post(
+            "/help",
+            data={"csrf_token": await _token(phone, "/join"), "press_id": "press-1"},
+            headers={"Accept": "application/json"},
+        )
+        assert reply.status == 200
+        body = await reply.json()
+        assert body["type"] == "help_received" and body["press_id"] == "press-1"
+        (event,) = await _events(server, patient["id"])
+        after_first = await _steps(server, event.id)
+        # The same press sent again (its answer was lost) is not a second press.
+        again = await phone.post(
+            "/help",
+            data={"csrf_token": await _token(phone, "/join"), "press_id": "press-1"},
+            headers={"Accept": "application/json"},
+        )
+        assert again.status == 200 and (await again.json())["press_id"] == "press-1"
+        assert await _steps(server, event.id) == after_first
+        # Three presses a minute reach the event; more fold into it without new steps.
+        for _ in range(5):
+            status, page = await _post(phone, "/help", {})
+            assert status == 200 and "Your clinician has been told" in page
+        assert (await _steps(server, event.id)).count("concern_added") == 2
+        assert len(await _events(server, patient["id"])) == 1
+        server.app[CLOCK].advance(minutes=1)
+        assert (await _post(phone, "/help", {}))[0] == 200
+        assert (await _steps(server, event.id)).count("concern_added") == 3
+
+
+async def test_a_help_press_needs_the_patients_own_link_session_and_a_form_token(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo)
+    async with server.client() as stranger:
+        page = await (await stranger.get("/signin")).text()
+        token = CSRF.search(page)
+        assert token is not None
+        refused = await stranger.post("/help", data={"csrf_token": token.group(1)})
+        text = await refused.text()
+        assert refused.status == 401
+        assert "We could not tell your clinician" in text and 'href="tel:988"' in text
+    async with await _ready(server, patient) as phone:
+        forged = await phone.post("/help", data={"csrf_token": "not-the-token"})
+        assert forged.status == 400
+        too_long = await _post(phone, "/help", {"text": "x" * 281})
+        assert too_long[0] == 400
+        bad_id = await _post(phone, "/help", {"press_id": "../../etc"})
+        assert bad_id[0] == 400
+    assert await _events(server, patient["id"]) == []
