@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from server import checkin_store
 from server.appkeys import CLOCK, ENGINE
 from server.joinlinks import patient_sessions
-from server.storage.tables import crisis_events, crisis_steps, safety_checks
+from server.storage.tables import crisis_events, crisis_steps, programs, safety_checks
 from tests.conftest import (
     CSRF,
     RunningServer,
@@ -436,3 +436,48 @@ async def test_a_help_press_needs_the_patients_own_link_session_and_a_form_token
         bad_id = await _post(phone, "/help", {"press_id": "../../etc"})
         assert bad_id[0] == 400
     assert await _events(server, patient["id"]) == []
+
+
+async def test_before_the_link_is_confirmed_the_control_gives_the_numbers_and_pages_nobody(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    async with server.app[ENGINE].begin() as conn:
+        await conn.execute(programs.update().values(join_requires_dob=True))
+    patient = _patient(demo)
+    async with server.client() as phone:
+        page = await (await phone.get(patient["join_url"])).text()
+        assert "Confirm it is you" in page
+        assert "I need help (private)" in page
+        assert 'href="tel:911"' in page and 'href="tel:988"' in page
+        assert 'href="tel:(555) 010-0100"' in page  # the program's phone
+        # Nobody is signed in through the link yet: no form that would pretend to page.
+        assert 'action="/help"' not in page
+    assert await _events(server, patient["id"]) == []
+
+
+async def test_a_clinician_on_the_phone_records_where_the_patient_is_only_within_the_window(
+    windowed: RunningServer,
+) -> None:
+    server = windowed
+    demo = await server.seed_demo()
+    patient = _patient(demo, 1)
+    async with server.app[ENGINE].connect() as conn:
+        upcoming = await patient_sessions(conn, patient["id"], server.app[CLOCK].now())
+    session = upcoming[1]
+    clock = server.app[CLOCK]
+    clock.advance(seconds=(session.starts_at - clock.now()).total_seconds() - 3 * 3600)
+    async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
+        token = CSRF.search(await (await clinician.get(f"/patients/{patient['id']}")).text())
+        assert token is not None
+        form = {
+            "csrf_token": token.group(1),
+            "session_id": session.session_id,
+            **SAFETY,
+            "zip": "92780",
+        }
+        path = f"/patients/{patient['id']}/safety-check"
+        early = await clinician.post(path, data=form, allow_redirects=False)
+        assert early.status == 409
+        assert "120 minutes before the session" in await early.text()
+        clock.advance(hours=2)
+        assert (await clinician.post(path, data=form, allow_redirects=False)).status == 303
