@@ -38,7 +38,7 @@ async def _presses(conn: AsyncConnection, patient_id: str, session_id: str) -> l
     """This patient's earlier presses on these pages for this session (newest first)."""
     return list(
         await conn.execute(
-            sa.select(audit_log.c.at, audit_log.c.detail)
+            sa.select(audit_log.c.at, audit_log.c.outcome, audit_log.c.detail)
             .where(
                 audit_log.c.target_type == "session",
                 audit_log.c.target_id == session_id,
@@ -87,7 +87,7 @@ async def help_press(request: web.Request) -> web.StreamResponse:
         resent = press_id is not None and any(
             (row.detail or {}).get("press_id") == press_id for row in earlier
         )
-        recent = sum(1 for row in earlier if row.at > now - RATE_WINDOW)
+        recent = sum(1 for row in earlier if row.outcome == "ok" and row.at > now - RATE_WINDOW)
         folded = (
             recent >= app[SETTINGS].help_presses_per_minute
             and await crisis_store.open_event_for(conn, patient_id, session_id) is not None
@@ -106,6 +106,8 @@ async def help_press(request: web.Request) -> web.StreamResponse:
                 detail={"page": HELP_BACK[back], **({"message": text} if text else {})},
             )
             await raise_concern(SqlConcerns(conn, app[KEYRING], ends), concern)
+        if not resent:
+            # Every press is on the record, the folded ones too; the message is not here.
             await audit_event(
                 request,
                 conn,
@@ -113,6 +115,7 @@ async def help_press(request: web.Request) -> web.StreamResponse:
                 actor=audit.Actor("patient", patient_id),
                 target_type="session",
                 target_id=session_id,
+                outcome="folded" if folded else "ok",
                 detail={"press_id": press_id, "page": HELP_BACK[back]},
             )
     # Committed: only now is the patient told that their care team has it.

@@ -16,7 +16,13 @@ import sqlalchemy as sa
 from server import checkin_store
 from server.appkeys import CLOCK, ENGINE
 from server.joinlinks import patient_sessions
-from server.storage.tables import crisis_events, crisis_steps, programs, safety_checks
+from server.storage.tables import (
+    audit_log,
+    crisis_events,
+    crisis_steps,
+    programs,
+    safety_checks,
+)
 from tests.conftest import (
     CSRF,
     RunningServer,
@@ -411,6 +417,15 @@ async def test_help_presses_are_rate_limited_into_the_open_event_and_resends_are
             assert status == 200 and "Your clinician has been told" in page
         assert (await _steps(server, event.id)).count("concern_added") == 2
         assert len(await _events(server, patient["id"])) == 1
+        async with server.app[ENGINE].connect() as conn:
+            outcomes = await conn.execute(
+                sa.select(audit_log.c.outcome, audit_log.c.detail).where(
+                    audit_log.c.action == "patient.help_pressed"
+                )
+            )
+            recorded = [(row.outcome, row.detail["press_id"]) for row in outcomes]
+        # Every press is on the audit record once (the resend is not a press), folded or not.
+        assert recorded == [("ok", "press-1"), ("ok", None), ("ok", None)] + [("folded", None)] * 3
         server.app[CLOCK].advance(minutes=1)
         assert (await _post(phone, "/help", {}))[0] == 200
         assert (await _steps(server, event.id)).count("concern_added") == 3
