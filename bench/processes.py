@@ -30,6 +30,8 @@ def server_env(data_dir: Path, port: int) -> dict[str, str]:
             "IOP_LOG_LEVEL": "warning",
             "IOP_LOG_FORMAT": "json",
             "IOP_ICE_HOSTS": "127.0.0.1",  # media stays on loopback too
+            # The demo group's next session may be days away: check in for it now.
+            "IOP_CHECKIN_LOCATION_WINDOW_MINUTES": str(14 * 24 * 60),
         }
     )
     return env

@@ -50,18 +50,45 @@ GAD7 = (
     "Becoming easily annoyed or irritable",
     "Feeling afraid, as if something awful might happen",
 )
+# The C-SSRS Screen Version (Recent), one question per screen. On paper the questions lean
+# on each other ("how you might do this", "these thoughts"); alone on a screen that
+# referent is lost, so each question spells it out, and every screen says what the
+# questions are about and over what time.
 CSSRS = {
     "cssrs_q1": "In the past month, have you wished you were dead or wished you could go to "
     "sleep and not wake up?",
     "cssrs_q2": "In the past month, have you had any actual thoughts of killing yourself?",
-    "cssrs_q3": "Have you been thinking about how you might do this?",
-    "cssrs_q4": "Have you had these thoughts and had some intention of acting on them?",
-    "cssrs_q5": "Have you started to work out or worked out the details of how to kill "
-    "yourself? Do you intend to carry out this plan?",
+    "cssrs_q3": "In the past month, have you been thinking about how you might kill yourself?",
+    "cssrs_q4": "In the past month, have you had thoughts of killing yourself and had some "
+    "intention of acting on them (as opposed to having the thoughts but knowing you "
+    "definitely would not act on them)?",
+    "cssrs_q5": "In the past month, have you started to work out or worked out the details of "
+    "how to kill yourself? Do you intend to carry out this plan?",
     "cssrs_q6": "Have you ever done anything, started to do anything, or prepared to do "
     "anything to end your life?",
-    "cssrs_q6b": "Was this within the past 3 months?",
+    "cssrs_q6b": "Was any of this (doing, starting to do, or preparing to do anything to end "
+    "your life) within the past 3 months?",
 }
+CSSRS_CONTEXT = "Questions about thoughts of suicide"
+# The screener's own examples of suicidal behaviour, preparatory acts included.
+CSSRS_Q6_EXAMPLES = (
+    "collected pills",
+    "obtained a gun",
+    "gave away valuables",
+    "wrote a will or suicide note",
+    "took out pills but didn't swallow any",
+    "held a gun but changed your mind or it was grabbed from your hand",
+    "went to the roof but didn't jump",
+    "or actually took pills, tried to shoot yourself, cut yourself, tried to hang yourself",
+)
+# Said once, on its own screen, before the first suicide question.
+CSSRS_INTRODUCTION = (
+    "The next questions are about thoughts of suicide. We ask them at every check-in, "
+    "because they help your care team keep you safe.",
+    "Some may not apply to you. Answer as best you can: there are no wrong answers.",
+    "If you would rather talk about this with your clinician, you can: call your program, "
+    "or use \u201cI need help\u201d on any page to reach them privately.",
+)
 PHQ_STEM = "Over the last 2 weeks, how often have you been bothered by this?"
 CRAVING = tuple((str(n), str(n)) for n in range(11))
 
@@ -76,6 +103,8 @@ class Question:
     stem: str = ""
     skippable: bool = False
     can_decline: bool = False  # "I'd rather talk to my clinician" (the suicide items)
+    context: str = ""  # what the question is about, shown on its screen
+    examples: tuple[str, ...] = ()
 
 
 def question(qid: str) -> Question:
@@ -87,7 +116,10 @@ def question(qid: str) -> Question:
     if qid.startswith("gad7_"):
         return Question(qid, GAD7[int(qid[5:]) - 1], FREQUENCY, PHQ_STEM, skippable=True)
     if qid in CSSRS:
-        return Question(qid, CSSRS[qid], YES_NO, can_decline=True)
+        examples = CSSRS_Q6_EXAMPLES if qid == "cssrs_q6" else ()
+        return Question(
+            qid, CSSRS[qid], YES_NO, context=CSSRS_CONTEXT, examples=examples, can_decline=True
+        )
     if qid == "sud_used":
         return Question(
             qid, "Have you used alcohol or drugs since your last session?", YES_NO, skippable=True
@@ -271,6 +303,11 @@ def severe(scored: Mapping[str, Any], thresholds: Mapping[str, int]) -> list[dic
     if (scored.get("sud") or {}).get("intoxicated_now"):
         found.append({"code": "using_now", "rule": "under the influence right now"})
     return found
+
+
+def introduction(qid: str) -> tuple[str, ...]:
+    """The paragraphs of the screen shown once before this question, if it has one."""
+    return CSSRS_INTRODUCTION if qid == "cssrs_q1" else ()
 
 
 def valid_answer(qid: str, value: str) -> bool:

@@ -32,6 +32,7 @@ from server import (
     dashboard,
     directory_pages,
     directory_store,
+    help_pages,
     link_sockets,
     media,
     pages,
@@ -102,6 +103,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     attendance_pages.add_routes(app)
     template_pages.add_routes(app)
     checkin_pages.add_routes(app)
+    help_pages.add_routes(app)
     directory_pages.add_routes(app)
     api.add_routes(app)
     crisis_api.add_routes(app)

@@ -30,6 +30,7 @@ PENDING_ID = "pending_id"
 GENERATION = "generation"
 LAST_ACTIVE = "last_active"
 CSRF = "csrf"
+PATIENT_LINK = "patient_link"  # the join link this browser entered through
 # Requests a page makes on its own (polling, heartbeats) say so, and do not count as activity.
 BACKGROUND_HEADER = "X-IOP-Background"
 

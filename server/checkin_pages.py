@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp_session import get_session
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crisis.directory import format_phone
-from crisis.questions import PREFER_NOT, TALK, next_question, question, valid_answer
+from crisis.questions import (
+    PREFER_NOT,
+    TALK,
+    introduction,
+    next_question,
+    question,
+    valid_answer,
+)
 from crisis.questions import progress as progress_of
+from rooms.schedule import zone
 from server import checkin_store, crisis_publish, directory_store
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.auth import audit_event, csrf_token, identity, read_form, requires
-from server.joinlinks import patient_sessions
+from server.joinlinks import patient_sessions, session_slot
 from server.logs import get_logger
 from server.permissions import Action
 from server.render import render
@@ -24,6 +34,27 @@ from server.scope import patient_visible
 
 log = get_logger(__name__)
 SUPPORT = (("yes", "Yes"), ("no", "No"), ("none", "I do not have a support person"))
+# Which introduction screens (not answers) this browser has read, per session.
+INTRODUCED = "checkin_introduced"
+ZIP_CONFIRM = "Check the ZIP code we read from the end of your address, then continue."
+
+
+def _zip_for(form: Any, address: str, errors: dict[str, str]) -> str:
+    """The ZIP the patient confirmed, or a suggestion from the address's end to confirm."""
+    typed = form.get("zip", "").strip()
+    at_end = checkin_store.zip_at_end(address)
+    if not typed:
+        # Read from the end of the address, never from a street number, and shown back
+        # for the patient to confirm before anything is stored.
+        errors["zip"] = ZIP_CONFIRM if at_end else "Type the 5-digit ZIP code of where you are."
+        return at_end or ""
+    if not checkin_store.ZIP.fullmatch(typed):
+        errors["zip"] = "A ZIP code is 5 digits, like 95814."
+    elif at_end is not None and at_end != typed:
+        errors["zip"] = "This ZIP code is not the one at the end of your address: check both."
+    return typed
+
+
 
 
 def parse_safety(
@@ -32,12 +63,20 @@ def parse_safety(
     """The safety check from a form, or the fields that need attention."""
     errors: dict[str, str] = {}
     where = form.get("where", "")
+    zip_code = ""
     if where == "same" and previous is not None:
         address, county = previous["address"], previous.get("county", "")
+        zip_code = previous_zip(previous) or ""
+        if not zip_code:
+            errors["where"] = (
+                "We do not have the ZIP code of that address: choose "
+                "\u201cSomewhere else\u201d and type the address with its ZIP code."
+            )
     elif where == "new":
         address, county = form.get("address", "").strip(), form.get("county", "").strip()
         if not 5 <= len(address) <= 300:
             errors["address"] = "Type the full address where you are right now."
+        zip_code = _zip_for(form, address, errors)
     else:
         errors["where"] = "Tell us where you are right now."
         address, county = "", ""
@@ -54,6 +93,7 @@ def parse_safety(
         errors["private_space"] = "Choose one."
     answers = {
         "address": address,
+        "zip": zip_code,
         "county": county[:64],
         "callback_phone": phone,
         "support_reachable": support,
@@ -61,6 +101,42 @@ def parse_safety(
         "same_as_last_time": where == "same",
     }
     return answers, errors
+
+
+def previous_zip(previous: dict[str, Any]) -> str | None:
+    """The ZIP code of the last safety check's address (older checks did not store one)."""
+    stored = previous.get("zip")
+    return stored if stored else checkin_store.zip_at_end(previous["address"])
+
+
+def _window(request: web.Request) -> dt.timedelta:
+    return dt.timedelta(minutes=request.app[SETTINGS].checkin_location_window_minutes)
+
+
+async def _location_opens(request: web.Request, link: Any, session_id: str) -> dt.datetime | None:
+    """When this session's location step opens, if that is still ahead."""
+    async with request.app[ENGINE].connect() as conn:
+        slot = await session_slot(conn, session_id)
+    assert slot is not None
+    opens = checkin_store.location_opens_at(slot.starts_at, _window(request))
+    return opens if request.app[CLOCK].now() < opens else None
+
+
+async def _not_yet_page(
+    request: web.Request, link: Any, session_id: str, opens: dt.datetime
+) -> web.Response:
+    async with request.app[ENGINE].connect() as conn:
+        slot = await session_slot(conn, session_id)
+    assert slot is not None
+    local = zone(link.patient_time_zone)
+    context = {
+        "slot": slot,
+        "opens_local": opens.astimezone(local),
+        "starts_local": slot.starts_at.astimezone(local),
+        "hours": request.app[SETTINGS].checkin_location_window_minutes / 60,
+        "program_phone": link.program_phone,
+    }
+    return await render(request, "checkin_not_yet.html", context, 409)
 
 
 async def _safety_page(
@@ -72,12 +148,17 @@ async def _safety_page(
         )
     context = {
         "previous": previous,
+        "previous_zip": previous_zip(previous) if previous else None,
         "values": values,
         "errors": errors,
         "support": SUPPORT,
         "csrf": await csrf_token(request),
     }
-    return await render(request, "checkin_safety.html", context, 400 if errors else 200)
+    # A ZIP code shown back to be confirmed is a step of the form, not a mistake.
+    confirming = errors == {"zip": ZIP_CONFIRM}
+    return await render(
+        request, "checkin_safety.html", context, 400 if errors and not confirming else 200
+    )
 
 
 async def _question_page(
@@ -100,7 +181,9 @@ async def checkin_page(request: web.Request) -> web.StreamResponse:
     """The next step of the check-in for the patient's session (resumed where it was left)."""
     link, session_id = await patient_session(request)
     async with request.app[ENGINE].begin() as conn:
-        done = await checkin_store.safety_check_for(conn, session_id, link.patient_id)
+        done = await checkin_store.current_safety_check(
+            conn, session_id, link.patient_id, _window(request)
+        )
         if done is None:
             progress = None
         elif await checkin_store.screening_for(conn, session_id, link.patient_id) is not None:
@@ -110,10 +193,18 @@ async def checkin_page(request: web.Request) -> web.StreamResponse:
                 conn, request.app[KEYRING], session_id, link.patient_id, request.app[CLOCK].now()
             )
     if progress is None:
+        opens = await _location_opens(request, link, session_id)
+        if opens is not None:
+            return await _not_yet_page(request, link, session_id, opens)
         return await _safety_page(request, link, session_id, {}, {})
     qid = next_question(progress.plan, progress.answers)
     if qid is None:
         raise web.HTTPSeeOther("/room")
+    intro = introduction(qid)
+    read = (await get_session(request)).get(INTRODUCED) or {}
+    if intro and qid not in read.get(session_id, ()):
+        context = {"paragraphs": intro, "qid": qid, "csrf": await csrf_token(request)}
+        return await render(request, "checkin_intro.html", context)
     return await _question_page(request, progress, qid)
 
 
@@ -121,6 +212,9 @@ async def safety_submit(request: web.Request) -> web.StreamResponse:
     """Record where the patient is and how to reach them for this session."""
     link, session_id = await patient_session(request)
     form = await read_form(request)
+    opens = await _location_opens(request, link, session_id)
+    if opens is not None:
+        return await _not_yet_page(request, link, session_id, opens)
     keyring = request.app[KEYRING]
     async with request.app[ENGINE].begin() as conn:
         previous = await checkin_store.previous_safety(conn, keyring, link.patient_id, session_id)
@@ -136,7 +230,9 @@ async def safety_submit(request: web.Request) -> web.StreamResponse:
                 recorded_by=None,
             )
     if errors:
-        values = {k: form.get(k, "") for k in ("where", "address", "county", "callback_phone")}
+        fields = ("where", "address", "county", "callback_phone", "support_reachable")
+        values = {k: form.get(k, "") for k in (*fields, "private_space")}
+        values["zip"] = answers["zip"] if form.get("where") == "new" else ""
         return await _safety_page(request, link, session_id, values, errors)
     log.info("checkin.safety_recorded", patient_id=link.patient_id, session_id=session_id)
     if not answers["private_space"]:
@@ -149,6 +245,14 @@ async def answer_submit(request: web.Request) -> web.StreamResponse:
     link, session_id = await patient_session(request)
     form = await read_form(request)
     qid, value = form.get("qid", ""), form.get("answer", "")
+    introduced = form.get("introduced", "")
+    if introduction(introduced):
+        # The introduction screen before the suicide questions was read: not an answer.
+        session = await get_session(request)
+        read = dict(session.get(INTRODUCED) or {})
+        read[session_id] = [*read.get(session_id, ()), introduced]
+        session[INTRODUCED] = read
+        raise web.HTTPSeeOther("/checkin")
     keyring, now = request.app[KEYRING], request.app[CLOCK].now()
     error, finished, closing = "", False, {}
     async with crisis_publish.transaction(request.app) as conn:
@@ -245,6 +349,15 @@ async def staff_safety_check(request: web.Request) -> web.StreamResponse:
         upcoming = {s.session_id for s in await patient_sessions(conn, patient_id, now)}
         if session_id not in upcoming:
             raise web.HTTPBadRequest(reason="Choose one of the patient's coming sessions.")
+        slot = await session_slot(conn, session_id)
+        assert slot is not None
+        opens = checkin_store.location_opens_at(slot.starts_at, _window(request))
+        if now < opens:
+            raise web.HTTPConflict(
+                reason="Where the patient is can be recorded from "
+                f"{request.app[SETTINGS].checkin_location_window_minutes} minutes "
+                "before the session starts."
+            )
         previous = await checkin_store.previous_safety(conn, keyring, patient_id, session_id)
         answers, errors = parse_safety(form, previous)
         if errors:

@@ -29,13 +29,24 @@ from server.storage.tables import (
 )
 
 DEFAULT_CADENCE = {"cssrs": 0, "phq9": 7, "gad7": 7}  # days between; 0 = every session
-_ZIP = re.compile(r"\b(\d{5})(?:-\d{4})?\b")
+# A ZIP code ends a US address; a five-digit number anywhere else is a street number
+# ("15991 Red Hill Ave, Tustin") or a suite, never the ZIP.
+_ZIP_AT_END = re.compile(
+    r"\b(\d{5})(?:-\d{4})?[\s,.]*(?:USA|US|U\.S\.A?\.?|United States(?: of America)?)?[\s.]*$",
+    re.IGNORECASE,
+)
+ZIP = re.compile(r"\d{5}")
 
 
-def zip_of(address: str) -> str | None:
-    """The last five-digit ZIP code in an address."""
-    found = _ZIP.findall(address)
-    return found[-1] if found else None
+def zip_at_end(address: str) -> str | None:
+    """The five-digit ZIP code that ends an address, if it ends with one."""
+    found = _ZIP_AT_END.search(address.strip())
+    return found.group(1) if found else None
+
+
+def location_opens_at(starts_at: dt.datetime, window: dt.timedelta) -> dt.datetime:
+    """When "where are you right now" may first be answered for a session starting then."""
+    return starts_at - window
 
 
 def _context(table: str, row_id: str) -> str:
@@ -46,6 +57,7 @@ async def _session_row(conn: AsyncConnection, session_id: str) -> Any:
     return (
         await conn.execute(
             sa.select(
+                sessions.c.starts_at,
                 sessions.c.ends_at,
                 programs.c.kind,
                 programs.c.screening_cadence,
@@ -90,18 +102,27 @@ async def plan_for(
     return Plan(due("phq9"), due("gad7"), due("cssrs"), session.kind == "substance_use")
 
 
-async def safety_check_for(conn: AsyncConnection, session_id: str, patient_id: str) -> Any:
-    """This session's safety check, or None."""
-    return (
-        await conn.execute(
-            sa.select(safety_checks)
-            .where(
-                safety_checks.c.session_id == session_id, safety_checks.c.patient_id == patient_id
-            )
-            .order_by(safety_checks.c.at.desc())
-            .limit(1)
-        )
-    ).first()
+async def safety_check_for(
+    conn: AsyncConnection, session_id: str, patient_id: str, since: dt.datetime | None = None
+) -> Any:
+    """This session's latest safety check (taken at `since` or later, if given), or None."""
+    query = sa.select(safety_checks).where(
+        safety_checks.c.session_id == session_id, safety_checks.c.patient_id == patient_id
+    )
+    if since is not None:
+        query = query.where(safety_checks.c.at >= since)
+    return (await conn.execute(query.order_by(safety_checks.c.at.desc()).limit(1))).first()
+
+
+async def current_safety_check(
+    conn: AsyncConnection, session_id: str, patient_id: str, window: dt.timedelta
+) -> Any:
+    """This session's safety check if it was taken within `window` before the session
+    starts (or since); one taken earlier says where the patient was, not where they are."""
+    session = await _session_row(conn, session_id)
+    return await safety_check_for(
+        conn, session_id, patient_id, location_opens_at(session.starts_at, window)
+    )
 
 
 async def previous_safety(
@@ -144,7 +165,7 @@ async def save_safety_check(
             answers_enc=keyring.seal(
                 json.dumps(answers, sort_keys=True), context=_context("safety_checks", check_id)
             ),
-            zip=zip_of(answers["address"]),
+            zip=answers.get("zip") or zip_at_end(answers["address"]),
             county=answers.get("county") or None,
             private_space=bool(answers["private_space"]),
             recorded_by=recorded_by,
@@ -448,10 +469,14 @@ def _badges(result: dict[str, Any]) -> list[str]:
 
 
 async def checkin_complete(
-    conn: AsyncConnection, session_id: str, patient_id: str, now: dt.datetime
+    conn: AsyncConnection,
+    session_id: str,
+    patient_id: str,
+    now: dt.datetime,
+    window: dt.timedelta,
 ) -> bool:
-    """The safety check is done for this session and no screening is due."""
-    if await safety_check_for(conn, session_id, patient_id) is None:
+    """A current safety check (see `current_safety_check`) and no screening due."""
+    if await current_safety_check(conn, session_id, patient_id, window) is None:
         return False
     plan = await plan_for(conn, session_id, patient_id, now)
     if plan.phq9 or plan.gad7 or plan.cssrs or plan.sud:

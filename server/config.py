@@ -79,6 +79,8 @@ class Settings:
     silence_alert_s: float = 120.0
     silence_check_s: float = 5.0
     break_glass_minutes: int = 60
+    checkin_location_window_minutes: int = 120
+    help_presses_per_minute: int = 3
     node_id: str = "local"
     node_url: str = "https://localhost:8443"
     lease_s: float = 10.0
@@ -166,6 +168,10 @@ class Settings:
         silence_alert = reader.get("IOP_SILENCE_ALERT_SECONDS", 120.0, _float_between(0.5, 3600))
         silence_check = reader.get("IOP_SILENCE_CHECK_SECONDS", 5.0, _float_between(0.05, 60))
         break_glass = reader.get("IOP_BREAK_GLASS_MINUTES", 60, _int_between(5, 720))
+        location_window = reader.get(
+            "IOP_CHECKIN_LOCATION_WINDOW_MINUTES", 120, _int_between(15, 14 * 24 * 60)
+        )
+        help_presses = reader.get("IOP_HELP_PRESSES_PER_MINUTE", 3, _int_between(1, 60))
         node_id = reader.get("IOP_NODE_ID", _default_node_id(port), _node_id)
         node_url = reader.get("IOP_NODE_URL", public_url, _https_url)
         lease_s = reader.get("IOP_LEASE_SECONDS", 10, _int_between(1, 300))
@@ -224,6 +230,8 @@ class Settings:
             silence_alert_s=silence_alert,
             silence_check_s=silence_check,
             break_glass_minutes=break_glass,
+            checkin_location_window_minutes=location_window,
+            help_presses_per_minute=help_presses,
             node_id=node_id,
             node_url=node_url.rstrip("/"),
             lease_s=float(lease_s),

@@ -11,14 +11,14 @@ from aiohttp_session import get_session, new_session
 from rooms.schedule import zone
 from server import audit, joinlinks, link_sockets
 from server.appkeys import CLOCK, ENGINE, KEYRING
+from server.auth import PATIENT_LINK, csrf_token, public, read_form
 from server.auth import audit_event as audit_request
-from server.auth import csrf_token, public, read_form
 from server.catalog import patient_context
 from server.logs import get_logger
 from server.render import render
 
 log = get_logger(__name__)
-LINK = "patient_link"
+LINK = PATIENT_LINK
 DEVICE = "patient_device"
 DOB_OK = "dob_ok_for"
 
@@ -27,13 +27,19 @@ async def _gone(request: web.Request, state: str, row: Any) -> web.Response:
     return await render(
         request,
         "join_gone.html",
-        {"state": state, "program_phone": row.program_phone, "program_name": row.program_name},
+        {
+            "state": state,
+            "program_phone": row.program_phone,
+            "program_name": row.program_name,
+            "patient_page": True,
+        },
         status=410,
     )
 
 
 async def _invalid(request: web.Request) -> web.Response:
-    return await render(request, "join_gone.html", {"state": "invalid"}, status=404)
+    context = {"state": "invalid", "patient_page": True}
+    return await render(request, "join_gone.html", context, status=404)
 
 
 async def _enter(request: web.Request, row: Any) -> web.StreamResponse:
@@ -74,7 +80,12 @@ async def link_landing(request: web.Request) -> web.StreamResponse:
         return await _gone(request, state, row)
     session = await get_session(request)
     if row.join_requires_dob and session.get(DOB_OK) != row.id:
-        context = {"csrf": await csrf_token(request), "program_name": row.program_name}
+        context = {
+            "csrf": await csrf_token(request),
+            "program_name": row.program_name,
+            "program_phone": row.program_phone,
+            "patient_page": True,
+        }
         return await render(request, "join_dob.html", context)
     return await _enter(request, row)
 
@@ -117,6 +128,8 @@ async def link_dob(request: web.Request) -> web.StreamResponse:
     context = {
         "csrf": await csrf_token(request),
         "program_name": row.program_name,
+        "program_phone": row.program_phone,
+        "patient_page": True,
         "error": "That date does not match our records. Check it and try again.",
     }
     return await render(request, "join_dob.html", context, status=400)
@@ -135,7 +148,8 @@ async def checked_in(request: web.Request) -> web.Response:
     session = await get_session(request)
     link_id = session.get(LINK)
     if not isinstance(link_id, str):
-        return await render(request, "join_gone.html", {"state": "no_link"}, status=401)
+        context = {"state": "no_link", "patient_page": True}
+        return await render(request, "join_gone.html", context, status=401)
     now = request.app[CLOCK].now()
     async with request.app[ENGINE].connect() as conn:
         row = await joinlinks.get(conn, link_id)
@@ -147,7 +161,7 @@ async def checked_in(request: web.Request) -> web.Response:
             return await render(
                 request,
                 "join_gone.html",
-                {"state": "moved", "program_phone": row.program_phone},
+                {"state": "moved", "program_phone": row.program_phone, "patient_page": True},
                 status=409,
             )
         state = joinlinks.link_state(row, now)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from rooms.consent import Missing
 from rooms.model import Identity, RoomRole
 from server import catalog, consent_ledger, joinlinks
-from server.appkeys import CLOCK, ENGINE, KEYRING
+from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.auth import current_staff
 from server.checkin_store import checkin_complete, staff_status
 from server.consent_templates import missing_for, session_terms
@@ -149,7 +149,9 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
         missing = await missing_for(conn, request.app[KEYRING], link.patient_id, terms)
         if missing:
             raise ConsentRequired(missing)
-        if not await checkin_complete(conn, session_id, link.patient_id, request.app[CLOCK].now()):
+        window = dt.timedelta(minutes=request.app[SETTINGS].checkin_location_window_minutes)
+        now = request.app[CLOCK].now()
+        if not await checkin_complete(conn, session_id, link.patient_id, now, window):
             raise CheckinRequired()
         names = await catalog.display_names(conn, request.app[KEYRING], [link.patient_id])
         current = await consent_ledger.standing(conn, request.app[KEYRING], link.patient_id)

@@ -36,6 +36,10 @@ POSTGRES_ADMIN_URL = os.environ.get(
 CHROMIUM = "/usr/bin/chromium"
 # The per-session form token every HTML form carries.
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+# The demo's group meets at 18:00 on four weekdays, so its next session may be days away
+# when a test runs: test servers open the check-in's location step two weeks ahead, and
+# the tests of that window start a server with the real default.
+TEST_ENV = {"IOP_CHECKIN_LOCATION_WINDOW_MINUTES": str(14 * 24 * 60)}
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
@@ -172,7 +176,8 @@ def make_settings(
 ) -> Settings:
     """Settings for a test server on loopback."""
     return Settings.from_env(
-        (extra or {})
+        TEST_ENV
+        | (extra or {})
         | {
             "IOP_HOST": "127.0.0.1",
             "IOP_PORT": str(port),

@@ -20,7 +20,7 @@ ANSWERS = {
     "Thoughts that you would be better off dead": "Several days",
     "wished you were dead": "Yes",
     "actual thoughts of killing yourself": "Yes",
-    "thinking about how you might do this": "No",
+    "thinking about how you might kill yourself": "No",
     "some intention of acting on them": "Yes",
     "worked out the details": "No",
     "prepared to do anything to end your life": "No",
@@ -28,6 +28,10 @@ ANSWERS = {
 
 
 async def _answer(page: Any) -> None:
+    intro = page.get_by_role("button", name="Continue to the questions")
+    if await intro.count():  # the introduction before the suicide questions
+        await intro.click()
+        return
     text = await page.locator(".qtext").inner_text()
     choice = next((a for q, a in ANSWERS.items() if q in text), "Not at all")
     await page.get_by_label(choice, exact=True).check()
@@ -55,6 +59,10 @@ async def test_a_high_risk_check_in_reaches_the_clinician_before_admission(
     )
     await phone.get_by_role("group", name="Can your support person").get_by_label("Yes").check()
     await phone.get_by_role("group", name="private space").get_by_label("Yes").check()
+    await phone.get_by_role("button", name="Continue").click()
+    # The ZIP code is read from the end of the address and shown back to be confirmed.
+    await expect(phone.get_by_text("Check the ZIP code we read").first).to_be_visible()
+    assert await phone.get_by_label("ZIP code of where you are").input_value() == "95814"
     await phone.get_by_role("button", name="Continue").click()
 
     await expect(phone.get_by_text("Question 1 of")).to_be_visible()

@@ -38,6 +38,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/checkin"): frozenset({PATIENT}),
     ("POST", "/checkin/safety"): frozenset({PATIENT}),
     ("POST", "/checkin/answer"): frozenset({PATIENT}),
+    ("POST", "/help"): frozenset({PATIENT}),
     ("POST", "/patients/{patient_id}/safety-check"): CARE,
     ("GET", "/patients/{patient_id}/measures"): CARE,
     ("GET", "/patients/{patient_id}/safety-plan"): CARE,

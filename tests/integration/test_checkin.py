@@ -27,6 +27,7 @@ ALL_CLEAR = {
 SAFETY = {
     "where": "new",
     "address": "77 Checkin Road, Fresno, CA 93701",
+    "zip": "93701",
     "county": "Fresno",
     "callback_phone": "(555) 010-0177",
     "support_reachable": "yes",
@@ -64,11 +65,16 @@ async def _answer_all(phone: aiohttp.ClientSession, answers: dict[str, str]) -> 
         if page.status == 303:
             return "done"
         text = await page.text()
+        token = CSRF.search(text)
+        assert token is not None
+        intro = re.search(r'name="introduced" value="([a-z0-9_]+)"', text)
+        if intro is not None:  # the screen before the suicide questions
+            data = {"csrf_token": token.group(1), "introduced": intro.group(1)}
+            await phone.post("/checkin/answer", data=data, allow_redirects=False)
+            continue
         qid = re.search(r'name="qid" value="([a-z0-9_]+)"', text)
         assert qid is not None, text[:400]
         value = answers.get(qid.group(1), "no" if qid.group(1).startswith("cssrs") else "0")
-        token = CSRF.search(text)
-        assert token is not None
         response = await phone.post(
             "/checkin/answer",
             data={"csrf_token": token.group(1), "qid": qid.group(1), "answer": value},
