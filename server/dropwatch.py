@@ -142,6 +142,7 @@ class DropPrompts:
                 # Sending the phones and address to the facilitators is a read of safety data.
                 await audit.record(
                     conn,
+                    app[KEYRING],
                     actor=audit.SYSTEM,
                     action="safety.drop_prompt",
                     now=now,
@@ -226,6 +227,7 @@ class DropPrompts:
                 raise protocol.ProtocolError("conflict", str(exc)) from None
             await audit.record(
                 conn,
+                app[KEYRING],
                 actor=actor,
                 action="crisis.step_recorded",
                 now=now,
