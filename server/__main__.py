@@ -36,6 +36,7 @@ from server.phi import (
     load_keyring,
 )
 from server.storage.engine import create_engine
+from server.storage.migrate import MigrationRefusedError
 from server.structure_store import templates as all_templates
 from server.supervisor import supervise
 
@@ -181,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         if workers is not None:
             return _supervise(settings, keyring, workers, demo_if_empty=demo_if_empty)
         return _serve(settings, keyring, demo_if_empty=demo_if_empty)
+    except MigrationRefusedError as exc:
+        print(f"database migration refused: {exc}", file=sys.stderr)
+        log.error("startup.migration_refused")
+        return 1
     except (SQLAlchemyError, OSError) as exc:
         print(f"cannot reach the database: {type(exc).__name__}", file=sys.stderr)
         log.error("startup.failed", error_type=type(exc).__name__)

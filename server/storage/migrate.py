@@ -21,6 +21,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 STARTUP_LOCK = 0x10F_5E55
 
 
+class MigrationRefusedError(Exception):
+    """A migration will not run on this database as it is; nothing was changed."""
+
+
 def alembic_config() -> Config:
     """The Alembic configuration, without an alembic.ini on disk."""
     config = Config()

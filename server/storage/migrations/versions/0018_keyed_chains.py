@@ -29,6 +29,7 @@ from server import audit, consent_ledger, crisis_store
 from server.chain import GENESIS, head_values
 from server.phi import DecryptionError, Keyring, verify_signature
 from server.rowmac import ChainSpec, plain_values, sign_with
+from server.storage.migrate import MigrationRefusedError
 from server.storage.tables import (
     audit_head,
     audit_log,
@@ -72,10 +73,6 @@ OLD_CRISIS_FIELDS = (
     "at",
     "payload",
 )
-
-
-class ChainRefusedError(Exception):
-    """A chain does not verify under the old scheme, or no key is at hand to re-MAC it."""
 
 
 def _old_hash(fields_list: tuple[str, ...], prev_hash: str, fields: dict[str, Any]) -> str:
@@ -148,7 +145,7 @@ def _verify_old(bind: Connection, keyring: Keyring | None) -> None:
         expected_prev, expected_seq = GENESIS, 1
         for row in _rows(bind, spec.table):
             if keyring is None:
-                raise ChainRefusedError(
+                raise MigrationRefusedError(
                     f"{spec.name} has rows to re-MAC and no key file was given: "
                     "run `python -m server migrate`"
                 )
@@ -168,8 +165,8 @@ def _verify_old(bind: Connection, keyring: Keyring | None) -> None:
             raise _refused(spec, expected_seq, "rows after the last one present were removed")
 
 
-def _refused(spec: ChainSpec, seq: int, reason: str) -> ChainRefusedError:
-    return ChainRefusedError(
+def _refused(spec: ChainSpec, seq: int, reason: str) -> MigrationRefusedError:
+    return MigrationRefusedError(
         f"refusing to re-MAC {spec.name}: row {seq} fails the old hash check ({reason}); "
         "the database is left unchanged, restore it from a backup or investigate"
     )
