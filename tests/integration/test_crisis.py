@@ -370,8 +370,8 @@ async def test_the_timeline_chain_verifies_and_a_tampered_step_is_found(
             .values(actor_id=_staff_id(demo, "supervisor"))
         )
         broken = await crisis_store.verify(conn, crisis_server.keyring)
-    assert not broken.ok and broken.broken_at == 5
-    assert broken.reason == "row contents do not match its hash"
+    assert not broken.ok and (broken.broken_at, broken.column) == (5, "actor_id")
+    assert broken.describe() == "crisis_steps row 5: column actor_id does not match"
 
 
 async def test_crisis_verify_command_reports_an_intact_chain(
