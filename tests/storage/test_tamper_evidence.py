@@ -22,11 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from crisis.escalation import Concern
 from server import audit, chain, consent_ledger, crisis_store
 from server.demo import seed_demo
-from server.phi import Keyring, ensure_keyring
+from server.keyrotation import reencrypt
+from server.phi import Keyring, add_key, add_mac_key, ensure_keyring, load_keyring
 from server.rowmac import MAC_COLUMNS, ChainSpec
 from server.storage.engine import create_engine
 from server.storage.migrate import upgrade
-from server.storage.tables import crisis_events
+from server.storage.tables import audit_log, crisis_events
 
 NOW = dt.datetime(2026, 11, 23, 20, 0, tzinfo=dt.UTC)
 ACTOR = audit.Actor("staff", "00000000-0000-0000-0000-000000000001", "admin")
@@ -238,3 +239,21 @@ async def test_removing_the_last_rows_and_moving_the_head_back_is_caught(
         await conn.execute(head.update().values(seq=count - 1, hash=getattr(tail, spec.digest)))
     result = await _verify(written, name)
     assert (result.broken_at, result.column) == (count, "mac")
+
+
+async def test_after_a_key_rotation_new_rows_use_the_new_mac_key_and_old_rows_still_verify(
+    written: Written, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "secret.key"
+    assert add_mac_key(key_file) == "m2"
+    add_key(key_file)
+    rotated = load_keyring(key_file)
+    # Sealed payloads and consent fields are re-encrypted; their MACs cover the plain values.
+    assert await reencrypt(written.engine, rotated) > 0
+    async with written.engine.begin() as conn:
+        seq = await audit.record(conn, rotated, actor=ACTOR, action="keys.rotated", now=NOW)
+        used = await conn.scalar(sa.select(audit_log.c.mac_key).where(audit_log.c.seq == seq))
+    assert used == "m2"
+    async with written.engine.connect() as conn:
+        for _, verify in CHAINS.values():
+            assert (await verify(conn, rotated)).ok
