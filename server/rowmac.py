@@ -68,10 +68,12 @@ def _frame(tag: bytes, body: bytes) -> bytes:
 
 def encode(value: Any, type_: sa.types.TypeEngine[Any] | None = None) -> bytes:
     """One value, type-tagged and length-prefixed; NULL is distinct from empty."""
-    if value is UNREADABLE:
-        return _frame(b"!", b"")
     if value is None:
         return _frame(b"N", b"")
+    if type(value) is str and (type_ is None or isinstance(type_, sa.String)):
+        return _frame(b"S", value.encode("utf-8"))  # the common case, first
+    if value is UNREADABLE:
+        return _frame(b"!", b"")
     if isinstance(type_, sa.JSON):
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return _frame(b"J", text.encode("utf-8"))

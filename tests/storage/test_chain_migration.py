@@ -65,7 +65,9 @@ async def _write_old_rows(conn: AsyncConnection, keyring: Keyring) -> None:
     program = await catalog.create_program(conn, ProgramIn(name="P", phone="(555) 010-0100"), NOW)
     clinician = await catalog.create_staff(
         conn,
-        InviteIn(program_id=program["id"], email="c@example.org", display_name="C", role="clinician"),
+        InviteIn(
+            program_id=program["id"], email="c@example.org", display_name="C", role="clinician"
+        ),
         "not-a-real-hash",
         NOW,
     )

@@ -227,6 +227,8 @@ def downgrade() -> None:
     for spec, old_hash in CHAINS[:2]:
         prev = GENESIS
         for row in _rows(bind, spec.table):
+            if keyring is None:
+                raise MigrationRefusedError(f"{spec.name} has rows to re-hash and no key file")
             fields = dict(row._mapping) | {"prev_hash": prev}
             digest = old_hash(keyring, _Row(fields))
             bind.execute(
