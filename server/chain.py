@@ -121,9 +121,6 @@ async def walk(
             expected_seq, rows, last = expected_seq + 1, rows + 1, row.seq
     tip = (await conn.execute(sa.select(spec.head).where(spec.head.c.id == 1))).one()
     key = keyring.mac_key(str(tip.mac_key)) if tip.mac_key is not None else None
-    never_written = tip.mac is None and tip.seq == 0 and rows == 0
-    if never_written:
-        return Verification(rows, table=name)
     if key is None or tip.mac != head_mac(spec, key, str(tip.mac_key), int(tip.seq), tip.hash):
         return broken(rows + 1, "the chain head does not match its MAC", "mac")
     if tip.seq != rows or tip.hash != expected_prev:

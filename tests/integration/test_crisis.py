@@ -396,6 +396,22 @@ async def test_crisis_verify_command_reports_an_intact_chain(
     )
     assert done.returncode == 0, done.stderr
     assert "crisis timelines intact: 4 steps" in done.stdout
+    async with crisis_server.app[ENGINE].begin() as conn:
+        await conn.execute(crisis_steps.update().where(crisis_steps.c.seq == 2).values(kind="x"))
+    broken = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "server", "crisis", "verify"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert broken.returncode == 1
+    assert broken.stdout.splitlines() == [
+        "crisis timelines broken: crisis_steps row 2: column kind does not match"
+    ]
 
 
 # Webhook -----------------------------------------------------------------------------------

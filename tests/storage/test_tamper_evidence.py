@@ -257,3 +257,15 @@ async def test_after_a_key_rotation_new_rows_use_the_new_mac_key_and_old_rows_st
     async with written.engine.connect() as conn:
         for _, verify in CHAINS.values():
             assert (await verify(conn, rotated)).ok
+
+
+@pytest.mark.parametrize("name", list(CHAINS))
+async def test_emptying_a_chain_and_resetting_its_head_is_caught(
+    written: Written, name: str
+) -> None:
+    spec = CHAINS[name][0]
+    async with written.engine.begin() as conn:
+        await conn.execute(spec.table.delete())
+        await conn.execute(spec.head.update().values(seq=0, hash=chain.GENESIS, mac=None))
+    result = await _verify(written, name)
+    assert (result.broken_at, result.column) == (1, "mac")

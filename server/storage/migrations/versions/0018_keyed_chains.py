@@ -216,8 +216,8 @@ def upgrade() -> None:
             batch.add_column(sa.Column("mac", sa.String(64), nullable=True))
     if keyring is not None:
         _remac(bind, keyring)
-    # Without a key the chains are empty (checked above); their heads get a MAC at the
-    # first append.
+    # Without a key (tests that build a schema only) the chains are empty, checked above;
+    # their heads get a MAC at the first append, and until then do not verify.
 
 
 def downgrade() -> None:
