@@ -46,7 +46,6 @@ depends_on = None
 
 MAC_VERSION = 1
 ROW_MAC_COLUMNS = ("mac_version", "mac_key", "column_macs")
-HEAD_MAC_COLUMNS = ("mac_key", "mac")
 
 # The old scheme, frozen as it was written: SHA-256 over the previous hash and canonical
 # JSON of these fields (crisis payloads by their plain value).
@@ -86,16 +85,18 @@ def _old_hash(fields_list: tuple[str, ...], prev_hash: str, fields: dict[str, An
     return hashlib.sha256((prev_hash + text).encode("ascii")).hexdigest()
 
 
-def _old_columns(table: sa.Table) -> list[sa.Column[Any]]:
-    added = {*ROW_MAC_COLUMNS, "mac"}
-    return [column for column in table.c if column.name not in added]
+def _old_columns(spec: ChainSpec) -> list[sa.Column[Any]]:
+    # Exactly the columns that exist at this revision, whatever later revisions add.
+    names = dict.fromkeys((*spec.versions[MAC_VERSION], spec.digest))
+    return [spec.table.c[name] for name in names]
 
 
-def _rows(bind: Connection, table: sa.Table) -> Iterator[Any]:
+def _rows(bind: Connection, spec: ChainSpec) -> Iterator[Any]:
+    table = spec.table
     last = 0
     while True:
         found = bind.execute(
-            sa.select(*_old_columns(table))
+            sa.select(*_old_columns(spec))
             .where(table.c.seq > last)
             .order_by(table.c.seq)
             .limit(500)
@@ -143,7 +144,7 @@ CHAINS: tuple[tuple[ChainSpec, Callable[[Keyring | None, Any], str]], ...] = (
 def _verify_old(bind: Connection, keyring: Keyring | None) -> None:
     for spec, old_hash in CHAINS:
         expected_prev, expected_seq = GENESIS, 1
-        for row in _rows(bind, spec.table):
+        for row in _rows(bind, spec):
             if keyring is None:
                 raise MigrationRefusedError(
                     f"{spec.name} has rows to re-MAC and no key file was given: "
@@ -180,7 +181,7 @@ def _remac(bind: Connection, keyring: Keyring) -> None:
         # Audit and crisis rows link by their MAC, so each row's link changes with the one
         # before it; the consent ledger keeps its public hash chain and gains a MAC beside it.
         relinks = spec.mac_column == spec.digest
-        for row in _rows(bind, table):
+        for row in _rows(bind, spec):
             values = plain_values(spec, keyring, row)
             if relinks:
                 values[spec.link] = prev
@@ -226,7 +227,7 @@ def downgrade() -> None:
     # Back to the old unkeyed hashes (the old code verifies those), then drop the MACs.
     for spec, old_hash in CHAINS[:2]:
         prev = GENESIS
-        for row in _rows(bind, spec.table):
+        for row in _rows(bind, spec):
             if keyring is None:
                 raise MigrationRefusedError(f"{spec.name} has rows to re-hash and no key file")
             fields = dict(row._mapping) | {"prev_hash": prev}
