@@ -30,11 +30,13 @@ from server.phi import (
     KeyFileError,
     Keyring,
     add_key,
+    add_mac_key,
     add_signing_key,
     ensure_keyring,
     load_keyring,
 )
 from server.storage.engine import create_engine
+from server.storage.migrate import MigrationRefusedError
 from server.structure_store import templates as all_templates
 from server.supervisor import supervise
 
@@ -77,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="PHI encryption keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
     rotate = keys_commands.add_parser(
-        "rotate", help="add a new key and re-encrypt every PHI value under it"
+        "rotate",
+        help="add a new PHI key and re-encrypt every PHI value under it; add a new chain MAC "
+        "key for new rows (old rows keep verifying under theirs)",
     )
     rotate.add_argument("--batch", type=int, default=200, help="rows per transaction")
     keys_commands.add_parser(
@@ -85,18 +89,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     consent = commands.add_parser("consent", help="the consent ledger")
     consent_commands = consent.add_subparsers(dest="consent_command", required=True)
-    consent_commands.add_parser("verify", help="check the chain and every signature")
+    consent_commands.add_parser(
+        "verify", help="check every row's keyed MAC, the chain and every signature"
+    )
     export = consent_commands.add_parser("export", help="one patient's consents as JSON")
     export.add_argument("--patient", required=True, help="patient id")
     templates_cmd = commands.add_parser("templates", help="session templates")
     templates_cmd.add_argument("--json", action="store_true", help="print them as a JSON array")
     audit_cmd = commands.add_parser("audit", help="the audit trail")
     audit_commands = audit_cmd.add_subparsers(dest="audit_command", required=True)
-    audit_commands.add_parser("verify", help="walk the hash chain and report the first broken row")
+    audit_commands.add_parser(
+        "verify",
+        help="check every row's keyed MAC and the chain; name the first changed row and column",
+    )
     crisis_cmd = commands.add_parser("crisis", help="the crisis event timelines")
     crisis_commands = crisis_cmd.add_subparsers(dest="crisis_command", required=True)
     crisis_commands.add_parser(
-        "verify", help="walk the crisis timeline chain and report the first broken step"
+        "verify",
+        help="check every step's keyed MAC and the chain; name the first changed step and column",
     )
     return parser
 
@@ -165,13 +175,17 @@ def main(argv: list[str] | None = None) -> int:
         if command == "consent":
             return asyncio.run(_consent(settings, keyring, args))
         if command == "audit":
-            return asyncio.run(_verify_audit(settings))
+            return asyncio.run(_verify_audit(settings, keyring))
         if command == "crisis":
             return asyncio.run(_verify_crisis(settings, keyring))
         demo_if_empty = getattr(args, "demo_if_empty", False)
         if workers is not None:
             return _supervise(settings, keyring, workers, demo_if_empty=demo_if_empty)
         return _serve(settings, keyring, demo_if_empty=demo_if_empty)
+    except MigrationRefusedError as exc:
+        print(f"database migration refused: {exc}", file=sys.stderr)
+        log.error("startup.migration_refused")
+        return 1
     except (SQLAlchemyError, OSError) as exc:
         print(f"cannot reach the database: {type(exc).__name__}", file=sys.stderr)
         log.error("startup.failed", error_type=type(exc).__name__)
@@ -181,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
 async def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
     engine = create_engine(settings.database_url)
     try:
-        await prepare_database(engine, utcnow())
+        # The migration that keys the chains re-MACs existing rows with the key file's key.
+        await prepare_database(engine, utcnow(), load_keyring(settings.secret_key_file))
         return await work(engine)
     finally:
         await engine.dispose()
@@ -221,6 +236,7 @@ async def _demo(settings: Settings, keyring: Keyring, *, as_json: bool) -> int:
 
 async def _rotate(settings: Settings, batch: int) -> int:
     key_id = add_key(settings.secret_key_file)
+    mac_key_id = add_mac_key(settings.secret_key_file)
     keyring = load_keyring(settings.secret_key_file)
 
     async def work(engine: Any) -> int:
@@ -228,25 +244,29 @@ async def _rotate(settings: Settings, batch: int) -> int:
         async with engine.begin() as conn:
             await audit.record(
                 conn,
+                keyring,
                 actor=audit.SYSTEM,
                 action="keys.rotated",
                 now=utcnow(),
-                detail={"key_id": key_id, "rewritten": count},
+                detail={"key_id": key_id, "mac_key_id": mac_key_id, "rewritten": count},
             )
-        print(f"new key {key_id} is current; re-encrypted {count} values")
+        print(
+            f"new key {key_id} is current; re-encrypted {count} values; "
+            f"new chain rows are MACed with {mac_key_id}"
+        )
         return 0
 
     return await _with_engine(settings, work)
 
 
-async def _verify_audit(settings: Settings) -> int:
+async def _verify_audit(settings: Settings, keyring: Keyring) -> int:
     async def work(engine: Any) -> int:
         async with engine.connect() as conn:
-            result = await audit.verify(conn)
+            result = await audit.verify(conn, keyring)
         if result.ok:
             print(f"audit trail intact: {result.rows} rows")
             return 0
-        print(f"audit trail broken at row {result.broken_at}: {result.reason}")
+        print(f"audit trail broken: {result.describe()}")
         return 1
 
     return await _with_engine(settings, work)
@@ -259,7 +279,7 @@ async def _verify_crisis(settings: Settings, keyring: Keyring) -> int:
         if result.ok:
             print(f"crisis timelines intact: {result.rows} steps")
             return 0
-        print(f"crisis timelines broken at step {result.broken_at}: {result.reason}")
+        print(f"crisis timelines broken: {result.describe()}")
         return 1
 
     return await _with_engine(settings, work)
@@ -292,7 +312,7 @@ async def _consent(settings: Settings, keyring: Keyring, args: argparse.Namespac
         if result.ok:
             print(f"consent ledger intact: {result.rows} rows, every signature valid")
             return 0
-        print(f"consent ledger broken at row {result.broken_at}: {result.reason}")
+        print(f"consent ledger broken: {result.describe()}")
         return 1
 
     return await _with_engine(settings, work)

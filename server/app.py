@@ -124,11 +124,14 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     return app
 
 
-async def prepare_database(engine: AsyncEngine, now: dt.datetime) -> str | None:
+async def prepare_database(
+    engine: AsyncEngine, now: dt.datetime, keyring: Keyring | None = None
+) -> str | None:
     """Migrate, then install what ships with the code (consent texts, session templates,
     example directory rows); safe when several nodes start at once. The revision now current.
+    `keyring` is needed when a migration re-MACs existing chained rows.
     """
-    revision = await upgrade(engine)
+    revision = await upgrade(engine, keyring=keyring)
     async with engine.begin() as conn:
         await startup_lock(conn)
         await ensure_shipped(conn, now)
@@ -140,7 +143,7 @@ async def prepare_database(engine: AsyncEngine, now: dt.datetime) -> str | None:
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = create_engine(settings.database_url)
-    revision = await prepare_database(engine, app[CLOCK].now())
+    revision = await prepare_database(engine, app[CLOCK].now(), app[KEYRING])
     log.info("storage.ready", engine=engine.dialect.name, revision=revision)
     app[ENGINE] = engine
     try:

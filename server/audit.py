@@ -1,10 +1,8 @@
-"""The audit trail: append-only rows, each hash-chained to the one before it."""
+"""The audit trail: append-only rows, each MAC-chained to the one before it."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,21 +10,32 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import chain
+from server.phi import Keyring
+from server.rowmac import ChainSpec, sign
 from server.storage.tables import audit_head, audit_log
 
 GENESIS = chain.GENESIS
-HASHED_FIELDS = (
-    "seq",
-    "at",
-    "actor_type",
-    "actor_id",
-    "actor_role",
-    "action",
-    "target_type",
-    "target_id",
-    "outcome",
-    "request_id",
-    "detail",
+# Every stored column, by column-list version (server/rowmac.py): a migration that adds a
+# column adds a version here and leaves the old ones, so rows written before still verify.
+CHAIN = ChainSpec(
+    audit_log,
+    audit_head,
+    versions={
+        1: (
+            "prev_hash",
+            "seq",
+            "at",
+            "actor_type",
+            "actor_id",
+            "actor_role",
+            "action",
+            "target_type",
+            "target_id",
+            "outcome",
+            "request_id",
+            "detail",
+        ),
+    },
 )
 
 
@@ -42,23 +51,9 @@ class Actor:
 SYSTEM = Actor("system")
 
 
-def _canonical(fields: dict[str, Any]) -> str:
-    values = {}
-    for name in HASHED_FIELDS:
-        value = fields.get(name)
-        if isinstance(value, dt.datetime):
-            value = value.astimezone(dt.UTC).isoformat(timespec="microseconds")
-        values[name] = value
-    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def row_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    """SHA-256 over the previous hash and the row's canonical serialization."""
-    return hashlib.sha256((prev_hash + _canonical(fields)).encode("ascii")).hexdigest()
-
-
 async def record(
     conn: AsyncConnection,
+    keyring: Keyring,
     *,
     actor: Actor,
     action: str,
@@ -83,18 +78,17 @@ async def record(
         "outcome": outcome,
         "request_id": request_id,
         "detail": detail,
+        "prev_hash": prev_hash,
     }
-    digest = row_hash(prev_hash, fields)
-    await conn.execute(audit_log.insert().values(**fields, prev_hash=prev_hash, hash=digest))
-    await chain.set_head(conn, audit_head, digest)
+    fields |= sign(CHAIN, keyring, fields)
+    await conn.execute(audit_log.insert().values(**fields))
+    await chain.set_head(conn, CHAIN, keyring, seq, fields["hash"])
     return seq
 
 
-async def verify(conn: AsyncConnection) -> chain.Verification:
-    """Walk the whole chain and report the first row that does not hold."""
-    return await chain.walk(
-        conn, audit_log, audit_head, lambda row: row_hash(row.prev_hash, dict(row._mapping))
-    )
+async def verify(conn: AsyncConnection, keyring: Keyring) -> chain.Verification:
+    """Walk the whole chain and report the first row, and column, that does not hold."""
+    return await chain.walk(conn, CHAIN, keyring)
 
 
 async def rows_for(conn: AsyncConnection, target_type: str, target_id: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from aiohttp_session import Session, get_session, new_session
 from multidict import MultiDict
 
 from server import accounts, audit, staff_sockets
-from server.appkeys import CLOCK, ENGINE, SETTINGS
+from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.middleware import REQUEST_ID, ApiError, wants_json
 from server.permissions import Action, Role, allowed
 
@@ -307,6 +307,7 @@ async def audit_event(
         actor = who.actor if who is not None else audit.Actor("anonymous")
     await audit.record(
         conn,
+        request.app[KEYRING],
         actor=actor,
         action=action,
         now=request.app[CLOCK].now(),

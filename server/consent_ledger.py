@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from rooms.consent import Standing, current_consents, row_hash
 from server import chain
 from server.phi import Keyring, verify_signature
+from server.rowmac import ChainSpec, sign
 from server.storage.tables import consent_events, consent_head
 
 SEALED = ("signature", "context", "reason")
@@ -47,6 +49,25 @@ def context_for(seq: int, field: str) -> str:
     return f"consent/{seq}/{field}"
 
 
+# The keyed MAC covers every stored column, the public hash and signature included;
+# sealed fields by their plain value so re-encryption leaves it intact.
+CHAIN = ChainSpec(
+    consent_events,
+    consent_head,
+    versions={
+        1: (
+            "prev_hash",
+            *(f"{name}_enc" if name in SEALED else name for name in HASHED),
+            "hash",
+            "key_id",
+            "signature",
+        ),
+    },
+    mac_column="mac",
+    sealed={f"{name}_enc": partial(context_for, field=name) for name in SEALED},
+)
+
+
 async def append(conn: AsyncConnection, keyring: Keyring, **fields: Any) -> int:
     """Append one event inside the caller's transaction; return its seq."""
     seq, prev_hash = await chain.bump_head(conn, consent_head)
@@ -58,12 +79,10 @@ async def append(conn: AsyncConnection, keyring: Keyring, **fields: Any) -> int:
     stored = {name: value for name, value in plain.items() if name not in SEALED}
     for name in SEALED:
         stored[f"{name}_enc"] = keyring.seal_optional(plain[name], context=context_for(seq, name))
-    await conn.execute(
-        consent_events.insert().values(
-            **stored, prev_hash=prev_hash, hash=digest, key_id=key_id, signature=signature
-        )
-    )
-    await chain.set_head(conn, consent_head, digest)
+    stored |= {"prev_hash": prev_hash, "hash": digest, "key_id": key_id, "signature": signature}
+    macs = sign(CHAIN, keyring, stored | {f"{name}_enc": plain[name] for name in SEALED})
+    await conn.execute(consent_events.insert().values(**stored, **macs))
+    await chain.set_head(conn, CHAIN, keyring, seq, digest)
     return seq
 
 
@@ -104,7 +123,7 @@ async def standing(conn: AsyncConnection, keyring: Keyring, patient_id: str) -> 
 
 
 async def verify(conn: AsyncConnection, keyring: Keyring) -> chain.Verification:
-    """Check every row's chain link, hash and Ed25519 signature, in order."""
+    """Check every row's MACs, chain link, public hash and Ed25519 signature, in order."""
     public = keyring.public_keys()
 
     def signature_problem(row: Any) -> str | None:
@@ -113,13 +132,14 @@ async def verify(conn: AsyncConnection, keyring: Keyring) -> chain.Verification:
             return "signature does not verify"
         return None
 
-    return await chain.walk(
-        conn,
-        consent_events,
-        consent_head,
-        lambda row: row_hash(row.prev_hash, _plain(keyring, row)),
-        signature_problem,
-    )
+    def public_problem(row: Any) -> str | None:
+        # The keyed MAC already covers every column; the public hash and signature are what
+        # an offline check relies on, so they are checked as such too.
+        if row_hash(row.prev_hash, _plain(keyring, row)) != row.hash:
+            return "row contents do not match its hash"
+        return signature_problem(row)
+
+    return await chain.walk(conn, CHAIN, keyring, public_problem)
 
 
 async def export(conn: AsyncConnection, keyring: Keyring, patient_id: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Crisis events in storage: the hash-chained timeline, durable deadlines, the outbox.
+"""Crisis events in storage: the MAC-chained timeline, durable deadlines, the outbox.
 
 Every function runs inside the caller's transaction. Changes to one event take that
 event's row lock first (`FOR UPDATE` on PostgreSQL; SQLite's single writer otherwise), so
@@ -8,7 +8,6 @@ an acknowledgement and a firing deadline never both win.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import replace
 from typing import Any
@@ -21,7 +20,8 @@ from crisis.escalation import Concern
 from crisis.ledger import Event, Step
 from server import audit, chain, crisis_publish, oncall
 from server.catalog import new_id
-from server.phi import DecryptionError, Keyring
+from server.phi import Keyring
+from server.rowmac import ChainSpec, sign
 from server.storage.tables import (
     crisis_events,
     crisis_head,
@@ -33,8 +33,6 @@ from server.storage.tables import (
     staff,
 )
 
-HASHED_FIELDS = ("seq", "event_id", "step_no", "kind", "actor_type", "actor_id", "at", "payload")
-
 
 class EventNotFoundError(Exception):
     """No crisis event has that id."""
@@ -45,19 +43,26 @@ def step_context(seq: int) -> str:
     return f"crisis_steps/{seq}"
 
 
-def _canonical(fields: dict[str, Any]) -> str:
-    values = {}
-    for name in HASHED_FIELDS:
-        value = fields.get(name)
-        if isinstance(value, dt.datetime):
-            value = value.astimezone(dt.UTC).isoformat(timespec="microseconds")
-        values[name] = value
-    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def row_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    """SHA-256 over the previous hash and the step's canonical form (plain payload)."""
-    return hashlib.sha256((prev_hash + _canonical(fields)).encode("ascii")).hexdigest()
+# Every stored column, by column-list version; the payload is MACed by its plain value so
+# re-encryption under a new key leaves the chain intact.
+CHAIN = ChainSpec(
+    crisis_steps,
+    crisis_head,
+    versions={
+        1: (
+            "prev_hash",
+            "seq",
+            "event_id",
+            "step_no",
+            "kind",
+            "actor_type",
+            "actor_id",
+            "at",
+            "payload_enc",
+        ),
+    },
+    sealed={"payload_enc": step_context},
+)
 
 
 def _event(row: Any) -> Event:
@@ -139,33 +144,25 @@ async def append_steps(
             "actor_id": actor.id,
             "at": at.astimezone(dt.UTC),
         }
-        digest = row_hash(prev_hash, fields | {"payload": payload})
+        macs = sign(CHAIN, keyring, fields | {"prev_hash": prev_hash, "payload_enc": payload})
         rows.append(
             {
                 **fields,
+                **macs,
                 "payload_enc": keyring.seal(payload, context=step_context(seq)),
                 "prev_hash": prev_hash,
-                "hash": digest,
             }
         )
         numbers.append(step_no)
-        prev_hash = digest
+        prev_hash = macs["hash"]
     await conn.execute(crisis_steps.insert(), rows)
-    await chain.set_head(conn, crisis_head, prev_hash)
+    await chain.set_head(conn, CHAIN, keyring, first_seq + len(steps) - 1, prev_hash)
     return numbers
 
 
 async def verify(conn: AsyncConnection, keyring: Keyring) -> chain.Verification:
-    """Walk the crisis timeline chain and report the first step that does not hold."""
-
-    def digest(row: Any) -> str:
-        try:
-            payload = keyring.open(row.payload_enc, context=step_context(row.seq))
-        except DecryptionError:
-            return ""  # a payload swapped in from another row cannot match its hash
-        return row_hash(row.prev_hash, dict(row._mapping) | {"payload": payload})
-
-    return await chain.walk(conn, crisis_steps, crisis_head, digest)
+    """Walk the crisis timeline chain and report the first step, and column, that does not hold."""
+    return await chain.walk(conn, CHAIN, keyring)
 
 
 # Outbox ------------------------------------------------------------------------------------

@@ -180,6 +180,7 @@ async def seed_demo(
             oncall_out.append({"role": role, "staff_id": staff_id, "id": shift["id"]})
         await audit.record(
             conn,
+            keyring,
             actor=audit.SYSTEM,
             action="demo.seeded",
             now=now,

@@ -193,6 +193,7 @@ class DropPrompts:
                 # Sending the phones and address to the facilitators is a read of safety data.
                 await audit.record(
                     conn,
+                    app[KEYRING],
                     actor=audit.SYSTEM,
                     action="safety.drop_prompt",
                     now=now,
@@ -294,6 +295,7 @@ class DropPrompts:
                 raise protocol.ProtocolError("conflict", str(exc)) from None
             await audit.record(
                 conn,
+                app[KEYRING],
                 actor=actor,
                 action="crisis.step_recorded",
                 now=now,

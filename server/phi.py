@@ -46,6 +46,10 @@ class Keyring:
     # Ed25519 keys that sign consent records, by id (private keys, raw 32 bytes).
     signing_keys: dict[str, bytes] = field(default_factory=dict)
     signing_current: str = ""
+    # HMAC-SHA256 keys that key the record chains (server/rowmac.py), by id. Old keys stay
+    # so rows written under them keep verifying; history is never re-MACed by a rotation.
+    mac_keys: dict[str, bytes] = field(default_factory=dict)
+    mac_current: str = ""
 
     def _reload(self) -> None:
         if self.path is None:
@@ -55,6 +59,8 @@ class Keyring:
         self.current = fresh.current
         self.signing_keys = fresh.signing_keys
         self.signing_current = fresh.signing_current
+        self.mac_keys = fresh.mac_keys
+        self.mac_current = fresh.mac_current
         self.mtime_ns = fresh.mtime_ns
 
     def _follow_file(self) -> None:
@@ -90,7 +96,10 @@ class Keyring:
         key = self.phi_keys.get(key_id)
         if key is None:
             raise DecryptionError(f"unknown key id {key_id!r}")
-        raw = base64.urlsafe_b64decode(payload.encode("ascii"))
+        try:
+            raw = base64.urlsafe_b64decode(payload.encode("ascii"))
+        except ValueError:
+            raise DecryptionError("not an encrypted value") from None
         try:
             plain = AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
         except InvalidTag:
@@ -114,6 +123,17 @@ class Keyring:
             ).decode("ascii")
             for kid, raw in self.signing_keys.items()
         }
+
+    def current_mac_key(self) -> tuple[str, bytes]:
+        """The key new chain rows are MACed with: (key id, key)."""
+        self._follow_file()
+        return self.mac_current, self.mac_keys[self.mac_current]
+
+    def mac_key(self, key_id: str) -> bytes | None:
+        """A chain MAC key by id (re-reading the file for an id not yet seen), or None."""
+        if key_id not in self.mac_keys:
+            self._reload()
+        return self.mac_keys.get(key_id)
 
     def seal_optional(self, plaintext: str | None, *, context: str) -> str | None:
         """`seal`, passing None through."""
@@ -156,6 +176,8 @@ def new_keyring() -> Keyring:
         current="k1",
         signing_keys={"s1": _new_signing_key()},
         signing_current="s1",
+        mac_keys={"m1": secrets.token_bytes(32)},
+        mac_current="m1",
     )
 
 
@@ -190,6 +212,13 @@ def load_keyring(path: Path) -> Keyring:
     signing_current = str(data.get("signing_current") or "")
     if signing and signing_current not in signing:
         raise KeyFileError(f"{path}: signing_current names no key")
+    macs = {
+        str(kid): _unb64(value, f"mac key {kid}")
+        for kid, value in (data.get("mac_keys") or {}).items()
+    }
+    mac_current = str(data.get("mac_current") or "")
+    if macs and mac_current not in macs:
+        raise KeyFileError(f"{path}: mac_current names no key")
     return Keyring(
         session_key=_unb64(data.get("session_key"), "session_key"),
         phi_keys=keys,
@@ -198,6 +227,8 @@ def load_keyring(path: Path) -> Keyring:
         mtime_ns=path.stat().st_mtime_ns,
         signing_keys=signing,
         signing_current=signing_current,
+        mac_keys=macs,
+        mac_current=mac_current,
     )
 
 
@@ -211,6 +242,8 @@ def save_keyring(path: Path, keyring: Keyring) -> None:
             "phi_current": keyring.current,
             "signing_keys": {kid: _b64(key) for kid, key in keyring.signing_keys.items()},
             "signing_current": keyring.signing_current,
+            "mac_keys": {kid: _b64(key) for kid, key in keyring.mac_keys.items()},
+            "mac_current": keyring.mac_current,
         },
         indent=2,
     )
@@ -227,10 +260,15 @@ def ensure_keyring(path: Path) -> tuple[Keyring, bool]:
     """Load the key file, creating it on first start; say whether it was created."""
     if path.exists():
         keyring = load_keyring(path)
-        if not keyring.signing_keys:
-            # Key files from before consent signing gain their first signing key.
-            keyring.signing_keys = {"s1": _new_signing_key()}
-            keyring.signing_current = "s1"
+        if not keyring.signing_keys or not keyring.mac_keys:
+            # Key files from before consent signing or keyed chains gain their first key,
+            # before migrations run: the one that re-MACs the chains needs it.
+            if not keyring.signing_keys:
+                keyring.signing_keys = {"s1": _new_signing_key()}
+                keyring.signing_current = "s1"
+            if not keyring.mac_keys:
+                keyring.mac_keys = {"m1": secrets.token_bytes(32)}
+                keyring.mac_current = "m1"
             save_keyring(path, keyring)
             keyring = load_keyring(path)
         return keyring, False
@@ -245,6 +283,17 @@ def add_key(path: Path) -> str:
     key_id = f"k{number}"
     keyring.phi_keys[key_id] = AESGCM.generate_key(bit_length=256)
     keyring.current = key_id
+    save_keyring(path, keyring)
+    return key_id
+
+
+def add_mac_key(path: Path) -> str:
+    """Add a new chain MAC key and make it current; rows under old keys still verify."""
+    keyring = load_keyring(path)
+    numbers = [int(kid[1:]) for kid in keyring.mac_keys if kid[1:].isdigit()]
+    key_id = f"m{1 + max(numbers, default=0)}"
+    keyring.mac_keys[key_id] = secrets.token_bytes(32)
+    keyring.mac_current = key_id
     save_keyring(path, keyring)
     return key_id
 

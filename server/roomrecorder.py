@@ -172,7 +172,7 @@ class RoomRecorder:
                     for session_id, clock in clocks.items():
                         await save_clock(conn, session_id, clock, now)
                     for row in audits:
-                        await audit.record(conn, **row)
+                        await audit.record(conn, self._keyring, **row)
                     for session_id, patient_id, clinician_id, at in private_rooms:
                         event = await crisis_store.open_event_for(conn, patient_id, session_id)
                         if event is not None:

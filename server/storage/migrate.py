@@ -12,11 +12,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server.phi import Keyring
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Nodes starting at once (serve --workers, or several machines) migrate and install the
 # shipped rows one after another: PostgreSQL's transaction-scoped advisory lock, keyed by
 # this number, serialises them. SQLite is single-node and needs none.
 STARTUP_LOCK = 0x10F_5E55
+
+
+class MigrationRefusedError(Exception):
+    """A migration will not run on this database as it is; nothing was changed."""
 
 
 def alembic_config() -> Config:
@@ -26,13 +32,20 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> str | None:
-    """Bring the schema up to `revision`; return the revision now current."""
+async def upgrade(
+    engine: AsyncEngine, revision: str = "head", *, keyring: Keyring | None = None
+) -> str | None:
+    """Bring the schema up to `revision`; return the revision now current.
+
+    Migrations that re-MAC chained rows read `keyring` (the key file's keys); one that meets
+    rows and has no keyring refuses, and the whole upgrade rolls back.
+    """
 
     def run(connection: Connection) -> str | None:
         _lock(connection)
         config = alembic_config()
         config.attributes["connection"] = connection
+        config.attributes["keyring"] = keyring
         command.upgrade(config, revision)
         return MigrationContext.configure(connection).get_current_revision()
 

@@ -265,8 +265,12 @@ audit_log = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("request_id", sa.String(32), nullable=True),
     sa.Column("detail", sa.JSON(), nullable=True),
+    # The previous row's MAC and this row's (server/rowmac.py), keyed from the key file.
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("mac_version", sa.Integer(), nullable=True),
+    sa.Column("mac_key", sa.String(16), nullable=True),
+    sa.Column("column_macs", sa.Text(), nullable=True),
     sa.Index("ix_audit_log_target", "target_type", "target_id"),
 )
 
@@ -277,6 +281,8 @@ audit_head = sa.Table(
     sa.Column("id", sa.Integer(), primary_key=True),
     sa.Column("seq", sa.BigInteger(), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("mac_key", sa.String(16), nullable=True),
+    sa.Column("mac", sa.String(64), nullable=True),
 )
 
 # Every arrival, admission, drop, return and departure in a room, as it happened.
@@ -351,6 +357,12 @@ consent_events = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Column("key_id", sa.String(16), nullable=False),
     sa.Column("signature", sa.String(128), nullable=False),
+    # The public hash and signature above let a third party check an export offline; the
+    # keyed MAC below covers every column, them included (server/rowmac.py).
+    sa.Column("mac_version", sa.Integer(), nullable=True),
+    sa.Column("mac_key", sa.String(16), nullable=True),
+    sa.Column("column_macs", sa.Text(), nullable=True),
+    sa.Column("mac", sa.String(64), nullable=True),
     sa.Index("ix_consent_events_patient", "patient_id", "seq"),
 )
 
@@ -360,6 +372,8 @@ consent_head = sa.Table(
     sa.Column("id", sa.Integer(), primary_key=True),
     sa.Column("seq", sa.BigInteger(), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("mac_key", sa.String(16), nullable=True),
+    sa.Column("mac", sa.String(64), nullable=True),
 )
 
 # Session templates: ordered phases with planned minutes (rooms/structure.py).
@@ -537,6 +551,9 @@ crisis_steps = sa.Table(
     sa.Column("payload_enc", sa.Text(), nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("mac_version", sa.Integer(), nullable=True),
+    sa.Column("mac_key", sa.String(16), nullable=True),
+    sa.Column("column_macs", sa.Text(), nullable=True),
     sa.UniqueConstraint("event_id", "step_no"),
     sa.Index("ix_crisis_steps_kind", "kind", "at"),
 )
@@ -547,6 +564,8 @@ crisis_head = sa.Table(
     sa.Column("id", sa.Integer(), primary_key=True),
     sa.Column("seq", sa.BigInteger(), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("mac_key", sa.String(16), nullable=True),
+    sa.Column("mac", sa.String(64), nullable=True),
 )
 
 # Durable acknowledgement deadlines (crisis/routing.py): a restart re-arms them simply by

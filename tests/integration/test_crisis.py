@@ -370,8 +370,8 @@ async def test_the_timeline_chain_verifies_and_a_tampered_step_is_found(
             .values(actor_id=_staff_id(demo, "supervisor"))
         )
         broken = await crisis_store.verify(conn, crisis_server.keyring)
-    assert not broken.ok and broken.broken_at == 5
-    assert broken.reason == "row contents do not match its hash"
+    assert not broken.ok and (broken.broken_at, broken.column) == (5, "actor_id")
+    assert broken.describe() == "crisis_steps row 5: column actor_id does not match"
 
 
 async def test_crisis_verify_command_reports_an_intact_chain(
@@ -396,6 +396,22 @@ async def test_crisis_verify_command_reports_an_intact_chain(
     )
     assert done.returncode == 0, done.stderr
     assert "crisis timelines intact: 4 steps" in done.stdout
+    async with crisis_server.app[ENGINE].begin() as conn:
+        await conn.execute(crisis_steps.update().where(crisis_steps.c.seq == 2).values(kind="x"))
+    broken = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "server", "crisis", "verify"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert broken.returncode == 1
+    assert broken.stdout.splitlines() == [
+        "crisis timelines broken: crisis_steps row 2: column kind does not match"
+    ]
 
 
 # Webhook -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import audit, catalog, chain
 from server.keyrotation import SEALED_COLUMNS, reencrypt
-from server.phi import add_key, ensure_keyring, load_keyring
+from server.phi import Keyring, add_key, ensure_keyring, load_keyring
 from server.schemas import PatientIn, ProgramIn, SupportPerson
 from server.storage.engine import create_engine
 from server.storage.migrate import upgrade
@@ -28,20 +28,26 @@ ACTOR = audit.Actor("staff", "00000000-0000-0000-0000-000000000001", "admin")
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+def keyring(tmp_path: Path) -> Keyring:
+    return ensure_keyring(tmp_path / "secret.key")[0]
+
+
+@pytest.fixture
+async def engine(database_url: str, keyring: Keyring) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    await upgrade(engine)
+    await upgrade(engine, keyring=keyring)
     try:
         yield engine
     finally:
         await engine.dispose()
 
 
-async def _append(engine: AsyncEngine, count: int) -> None:
+async def _append(engine: AsyncEngine, keyring: Keyring, count: int) -> None:
     for n in range(count):
         async with engine.begin() as conn:
             await audit.record(
                 conn,
+                keyring,
                 actor=ACTOR,
                 action="patient.phi_read",
                 now=NOW + dt.timedelta(seconds=n),
@@ -52,54 +58,57 @@ async def _append(engine: AsyncEngine, count: int) -> None:
             )
 
 
-async def _verify(engine: AsyncEngine) -> chain.Verification:
+async def _verify(engine: AsyncEngine, keyring: Keyring) -> chain.Verification:
     async with engine.connect() as conn:
-        return await audit.verify(conn)
+        return await audit.verify(conn, keyring)
 
 
-async def test_an_untouched_chain_verifies(engine: AsyncEngine) -> None:
-    await _append(engine, 5)
-    result = await _verify(engine)
+async def test_an_untouched_chain_verifies(engine: AsyncEngine, keyring: Keyring) -> None:
+    await _append(engine, keyring, 5)
+    result = await _verify(engine, keyring)
     assert result.ok and result.rows == 5
 
 
-async def test_an_edited_row_is_found(engine: AsyncEngine) -> None:
-    await _append(engine, 5)
+async def test_an_edited_row_is_found(engine: AsyncEngine, keyring: Keyring) -> None:
+    await _append(engine, keyring, 5)
     async with engine.begin() as conn:
         await conn.execute(
             audit_log.update().where(audit_log.c.seq == 3).values(action="patient.created")
         )
-    result = await _verify(engine)
-    assert (result.broken_at, result.reason) == (3, "row contents do not match its hash")
+    result = await _verify(engine, keyring)
+    assert (result.broken_at, result.column) == (3, "action")
 
 
-async def test_a_removed_row_is_found(engine: AsyncEngine) -> None:
-    await _append(engine, 5)
+async def test_a_removed_row_is_found(engine: AsyncEngine, keyring: Keyring) -> None:
+    await _append(engine, keyring, 5)
     async with engine.begin() as conn:
         await conn.execute(audit_log.delete().where(audit_log.c.seq == 2))
-    assert (await _verify(engine)).broken_at == 3
+    result = await _verify(engine, keyring)
+    assert (result.broken_at, result.reason) == (2, "row is missing")
     async with engine.begin() as conn:
         await conn.execute(audit_log.delete().where(audit_log.c.seq >= 3))
-    result = await _verify(engine)
+    result = await _verify(engine, keyring)
     assert not result.ok
 
 
-async def test_truncating_the_tail_is_found(engine: AsyncEngine) -> None:
-    await _append(engine, 5)
+async def test_truncating_the_tail_is_found(engine: AsyncEngine, keyring: Keyring) -> None:
+    await _append(engine, keyring, 5)
     async with engine.begin() as conn:
         await conn.execute(audit_log.delete().where(audit_log.c.seq == 5))
-    result = await _verify(engine)
+    result = await _verify(engine, keyring)
     assert (result.broken_at, result.reason) == (5, "rows after the last one present were removed")
 
 
-async def test_concurrent_appends_stay_one_chain(engine: AsyncEngine) -> None:
+async def test_concurrent_appends_stay_one_chain(engine: AsyncEngine, keyring: Keyring) -> None:
     async def one(n: int) -> int:
         async with engine.begin() as conn:
-            return await audit.record(conn, actor=ACTOR, action="x", now=NOW, detail={"n": n})
+            return await audit.record(
+                conn, keyring, actor=ACTOR, action="x", now=NOW, detail={"n": n}
+            )
 
     seqs = await asyncio.gather(*(one(n) for n in range(20)))
     assert sorted(seqs) == list(range(1, 21))
-    assert (await _verify(engine)).ok
+    assert (await _verify(engine, keyring)).ok
 
 
 def _cli(args: list[str], database_url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -117,17 +126,22 @@ def _cli(args: list[str], database_url: str, data_dir: Path) -> subprocess.Compl
 
 
 async def test_audit_verify_command_reports_the_first_broken_row(
-    engine: AsyncEngine, database_url: str, tmp_path: Path
+    engine: AsyncEngine, keyring: Keyring, database_url: str, tmp_path: Path
 ) -> None:
-    await _append(engine, 4)
+    await _append(engine, keyring, 4)
     intact = await asyncio.to_thread(_cli, ["audit", "verify"], database_url, tmp_path)
     assert intact.returncode == 0, intact.stderr
     assert "intact: 4 rows" in intact.stdout
+    # A column the old hash did not cover is as protected as any other.
     async with engine.begin() as conn:
-        await conn.execute(audit_log.update().where(audit_log.c.seq == 2).values(outcome="denied"))
+        await conn.execute(
+            audit_log.update().where(audit_log.c.seq == 2).values(actor_type="staffx")
+        )
     broken = await asyncio.to_thread(_cli, ["audit", "verify"], database_url, tmp_path)
     assert broken.returncode == 1
-    assert "broken at row 2" in broken.stdout
+    assert broken.stdout.splitlines() == [
+        "audit trail broken: audit_log row 2: column actor_type does not match"
+    ]
 
 
 async def test_key_rotation_reencrypts_every_sealed_value_while_old_readers_keep_reading(

@@ -104,14 +104,15 @@ async def test_an_edited_row_is_found(ledger: tuple[AsyncEngine, Path, str]) -> 
             consent_events.update().where(consent_events.c.seq == 2).values(method="paper_scanned")
         )
     result = await _verify(engine, key_file)
-    assert (result.broken_at, result.reason) == (2, "row contents do not match its hash")
+    assert (result.broken_at, result.column) == (2, "method")
 
 
 async def test_a_deleted_row_is_found(ledger: tuple[AsyncEngine, Path, str]) -> None:
     engine, key_file, _ = ledger
     async with engine.begin() as conn:
         await conn.execute(consent_events.delete().where(consent_events.c.seq == 3))
-    assert (await _verify(engine, key_file)).broken_at == 4
+    result = await _verify(engine, key_file)
+    assert (result.broken_at, result.reason) == (3, "row is missing")
     async with engine.begin() as conn:
         await conn.execute(consent_events.delete().where(consent_events.c.seq == 4))
     assert (
@@ -128,7 +129,7 @@ async def test_a_forged_signature_is_found(ledger: tuple[AsyncEngine, Path, str]
             .values(signature=base64.b64encode(b"\x00" * 64).decode())
         )
     result = await _verify(engine, key_file)
-    assert (result.broken_at, result.reason) == (3, "signature does not verify")
+    assert (result.broken_at, result.column) == (3, "signature")
 
 
 async def test_a_rewritten_row_with_a_recomputed_hash_still_fails_its_signature(
@@ -220,4 +221,6 @@ async def test_the_commands_verify_and_export_for_an_offline_check(
         )
     broken = await asyncio.to_thread(_cli, ["consent", "verify"], database_url, key_file)
     assert broken.returncode == 1
-    assert "broken at row 1" in broken.stdout
+    assert broken.stdout.splitlines() == [
+        "consent ledger broken: consent_events row 1: column kind does not match"
+    ]
