@@ -203,7 +203,13 @@ async def checkin_page(request: web.Request) -> web.StreamResponse:
     intro = introduction(qid)
     read = (await get_session(request)).get(INTRODUCED) or {}
     if intro and qid not in read.get(session_id, ()):
-        context = {"paragraphs": intro, "qid": qid, "csrf": await csrf_token(request)}
+        context = {
+            "paragraphs": intro,
+            "qid": qid,
+            # Declining is offered before the first suicide question is even shown.
+            "talk": TALK if question(qid).can_decline else None,
+            "csrf": await csrf_token(request),
+        }
         return await render(request, "checkin_intro.html", context)
     return await _question_page(request, progress, qid)
 

@@ -24,7 +24,7 @@ from certs import ensure_development_certificates
 from crisis.questions import next_question
 from server import accounts, checkin_store, consent_ledger, consent_templates, crisis_publish
 from server.app import create_app, tls_context
-from server.appkeys import CLOCK, ENGINE
+from server.appkeys import CLOCK, CRISIS_STREAM, ENGINE
 from server.config import Settings
 from server.demo import seed_demo
 from server.phi import Keyring, ensure_keyring
@@ -335,7 +335,12 @@ async def give_checkin(
     crisis event and tells the running dashboards at once, as the check-in page does.
     """
     now = running.app[CLOCK].now()
-    async with crisis_publish.transaction(running.app) as conn:
+    # A stand-in app for a cluster of processes has no dashboards of its own to tell.
+    if CRISIS_STREAM in running.app:
+        writing = crisis_publish.transaction(running.app)
+    else:
+        writing = running.app[ENGINE].begin()
+    async with writing as conn:
         await checkin_store.save_safety_check(
             conn,
             running.keyring,

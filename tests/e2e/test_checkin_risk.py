@@ -27,12 +27,19 @@ async def _safety_check(page: Any, server: RunningServer, patient: dict[str, str
     await page.get_by_role("group", name="Can your support person").get_by_label("Yes").check()
     await page.get_by_role("group", name="private space").get_by_label("Yes").check()
     await page.get_by_role("button", name="Continue").click()
+    # The ZIP code read from the end of the address is shown back to be confirmed.
+    await expect(page.get_by_label("ZIP code of where you are")).to_have_value("95814")
+    await page.get_by_role("button", name="Continue").click()
 
 
 async def _answer_until(page: Any, answers: dict[str, str], last: str) -> None:
     """Answer screen by screen (by each screen's question id) up to and including `last`."""
     for _ in range(60):
-        await expect(page.get_by_role("button", name="Next")).to_be_visible()
+        intro = page.get_by_role("button", name="Continue to the questions")
+        await expect(page.get_by_role("button", name="Next").or_(intro)).to_be_visible()
+        if await intro.count():  # the introduction before the suicide questions
+            await intro.click()
+            continue
         qid = await page.locator('input[name="qid"]').get_attribute("value")
         value = answers.get(qid, "no" if qid.startswith("cssrs") else "0")
         label = LABELS.get(value, value)
@@ -82,9 +89,10 @@ async def test_a_patient_who_would_rather_talk_goes_to_the_waiting_room_and_staf
     phone = await browser_window(browser, errors, phone=True)
     await _safety_check(phone, server, patient)
     await _answer_until(phone, {"phq9_9": "1"}, "gad7_7")
-    await expect(phone.locator('input[name="qid"]')).to_have_value("cssrs_q1")
-    await phone.get_by_label("I'd rather talk to my clinician").check()
-    await phone.get_by_role("button", name="Next").click()
+    # Offered already on the introduction, before any suicide question is shown.
+    intro = phone.get_by_role("heading", name="Questions about thoughts of suicide")
+    await expect(intro).to_be_visible()
+    await phone.get_by_role("button", name="I'd rather talk to my clinician").click()
     await expect(phone.get_by_role("heading", name="Thank you for checking in")).to_be_visible()
     body = await phone.locator("main").inner_text()
     assert "may call you now at (555) 010-0101" in body and "988" in body

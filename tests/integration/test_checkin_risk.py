@@ -25,12 +25,14 @@ from tests.conftest import CSRF, RunningServer, give_consents, signed_in, staff_
 SAFETY = {
     "where": "new",
     "address": "12 Risk Lane, Fresno, CA 93701",
+    "zip": "93701",
     "county": "Fresno",
     "callback_phone": "(555) 010-0177",
     "support_reachable": "yes",
     "private_space": "yes",
 }
 QID = re.compile(r'name="qid" value="([a-z0-9_]+)"')
+INTRODUCED = re.compile(r'name="introduced" value="([a-z0-9_]+)"')
 # PHQ-9 24 and GAD-7 21 with item 9 at 0: severe, but no suicide item answered yes.
 SEVERE = {
     **{f"phq9_{n}": "3" for n in range(1, 9)},
@@ -74,6 +76,13 @@ async def _answer(
         if page.status == 303:
             return "done"
         text = await page.text()
+        intro = INTRODUCED.search(text)
+        if intro is not None:  # the introduction before the suicide questions: read, go on
+            token = CSRF.search(text)
+            assert token is not None
+            data = {"csrf_token": token.group(1), "introduced": intro.group(1)}
+            await phone.post("/checkin/answer", data=data, allow_redirects=False)
+            continue
         found = QID.search(text)
         assert found is not None, text[:400]
         qid = found.group(1)
