@@ -48,11 +48,12 @@ WAIT_S = 30.0
 
 async def seed_rooms(env: dict[str, str], demo: dict[str, Any], rooms: int) -> list[dict[str, Any]]:
     """K groups of 12 fictional patients, ready to enter their next session's room."""
-    from server import catalog, joinlinks
+    from server.accounts import joinlinks
+    from server.catalog import store as catalog
+    from server.catalog.schemas import GroupIn, PatientIn, SlotIn
     from server.config import Settings
     from server.demo import DEMO_TIME_ZONE, WEEKLY
     from server.phi import ensure_keyring
-    from server.schemas import GroupIn, PatientIn, SlotIn
     from server.storage.engine import create_engine
 
     settings = Settings.from_env(env)

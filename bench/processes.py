@@ -40,7 +40,9 @@ def server_env(data_dir: Path, port: int) -> dict[str, str]:
 async def consent_and_check_in(conn: Any, keyring: Any, patient_id: str, session_id: str) -> None:
     """A seeded patient's consents and a calm check-in for one session (fictional data)."""
     from crisis.questions import next_question
-    from server import checkin_store, consent_ledger, consent_templates
+    from server.checkin import store as checkin_store
+    from server.consent import ledger as consent_ledger
+    from server.consent import templates as consent_templates
 
     now = dt.datetime.now(dt.UTC)
     terms = await consent_templates.session_terms(conn, session_id)

@@ -494,12 +494,13 @@ async def _seed(env: dict[str, str], groups: int, participants: int) -> list[dic
     """K groups of N-1 patients, each consented and checked in for the group's session."""
     import sqlalchemy as sa
 
-    from server import catalog, joinlinks
+    from server.accounts import joinlinks
+    from server.catalog import store as catalog
+    from server.catalog.schemas import GroupIn, PatientIn, SlotIn
     from server.clock import utcnow
     from server.config import Settings
     from server.demo import DEMO_TIME_ZONE
     from server.phi import ensure_keyring
-    from server.schemas import GroupIn, PatientIn, SlotIn
     from server.storage.engine import create_engine
     from server.storage.tables import programs, staff
 

@@ -18,11 +18,21 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from server import audit, consent_ledger, crisis_store
+from server import audit
 from server.app import create_app, prepare_database, tls_context
 from server.clock import utcnow
-from server.cluster import DRAIN_NOW, DRAIN_SAFE, bus_channel, live_nodes, request_drain, rooms_of
+from server.cluster.nodes import (
+    DRAIN_NOW,
+    DRAIN_SAFE,
+    bus_channel,
+    live_nodes,
+    request_drain,
+    rooms_of,
+)
+from server.cluster.processes import supervise
 from server.config import ConfigError, Settings
+from server.consent import ledger as consent_ledger
+from server.crisis import store as crisis_store
 from server.demo import DemoExistsError, database_is_empty, describe, seed_demo
 from server.keyrotation import reencrypt
 from server.logs import configure_logging, get_logger
@@ -37,8 +47,7 @@ from server.phi import (
 )
 from server.storage.engine import create_engine
 from server.storage.migrate import MigrationRefusedError
-from server.structure_store import templates as all_templates
-from server.supervisor import supervise
+from server.structure.store import templates as all_templates
 
 log = get_logger("server")
 

@@ -19,45 +19,40 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import web as web_assets
 from certs import ensure_development_certificates
 from crisis.notify import EventStream
-from server import (
-    admin_pages,
-    api,
-    attendance_pages,
-    checkin_pages,
-    cluster_views,
-    consent_pages,
-    crisis_api,
-    crisis_bus,
-    crisis_pages,
-    dashboard,
-    directory_pages,
-    directory_store,
-    help_pages,
-    link_sockets,
-    media,
-    pages,
-    patient_pages,
-    room_pages,
-    safety_plan_pages,
-    signin,
-    silence,
-    staff_pages,
-    staff_sockets,
-    template_pages,
-    ws,
-)
+from server import pages
+from server.accounts import linksockets as link_sockets
+from server.accounts import livesockets as staff_sockets
+from server.accounts import patient_entry as patient_pages
+from server.accounts import signin
+from server.admin import pages as admin_pages
 from server.appkeys import BACKGROUND, CLOCK, CRISIS_STREAM, ENGINE, KEYRING, SETTINGS
-from server.catalog import extend_all_group_sessions
+from server.attendance import pages as attendance_pages
+from server.caseload import pages as staff_pages
+from server.catalog import api
+from server.catalog.store import extend_all_group_sessions
+from server.checkin import pages as checkin_pages
 from server.clock import Clock
+from server.cluster import roomcounts as cluster_views
 from server.config import Settings
-from server.consent_templates import ensure_shipped
-from server.crisis_workers import crisis_workers
+from server.consent import pages as consent_pages
+from server.consent.templates import ensure_shipped
+from server.crisis import api as crisis_api
+from server.crisis import bus as crisis_bus
+from server.crisis import help_pages, safety_plan_pages, silence
+from server.crisis import pages as crisis_pages
+from server.crisis.workers import crisis_workers
+from server.dashboard import hub as dashboard
+from server.directory import pages as directory_pages
+from server.directory import store as directory_store
 from server.logs import get_logger
 from server.middleware import request_context, same_origin
 from server.phi import Keyring
+from server.roomsocket import media, ws
+from server.roomsocket import pages as room_pages
 from server.storage.engine import create_engine
 from server.storage.migrate import startup_lock, upgrade
-from server.structure_store import ensure_shipped as ensure_shipped_templates
+from server.structure import pages as template_pages
+from server.structure.store import ensure_shipped as ensure_shipped_templates
 
 log = get_logger(__name__)
 MAX_BODY_BYTES = 64 * 1024

@@ -22,4 +22,4 @@ ROOMS = web.AppKey("rooms", RoomRegistry)
 SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
 # In-process listeners (the supervisor dashboard) subscribe here to crisis notifications.
 CRISIS_STREAM = web.AppKey("crisis_stream", EventStream)
-# (The live rooms' recorder key, ATTENDANCE, lives in server/roomrecorder.py.)
+# (The live rooms' journal key, ROOM_JOURNAL, lives in server/roomsocket/journal.py.)

@@ -10,10 +10,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rooms.schedule import zone
-from server import accounts, audit, catalog, joinlinks, mfa, oncall
-from server.accounts import hash_password
+from server import audit
+from server.accounts import joinlinks, mfa
+from server.accounts import store as accounts
+from server.accounts.store import hash_password
+from server.catalog import store as catalog
+from server.catalog.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
+from server.crisis import oncall
 from server.phi import Keyring
-from server.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
 from server.storage.tables import programs
 
 DEMO_PROGRAM = "Demo Evening IOP (example data)"

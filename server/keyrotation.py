@@ -10,13 +10,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.accounts import totp_context
-from server.catalog import PATIENT_PHI, patient_context
-from server.consent_ledger import SEALED, context_for
-from server.crisis_store import step_context
-from server.oncall import webhook_secret_context, webhook_url_context
+from server.accounts.store import totp_context
+from server.catalog.store import PATIENT_PHI, patient_context
+from server.consent.ledger import SEALED, context_for
+from server.crisis.oncall import webhook_secret_context, webhook_url_context
+from server.crisis.safety_data import plan_context
+from server.crisis.store import step_context
 from server.phi import Keyring
-from server.safety_data import plan_context
 from server.storage.tables import (
     break_glass,
     checkin_progress,

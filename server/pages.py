@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from server import placement
+from server.accounts.auth import current_staff
 from server.appkeys import ENGINE
-from server.auth import current_staff
 from server.logs import get_logger
 from server.render import render
+from server.roomsocket import placement
 from server.storage.engine import ping
 
 log = get_logger(__name__)

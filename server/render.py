@@ -8,8 +8,8 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
+from server.accounts.auth import PATIENT_LINK, STAFF_KEY, csrf_token
 from server.appkeys import SETTINGS
-from server.auth import PATIENT_LINK, STAFF_KEY, csrf_token
 
 # The pages a patient's "I need help" can send them back to (GET routes), by area.
 HELP_BACK = {

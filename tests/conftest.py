@@ -22,10 +22,14 @@ from aiohttp import web
 
 from certs import ensure_development_certificates
 from crisis.questions import next_question
-from server import accounts, checkin_store, consent_ledger, consent_templates, crisis_publish
+from server.accounts import store as accounts
 from server.app import create_app, tls_context
 from server.appkeys import CLOCK, CRISIS_STREAM, ENGINE
+from server.checkin import store as checkin_store
 from server.config import Settings
+from server.consent import ledger as consent_ledger
+from server.consent import templates as consent_templates
+from server.crisis import publish as crisis_publish
 from server.demo import seed_demo
 from server.phi import Keyring, ensure_keyring
 

@@ -477,7 +477,7 @@ crisis_requests = sa.Table(
 # The local emergency directory (crisis/directory.py). One directory for the whole
 # organisation rather than one per program: emergency numbers belong to the place a patient
 # is in, every program's patients in the same county need the same dispatch line, and the
-# admins who keep it already manage every program (server/scope.py).
+# admins who keep it already manage every program (server/accounts/scope.py).
 emergency_directory = sa.Table(
     "emergency_directory",
     metadata,

@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import expect
 from redis.asyncio import Redis
 
-from server.cluster import DRAIN_NOW, request_drain
+from server.cluster.nodes import DRAIN_NOW, request_drain
 from tests.conftest import (
     _create_postgres_database,
     _drop_postgres_database,

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from server import catalog
 from server.appkeys import ENGINE
-from server.schemas import PatientIn
+from server.catalog import store as catalog
+from server.catalog.schemas import PatientIn
 from tests.conftest import (
     RunningServer,
     admit_waiting,

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from playwright.async_api import expect
 
 from server.appkeys import ENGINE
+from server.roomsocket.ws import ROOM_JOURNAL
 from server.storage.tables import crisis_events, crisis_steps
-from server.ws import ATTENDANCE
 from tests.conftest import (
     RunningServer,
     admit_waiting,
@@ -86,7 +86,7 @@ async def test_a_press_lost_with_its_connection_is_sent_again_after_reconnecting
     await page.get_by_role("button", name="Tell my clinician now").click()
     await expect(page.get_by_text("Your clinician has been told")).to_be_visible(timeout=20000)
     assert len(lost) == 1
-    await server.app[ATTENDANCE].flush()
+    await server.app[ROOM_JOURNAL].flush()
     async with server.app[ENGINE].connect() as conn:
         events = (
             await conn.execute(

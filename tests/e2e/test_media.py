@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import expect
 
 from server.appkeys import CLOCK, ROOMS
-from server.media import MEDIA
+from server.roomsocket.media import MEDIA
 from tests.conftest import (
     RunningServer,
     admit_waiting,

@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.appkeys import CLOCK, ENGINE
+from server.roomsocket.ws import ROOM_JOURNAL
 from server.storage.tables import attendance_events, sessions
-from server.ws import ATTENDANCE
 from tests.conftest import CSRF, RunningServer, consent_group, signed_in, staff_login
 from tests.integration.test_rooms_ws import Room
 
@@ -176,7 +176,7 @@ async def test_time_admitted_before_start_counts_as_attended(
         )
     finally:
         await room.close()
-    await server.app[ATTENDANCE].flush()
+    await server.app[ROOM_JOURNAL].flush()
     session_id = room.room_id
     async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
         export = await clinician.get(f"/sessions/{session_id}/attendance.csv")

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from server import checkin_store
+from server.accounts.joinlinks import patient_sessions
 from server.appkeys import CLOCK, ENGINE
-from server.joinlinks import patient_sessions
+from server.checkin import store as checkin_store
 from server.storage.tables import crisis_events, crisis_requests, safety_checks, screenings
 from tests.conftest import CSRF, RunningServer, give_consents, signed_in, staff_login
 

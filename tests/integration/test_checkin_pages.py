@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from server import checkin_store
+from server.accounts.joinlinks import patient_sessions
 from server.appkeys import CLOCK, ENGINE
-from server.joinlinks import patient_sessions
+from server.checkin import store as checkin_store
 from server.storage.tables import (
     audit_log,
     crisis_events,

@@ -11,8 +11,8 @@ import aiohttp
 import sqlalchemy as sa
 
 from crisis.directory import DirectoryEntry
-from server import directory_store
 from server.appkeys import CLOCK, ENGINE
+from server.directory import store as directory_store
 from server.storage.tables import (
     checkin_progress,
     crisis_events,

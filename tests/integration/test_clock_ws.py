@@ -7,8 +7,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.appkeys import ENGINE
+from server.roomsocket.ws import ROOM_JOURNAL
 from server.storage.tables import audit_log
-from server.ws import ATTENDANCE
 from tests.integration.test_rooms_ws import Room, room  # noqa: F401  (fixture)
 
 
@@ -70,7 +70,7 @@ async def test_the_crisis_hand_off_is_a_clock_operation_with_its_own_audit_entry
     await host.send({"type": "clock", "op": "hand_off", "to": "cohost", "pause": True})
     handed = await cohost.until(lambda m: _clock(m) and m["clock"]["held_by"] == "cohost")
     assert handed["clock"]["status"] == "paused"
-    await room.server.app[ATTENDANCE].flush()
+    await room.server.app[ROOM_JOURNAL].flush()
     async with room.server.app[ENGINE].connect() as conn:
         actions = [
             a

@@ -10,8 +10,8 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 
-from server import consent_ledger
 from server.appkeys import ENGINE
+from server.consent import ledger as consent_ledger
 from server.storage.tables import consent_events, consent_templates
 from tests.conftest import CSRF, RunningServer, give_checkin, give_consents, signed_in, staff_login
 

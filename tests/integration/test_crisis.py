@@ -17,9 +17,10 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from crisis.notify import SIGNATURE_HEADER, signature_matches
-from server import audit, crisis_store
+from server import audit
 from server.appkeys import CLOCK, CRISIS_STREAM, ENGINE
-from server.crisis_workers import DELIVERY_LEASE
+from server.crisis import store as crisis_store
+from server.crisis.workers import DELIVERY_LEASE
 from server.storage.tables import crisis_events, crisis_steps, crisis_timers, notification_outbox
 from tests.conftest import (
     ROOT,

@@ -11,9 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from rooms.schedule import zone
-from server import catalog, crisis_store
 from server.appkeys import CLOCK, ENGINE
-from server.schemas import PatientIn, SupportPerson
+from server.catalog import store as catalog
+from server.catalog.schemas import PatientIn, SupportPerson
+from server.crisis import store as crisis_store
 from server.storage.tables import programs
 from tests.conftest import CSRF, RunningServer, consent_group, start_server
 from tests.integration.test_rooms_ws import Peer, Room

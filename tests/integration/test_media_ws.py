@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from rooms.media import hooks
 from server.appkeys import ENGINE
-from server.media import MEDIA
+from server.roomsocket.media import MEDIA
+from server.roomsocket.ws import ROOM_JOURNAL
 from server.storage.tables import crisis_events, crisis_steps
-from server.ws import ATTENDANCE
 from tests.conftest import RunningServer, consent_group, signed_in, staff_login
 from tests.media.peer import ClientPeer
 
@@ -299,7 +299,7 @@ async def test_a_private_room_keeps_media_between_the_two_and_hides_them_from_th
     await until(lambda: all(sees(a, b, "video") for a in people for b in people if a is not b))
     await ana.send({"type": "help", "text": ""})
     await until(lambda: any(m["type"] == "help_received" for m in ana.messages))
-    await server.app[ATTENDANCE].flush()
+    await server.app[ROOM_JOURNAL].flush()
 
     await host.send({"type": "private_room", "member_id": ana.me, "open": True})
     await until(lambda: any(m["type"] == "private_room" and m.get("mine") for m in ana.messages))
@@ -324,7 +324,7 @@ async def test_a_private_room_keeps_media_between_the_two_and_hides_them_from_th
     await asyncio.sleep(1.0)
     assert ana_to_ben.packets == frozen  # the group no longer sees or hears her
     assert host_to_ana.packets > flowing  # she and her clinician still see each other
-    await server.app[ATTENDANCE].flush()
+    await server.app[ROOM_JOURNAL].flush()
     async with server.app[ENGINE].connect() as conn:
         kinds = (
             (

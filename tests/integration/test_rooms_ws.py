@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.appkeys import ENGINE
+from server.roomsocket.ws import ROOM_JOURNAL
 from server.storage.tables import attendance_events, crisis_events, crisis_steps, sessions
-from server.ws import ATTENDANCE
 from tests.conftest import RunningServer, consent_group, signed_in, staff_login, start_server
 
 TIMEOUT = 5.0
@@ -413,7 +413,7 @@ async def test_joins_and_leaves_are_recorded_with_reconnect_grace(
             await host.until(lambda m: _member(m, patient.me, "left"))
         finally:
             await opened.close()
-        await server.app[ATTENDANCE].flush()
+        await server.app[ROOM_JOURNAL].flush()
         async with server.app[ENGINE].connect() as conn:
             rows = await conn.execute(
                 sa.select(attendance_events.c.event)
@@ -446,7 +446,7 @@ async def test_start_and_end_are_kept_on_the_session_and_an_ended_room_stays_shu
     await host.until(lambda m: m["type"] == "room" and m["state"] == "live")
     await host.send({"type": "end"})
     assert await host.closed() == 4002
-    await room.server.app[ATTENDANCE].flush()
+    await room.server.app[ROOM_JOURNAL].flush()
     async with room.server.app[ENGINE].connect() as conn:
         state = await conn.scalar(sa.select(sessions.c.state).where(sessions.c.id == room.room_id))
     assert state == "ended"
@@ -484,7 +484,7 @@ async def test_the_help_button_reaches_only_staff_and_opens_an_escalation(room: 
     # Pressed again: the same incident, so the open event gets a step, not a twin.
     await alice.send({"type": "help", "text": ""})
     await host.until(lambda m: m["type"] == "help" and m["text"] == "")
-    await room.server.app[ATTENDANCE].flush()
+    await room.server.app[ROOM_JOURNAL].flush()
     async with room.server.app[ENGINE].connect() as conn:
         rows = (
             await conn.execute(

@@ -14,9 +14,11 @@ from structlog.testing import capture_logs
 from crisis.directory import DirectoryEntry
 from crisis.safety_plan import parse_plan
 from rooms.schedule import zone
-from server import breakglass, catalog, directory_store, safety_data
 from server.appkeys import CLOCK, ENGINE
-from server.schemas import PatientIn, SupportPerson
+from server.catalog import store as catalog
+from server.catalog.schemas import PatientIn, SupportPerson
+from server.crisis import breakglass, safety_data
+from server.directory import store as directory_store
 from server.storage.tables import audit_log, break_glass, programs
 from tests.conftest import (
     CSRF,

@@ -10,7 +10,7 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from server import accounts
+from server.accounts import store as accounts
 from server.appkeys import CLOCK, ENGINE
 from server.storage.tables import audit_log
 from tests.conftest import CSRF, RunningServer, signed_in, staff_login, totp_code

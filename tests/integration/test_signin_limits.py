@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from server import consent_ledger
 from server.appkeys import CLOCK, ENGINE
+from server.consent import ledger as consent_ledger
 from server.storage.tables import audit_log
 from tests.conftest import CSRF, RunningServer, signed_in, staff_login, start_server
 

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from server.appkeys import CLOCK, ENGINE
+from server.roomsocket.ws import ROOM_JOURNAL
 from server.storage.tables import crisis_events, notification_outbox
-from server.ws import ATTENDANCE
 from tests.conftest import consent_group, start_server
 from tests.integration.test_rooms_ws import Room, room  # noqa: F401  (fixture)
 
@@ -83,7 +83,7 @@ async def test_help_presses_past_the_rate_join_the_open_event_without_new_pages(
         "help 1",
         "help 2",
     ]
-    await room.server.app[ATTENDANCE].flush()
+    await room.server.app[ROOM_JOURNAL].flush()
     patient_id = alice.me.split(":", 1)[1]
     async with room.server.app[ENGINE].connect() as conn:
         event_id = await conn.scalar(

@@ -14,10 +14,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import audit, catalog, chain
+from server import audit, chain
+from server.catalog import store as catalog
+from server.catalog.schemas import PatientIn, ProgramIn, SupportPerson
 from server.keyrotation import SEALED_COLUMNS, reencrypt
 from server.phi import Keyring, add_key, ensure_keyring, load_keyring
-from server.schemas import PatientIn, ProgramIn, SupportPerson
 from server.storage.engine import create_engine
 from server.storage.migrate import upgrade
 from server.storage.tables import audit_log, patients

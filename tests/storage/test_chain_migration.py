@@ -18,9 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from rooms.consent import row_hash as consent_row_hash
-from server import audit, catalog, consent_ledger, crisis_store
+from server import audit
+from server.catalog import store as catalog
+from server.catalog.schemas import AppointmentIn, InviteIn, PatientIn, ProgramIn
+from server.consent import ledger as consent_ledger
+from server.crisis import store as crisis_store
 from server.phi import Keyring, ensure_keyring
-from server.schemas import AppointmentIn, InviteIn, PatientIn, ProgramIn
 from server.storage.engine import create_engine
 from server.storage.migrate import MigrationRefusedError, current_revision, upgrade
 from server.storage.tables import (

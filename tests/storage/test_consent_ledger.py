@@ -17,9 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rooms.consent import current_consents, row_hash
-from server import catalog, chain, consent_ledger
+from server import chain
+from server.catalog import store as catalog
+from server.catalog.schemas import PatientIn, ProgramIn
+from server.consent import ledger as consent_ledger
 from server.phi import add_signing_key, ensure_keyring, load_keyring, verify_signature
-from server.schemas import PatientIn, ProgramIn
 from server.storage.engine import create_engine
 from server.storage.migrate import upgrade
 from server.storage.tables import consent_events

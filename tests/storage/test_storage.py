@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import catalog
+from server.catalog import store as catalog
+from server.catalog.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
 from server.phi import new_keyring
-from server.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
 from server.storage.engine import create_engine
 from server.storage.migrate import current_revision, head_revision, upgrade
 from server.storage.tables import group_members, patients, sessions

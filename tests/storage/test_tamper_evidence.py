@@ -20,7 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crisis.escalation import Concern
-from server import audit, chain, consent_ledger, crisis_store
+from server import audit, chain
+from server.consent import ledger as consent_ledger
+from server.crisis import store as crisis_store
 from server.demo import seed_demo
 from server.keyrotation import reencrypt
 from server.phi import Keyring, add_key, add_mac_key, ensure_keyring, load_keyring

@@ -4,7 +4,7 @@ import pyotp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import mfa
+from server.accounts import mfa
 
 SECRET = mfa.new_secret()
 NOW = dt.datetime(2026, 11, 23, 18, 0, 10, tzinfo=dt.UTC)

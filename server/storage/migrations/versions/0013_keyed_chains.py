@@ -25,8 +25,10 @@ from alembic import context, op
 from sqlalchemy.engine import Connection
 
 from rooms.consent import row_hash as consent_row_hash
-from server import audit, consent_ledger, crisis_store
+from server import audit
 from server.chain import GENESIS, head_values
+from server.consent import ledger as consent_ledger
+from server.crisis import store as crisis_store
 from server.phi import DecryptionError, Keyring, verify_signature
 from server.rowmac import ChainSpec, plain_values, sign_with
 from server.storage.migrate import MigrationRefusedError

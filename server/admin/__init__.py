@@ -1,0 +1,1 @@
+"""Admin pages: programs, staff accounts, patients' intake records and groups."""

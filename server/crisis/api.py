@@ -1,0 +1,527 @@
+"""The crisis JSON API: flag, acknowledge, record steps, sign off, read; roster and settings.
+
+Routes are thin: role checks come from server/accounts/permissions.py through `requires`, and
+"is this person on this event" from `can_see`. A patient's crisis record is shown only to
+the people on the event (CLINICAL.md section 8), and every read is audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from aiohttp import web
+from pydantic import Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crisis import ledger
+from crisis.escalation import Concern, raise_concern
+from crisis.routing import PolicyError, policy_from_json, policy_to_json
+from server.accounts.auth import StaffIdentity, audit_event, identity, requires
+from server.accounts.permissions import Action, Role
+from server.appkeys import CLOCK, ENGINE, KEYRING
+from server.catalog.api import parse_body
+from server.catalog.schemas import Id, Strict
+from server.checkin.store import SqlConcerns
+from server.crisis import oncall
+from server.crisis import publish as crisis_publish
+from server.crisis import store as crisis_store
+from server.logs import get_logger
+from server.middleware import ApiError
+from server.storage.tables import appointments, crisis_steps, group_members, patients, sessions
+
+log = get_logger(__name__)
+NOTE = Field(default="", max_length=ledger.MAX_NOTE)
+REPORT_DEFAULT_DAYS = 30
+
+
+class FlagIn(Strict):
+    patient_id: Id
+    session_id: Id
+    level: Literal["moderate", "high"]
+    note: str = NOTE
+
+
+class NoteIn(Strict):
+    note: str = NOTE
+
+
+class AssignIn(Strict):
+    staff_id: Id
+    note: str = NOTE
+
+
+class StepIn(Strict):
+    kind: str = Field(max_length=40)
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class ShiftIn(Strict):
+    program_id: Id
+    role: Literal["primary", "backup", "medical_director"]
+    staff_id: Id
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("must include a time zone offset")
+        return value
+
+
+class SettingsIn(Strict):
+    policy: dict[str, Any] | None = None
+    webhook_url: str | None = Field(default=None, max_length=500)
+    webhook_secret: str | None = Field(default=None, min_length=16, max_length=200)
+    clear_webhook: bool = False
+
+
+def _step_error(exc: ledger.InvalidStepError) -> ApiError:
+    return ApiError(422, "invalid_input", exc.reason, [{"field": exc.field, "message": exc.reason}])
+
+
+def _state_error(exc: ledger.InvalidStateError) -> ApiError:
+    return ApiError(409, "conflict", str(exc))
+
+
+# Who is on an event ------------------------------------------------------------------------
+
+
+async def can_see(
+    conn: AsyncConnection, who: StaffIdentity, event: ledger.Event, now: dt.datetime
+) -> bool:
+    """Admins, the session's clinicians, the program's on-call staff, and whoever took it."""
+    if who.role is Role.ADMIN:
+        return True
+    if who.id in (event.acknowledged_by, event.signed_off_by):
+        return True
+    clinicians = await oncall.session_clinicians(conn, event.session_id)
+    if who.id in clinicians.values():
+        return True
+    return event.program_id in await oncall.on_call_anywhere(conn, who.id, now)
+
+
+async def _event_for(
+    request: web.Request, conn: AsyncConnection, *, lock: bool = False
+) -> ledger.Event:
+    event_id = request.match_info["event_id"]
+    try:
+        event = await crisis_store.get_event(conn, event_id, lock=lock)
+    except crisis_store.EventNotFoundError:
+        raise web.HTTPNotFound(reason="no such crisis event") from None
+    if not await can_see(conn, identity(request), event, request.app[CLOCK].now()):
+        # Its own transaction: the caller's is rolled back by the refusal below.
+        async with request.app[ENGINE].begin() as audit_conn:
+            await audit_event(
+                request,
+                audit_conn,
+                "crisis.access_refused",
+                target_type="crisis_event",
+                target_id=event.id,
+                outcome="denied",
+            )
+        raise web.HTTPForbidden(reason="only the staff on this event may see or act on it")
+    return event
+
+
+async def _patient_session_program(
+    conn: AsyncConnection, patient_id: str, session_id: str
+) -> tuple[str, dt.datetime] | None:
+    """(program id, session end) when the patient belongs to the session, else None."""
+    session = (await conn.execute(sa.select(sessions).where(sessions.c.id == session_id))).first()
+    if session is None:
+        return None
+    if session.group_id is not None:
+        member = await conn.scalar(
+            sa.select(group_members.c.patient_id).where(
+                group_members.c.group_id == session.group_id,
+                group_members.c.patient_id == patient_id,
+            )
+        )
+    else:
+        member = await conn.scalar(
+            sa.select(appointments.c.patient_id).where(
+                appointments.c.id == session.appointment_id,
+                appointments.c.patient_id == patient_id,
+            )
+        )
+    program = await conn.scalar(sa.select(patients.c.program_id).where(patients.c.id == patient_id))
+    if member is None or program != session.program_id:
+        return None
+    return session.program_id, session.ends_at
+
+
+# Events ------------------------------------------------------------------------------------
+
+
+@requires(Action.CRISIS_RAISE)
+async def flag(request: web.Request) -> web.Response:
+    """A clinician's flag: raises a concern through the one crisis entry point."""
+    body = await parse_body(request, FlagIn)
+    who = identity(request)
+    now = request.app[CLOCK].now()
+    async with crisis_publish.transaction(request.app) as conn:
+        found = await _patient_session_program(conn, body.patient_id, body.session_id)
+        if found is None:
+            raise web.HTTPNotFound(reason="no such patient in that session")
+        program_id, ends_at = found
+        clinicians = await oncall.session_clinicians(conn, body.session_id)
+        allowed = (
+            who.role is Role.ADMIN
+            or who.id in clinicians.values()
+            or (who.role is Role.SUPERVISOR and who.program_id == program_id)
+        )
+        if not allowed:
+            raise web.HTTPForbidden(reason="only staff of this session may flag its patients")
+        concern = Concern(
+            patient_id=body.patient_id,
+            session_id=body.session_id,
+            trigger="clinician_flag",
+            level=body.level,
+            rule="flagged by staff",
+            at=now,
+            detail={"note": body.note} if body.note else {},
+            raised_by=who.id,
+        )
+        outcome = await raise_concern(SqlConcerns(conn, request.app[KEYRING], ends_at), concern)
+        await audit_event(
+            request,
+            conn,
+            "crisis.flagged",
+            target_type="crisis_event",
+            target_id=outcome.id,
+            detail={"level": body.level},
+        )
+    log.warning("crisis.flagged", session_id=body.session_id, event_id=outcome.id)
+    return web.json_response({"outcome": outcome.kind, "event_id": outcome.id}, status=201)
+
+
+@requires(Action.CRISIS_READ)
+async def list_events(request: web.Request) -> web.Response:
+    """Open events the caller is on (ids, level, state and times only)."""
+    who = identity(request)
+    now = request.app[CLOCK].now()
+    async with request.app[ENGINE].connect() as conn:
+        scope = None if who.role is Role.ADMIN else [who.program_id]
+        events = await crisis_store.open_events_for_programs(conn, scope)
+        visible = [event.to_json() for event in events if await can_see(conn, who, event, now)]
+    return web.json_response({"events": visible})
+
+
+@requires(Action.CRISIS_READ, phi=True)
+async def get_event(request: web.Request) -> web.Response:
+    """One event with its whole timeline; the read is audited."""
+    async with request.app[ENGINE].begin() as conn:
+        event = await _event_for(request, conn)
+        steps = await crisis_store.timeline(conn, request.app[KEYRING], event.id)
+        await audit_event(
+            request, conn, "crisis.timeline_read", target_type="crisis_event", target_id=event.id
+        )
+    return web.json_response({"event": event.to_json(), "timeline": steps})
+
+
+@requires(Action.CRISIS_READ)
+async def event_version(request: web.Request) -> web.Response:
+    """The event's state and how many steps it has (no PHI): an open event page polls this
+    to tell its reader that someone else acknowledged, paged or added a step."""
+    async with request.app[ENGINE].connect() as conn:
+        event = await _event_for(request, conn)
+        steps = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(crisis_steps)
+            .where(crisis_steps.c.event_id == event.id)
+        )
+    return web.json_response({"state": event.state, "steps": int(steps or 0)})
+
+
+@requires(Action.CRISIS_ACT)
+async def acknowledge(request: web.Request) -> web.Response:
+    """The caller takes the event, by name; pending deadlines stop."""
+    body = await parse_body(request, NoteIn)
+    who = identity(request)
+    async with crisis_publish.transaction(request.app) as conn:
+        event = await _event_for(request, conn, lock=True)
+        try:
+            done = await crisis_store.acknowledge(
+                conn, request.app[KEYRING], event.id, who.actor, request.app[CLOCK].now(), body.note
+            )
+        except ledger.InvalidStateError as exc:
+            raise _state_error(exc) from None
+        await audit_event(
+            request, conn, "crisis.acknowledged", target_type="crisis_event", target_id=event.id
+        )
+    log.info("crisis.acknowledged", event_id=event.id, user_id=who.id)
+    return web.json_response({"event": done.to_json()})
+
+
+@requires(Action.CRISIS_ACT)
+async def add_step(request: web.Request) -> web.Response:
+    """Record a step on the timeline: a call, a disposition, a note, an amendment..."""
+    body = await parse_body(request, StepIn)
+    who = identity(request)
+    async with request.app[ENGINE].begin() as conn:
+        event = await _event_for(request, conn, lock=True)
+        try:
+            step_no = await crisis_store.record_step(
+                conn,
+                request.app[KEYRING],
+                event.id,
+                body.kind,
+                body.fields,
+                who.actor,
+                request.app[CLOCK].now(),
+            )
+        except ledger.InvalidStepError as exc:
+            raise _step_error(exc) from None
+        except ledger.InvalidStateError as exc:
+            raise _state_error(exc) from None
+        await audit_event(
+            request,
+            conn,
+            "crisis.step_recorded",
+            target_type="crisis_event",
+            target_id=event.id,
+            detail={"kind": body.kind, "step_no": step_no},
+        )
+    return web.json_response({"event_id": event.id, "step_no": step_no}, status=201)
+
+
+@requires(Action.CRISIS_SIGN_OFF)
+async def sign_off(request: web.Request) -> web.Response:
+    """A supervisor's review closes the event."""
+    body = await parse_body(request, NoteIn)
+    who = identity(request)
+    async with crisis_publish.transaction(request.app) as conn:
+        event = await _event_for(request, conn, lock=True)
+        try:
+            done = await crisis_store.sign_off(
+                conn, request.app[KEYRING], event.id, who.actor, request.app[CLOCK].now(), body.note
+            )
+        except ledger.InvalidStateError as exc:
+            raise _state_error(exc) from None
+        await audit_event(
+            request, conn, "crisis.signed_off", target_type="crisis_event", target_id=event.id
+        )
+    return web.json_response({"event": done.to_json()})
+
+
+@requires(Action.CRISIS_ACT)
+async def assign(request: web.Request) -> web.Response:
+    """Take the event over (your own id) or hand it to another clinician or on-call staff."""
+    body = await parse_body(request, AssignIn)
+    who = identity(request)
+    async with crisis_publish.transaction(request.app) as conn:
+        event = await _event_for(request, conn, lock=True)
+        try:
+            done = await crisis_store.assign(
+                conn,
+                request.app[KEYRING],
+                event.id,
+                body.staff_id,
+                who.actor,
+                request.app[CLOCK].now(),
+                body.note,
+            )
+        except crisis_store.AssignmentError as exc:
+            raise ApiError(
+                422, "invalid_input", exc.reason, [{"field": "staff_id", "message": exc.reason}]
+            ) from None
+        except ledger.InvalidStateError as exc:
+            raise _state_error(exc) from None
+        await audit_event(
+            request,
+            conn,
+            "crisis.assigned",
+            target_type="crisis_event",
+            target_id=event.id,
+            detail={"staff_id": body.staff_id},
+        )
+    return web.json_response({"event": done.to_json(), "assigned_to": body.staff_id})
+
+
+def _time_param(query: Any, name: str, default: dt.datetime) -> dt.datetime:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        message = "must be a date and time with an offset, like 2026-12-01T00:00:00+00:00"
+        raise ApiError(400, "invalid_input", message, [{"field": name, "message": message}])
+    return value
+
+
+@requires(Action.CRISIS_REPORT)
+async def breaches(request: web.Request) -> web.Response:
+    """Missed acknowledgement deadlines in a window (default: the last 30 days)."""
+    who = identity(request)
+    now = request.app[CLOCK].now()
+    since = _time_param(request.query, "since", now - dt.timedelta(days=REPORT_DEFAULT_DAYS))
+    until = _time_param(request.query, "until", now + dt.timedelta(seconds=1))
+    async with request.app[ENGINE].begin() as conn:
+        scope = None if who.role is Role.ADMIN else [who.program_id]
+        found = await crisis_store.breaches(conn, request.app[KEYRING], scope, since, until)
+        await audit_event(request, conn, "crisis.breaches_read", detail={"count": len(found)})
+    return web.json_response({"breaches": found})
+
+
+# Roster ------------------------------------------------------------------------------------
+
+
+@requires(Action.ONCALL_READ)
+async def list_shifts(request: web.Request) -> web.Response:
+    """Current and future on-call shifts, and who is on call now."""
+    who = identity(request)
+    now = request.app[CLOCK].now()
+    program_id = request.query.get("program_id")
+    if who.role is not Role.ADMIN:
+        program_id = who.program_id
+    async with request.app[ENGINE].connect() as conn:
+        found = await oncall.shifts(conn, program_id, now)
+        current = await oncall.on_call(conn, program_id, now) if program_id else None
+    return web.json_response({"shifts": found, "on_call_now": current})
+
+
+@requires(Action.ONCALL_MANAGE)
+async def add_shift(request: web.Request) -> web.Response:
+    """Put someone on call."""
+    body = await parse_body(request, ShiftIn)
+    who = identity(request)
+    try:
+        async with request.app[ENGINE].begin() as conn:
+            record = await oncall.add_shift(
+                conn,
+                program_id=body.program_id,
+                role=body.role,
+                staff_id=body.staff_id,
+                starts_at=body.starts_at,
+                ends_at=body.ends_at,
+                created_by=who.id,
+                now=request.app[CLOCK].now(),
+            )
+            await audit_event(
+                request,
+                conn,
+                "oncall.shift_added",
+                target_type="oncall_shift",
+                target_id=record["id"],
+            )
+    except oncall.RosterError as exc:
+        raise ApiError(
+            exc.status, "invalid_input", exc.reason, [{"field": exc.field, "message": exc.reason}]
+        ) from None
+    return web.json_response(record, status=201)
+
+
+@requires(Action.ONCALL_MANAGE)
+async def remove_shift(request: web.Request) -> web.Response:
+    """Take a shift off the roster."""
+    shift_id = request.match_info["shift_id"]
+    async with request.app[ENGINE].begin() as conn:
+        program_id = await oncall.remove_shift(conn, shift_id)
+        if program_id is None:
+            raise web.HTTPNotFound(reason="no such shift")
+        await audit_event(
+            request, conn, "oncall.shift_removed", target_type="oncall_shift", target_id=shift_id
+        )
+    return web.json_response({"id": shift_id, "removed": True})
+
+
+# Settings ----------------------------------------------------------------------------------
+
+
+def _check_webhook_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme == "https" and parts.hostname:
+        return raw
+    # Plain HTTP only to this machine (a local relay, or a test receiver).
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme == "http" and loopback:
+        return raw
+    message = "must be an https:// URL (http:// only to this machine)"
+    raise ApiError(422, "invalid_input", message, [{"field": "webhook_url", "message": message}])
+
+
+@requires(Action.CRISIS_CONFIGURE)
+async def get_settings(request: web.Request) -> web.Response:
+    """A program's escalation policy and whether a webhook is set."""
+    program_id = request.match_info["program_id"]
+    async with request.app[ENGINE].connect() as conn:
+        if not await oncall.program_exists(conn, program_id):
+            raise web.HTTPNotFound(reason="no such program")
+        view = await oncall.settings_view(conn, program_id)
+    return web.json_response(view)
+
+
+@requires(Action.CRISIS_CONFIGURE)
+async def put_settings(request: web.Request) -> web.Response:
+    """Set a program's escalation policy and/or webhook (URL and secret together)."""
+    body = await parse_body(request, SettingsIn)
+    program_id = request.match_info["program_id"]
+    if body.policy is None and body.webhook_url is None and not body.clear_webhook:
+        raise ApiError(422, "invalid_input", "send policy, webhook_url, or clear_webhook")
+    if (body.webhook_url is None) != (body.webhook_secret is None):
+        message = "webhook_url and webhook_secret are set together"
+        raise ApiError(
+            422, "invalid_input", message, [{"field": "webhook_secret", "message": message}]
+        )
+    policy = None
+    if body.policy is not None:
+        try:
+            policy = policy_to_json(policy_from_json(body.policy))
+        except PolicyError as exc:
+            raise ApiError(
+                422,
+                "invalid_input",
+                exc.reason,
+                [{"field": f"policy.{exc.field}", "message": exc.reason}],
+            ) from None
+    url = _check_webhook_url(body.webhook_url) if body.webhook_url is not None else None
+    async with request.app[ENGINE].begin() as conn:
+        if not await oncall.program_exists(conn, program_id):
+            raise web.HTTPNotFound(reason="no such program")
+        await oncall.save_settings(
+            conn,
+            request.app[KEYRING],
+            program_id,
+            policy=policy,
+            webhook_url=url,
+            webhook_secret=body.webhook_secret,
+            clear_webhook=body.clear_webhook,
+            updated_by=identity(request).id,
+            now=request.app[CLOCK].now(),
+        )
+        await audit_event(
+            request, conn, "crisis.settings_changed", target_type="program", target_id=program_id
+        )
+        view = await oncall.settings_view(conn, program_id)
+    return web.json_response(view)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the crisis API."""
+    app.router.add_post("/api/crisis/events", flag)
+    app.router.add_get("/api/crisis/events", list_events)
+    app.router.add_get("/api/crisis/events/{event_id}", get_event)
+    app.router.add_get("/api/crisis/events/{event_id}/version", event_version)
+    app.router.add_post("/api/crisis/events/{event_id}/ack", acknowledge)
+    app.router.add_post("/api/crisis/events/{event_id}/steps", add_step)
+    app.router.add_post("/api/crisis/events/{event_id}/assign", assign)
+    app.router.add_post("/api/crisis/events/{event_id}/signoff", sign_off)
+    app.router.add_get("/api/crisis/breaches", breaches)
+    app.router.add_get("/api/crisis/oncall", list_shifts)
+    app.router.add_post("/api/crisis/oncall", add_shift)
+    app.router.add_delete("/api/crisis/oncall/{shift_id}", remove_shift)
+    app.router.add_get("/api/crisis/settings/{program_id}", get_settings)
+    app.router.add_put("/api/crisis/settings/{program_id}", put_settings)

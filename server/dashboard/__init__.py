@@ -1,0 +1,1 @@
+"""The on-call supervisor's dashboard: its page, WebSocket messages and what it shows."""

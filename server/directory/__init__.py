@@ -1,0 +1,1 @@
+"""The local emergency directory: storage, admin pages, CSV import and export."""

@@ -1,0 +1,1 @@
+"""Session structure in storage: templates of phases and each session's clock."""
