@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian's eslint keeps its modules in /usr/share/nodejs, which Debian's own node searches
+# and a Node.js installed from elsewhere does not: NODE_PATH makes either find them.
+ESLINT := NODE_PATH=/usr/share/nodejs eslint --no-eslintrc -c web/eslintrc.json --max-warnings 0
 
 .PHONY: run test system-deps lint bench clean
 
@@ -25,19 +28,21 @@ run: $(VENV)/.installed
 
 # nginx is the proxy in front of the failover test's nodes (deploy/nginx-iop.conf); the
 # test runs its own copy on a loopback port. Debian's package also enables a service on
-# port 80 that the tests do not use.
+# port 80 that the tests do not use. eslint checks the browser code in web/static.
 system-deps:
-	@test -x /usr/bin/chromium -a -x /usr/bin/turnserver -a -x /usr/sbin/nginx || { \
-		echo "installing Debian's chromium, coturn and nginx for the browser, TURN and proxy tests"; \
+	@test -x /usr/bin/chromium -a -x /usr/bin/turnserver -a -x /usr/sbin/nginx -a -x /usr/bin/eslint || { \
+		echo "installing Debian's chromium, coturn, nginx and eslint for the browser, TURN and proxy tests and the JS lint"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium coturn nginx >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium coturn nginx eslint >/dev/null; }
 
 test: $(VENV)/.installed-dev system-deps
 	$(PY) -m ruff check --quiet .
+	$(ESLINT) web/static
 	$(PY) -m pytest -q -p no:cacheprovider -n 2
 
-lint: $(VENV)/.installed-dev
+lint: $(VENV)/.installed-dev system-deps
 	$(PY) -m ruff check .
+	$(ESLINT) web/static
 	$(PY) -m mypy
 
 clean:

@@ -75,6 +75,12 @@ def _secure(request: web.Request, headers: MutableMapping[str, str]) -> None:
     )
     if not request.path.startswith(CACHEABLE_PREFIX):
         headers["Cache-Control"] = "no-store"
+    elif "v" not in request.query:
+        # Pages load their entry scripts by versioned URL (?v=<hash of the file>), but ES
+        # modules import one another by plain URL (no build step writes versions into the
+        # imports): those are revalidated on every load (a 304 while the file is unchanged),
+        # so a new page never runs with an old shared module from the browser's cache.
+        headers.setdefault("Cache-Control", "no-cache")
 
 
 class ApiError(Exception):

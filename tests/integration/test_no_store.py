@@ -70,3 +70,17 @@ async def test_static_assets_stay_cacheable(server: RunningServer) -> None:
         async with client.get("/static/app.css") as response:
             assert response.status == 200
             assert "no-store" not in response.headers.get("Cache-Control", "")
+
+
+async def test_modules_imported_by_plain_url_are_revalidated_and_versioned_ones_are_not(
+    server: RunningServer,
+) -> None:
+    """ES modules import each other without the ?v= version the pages put on their entry
+    scripts: such a request must be revalidated, or a new page could run an old module."""
+    async with server.client() as client:
+        async with client.get("/static/lib/socket.js") as plain:
+            assert plain.status == 200
+            assert plain.headers.get("Cache-Control") == "no-cache"
+        async with client.get("/static/lib/socket.js?v=anything") as versioned:
+            assert versioned.status == 200
+            assert versioned.headers.get("Cache-Control") is None

@@ -1,9 +1,11 @@
 // The acknowledgement countdown on a crisis event page. The server rendered the seconds
 // left; this only counts them down (it never decides anything).
-(function () {
+watchForChanges(document.getElementById("event-changed"));
+countDown(document.getElementById("ack-countdown"));
+
+function watchForChanges(changed) {
   // Someone else acting on the event (acknowledging, paging, adding a step) changes its
   // state or step count: say so, rather than let this page show a stale timeline.
-  const changed = document.getElementById("event-changed");
   if (changed) {
     const seen = changed.dataset.state + "/" + changed.dataset.steps;
     const poll = async () => {
@@ -23,10 +25,9 @@
     };
     setTimeout(poll, 5000);
   }
-})();
-(function () {
-  "use strict";
-  const box = document.getElementById("ack-countdown");
+}
+
+function countDown(box) {
   if (!box) return;
   const left = box.querySelector(".left");
   const end = Date.now() + Number(box.dataset.left) * 1000;
@@ -41,4 +42,4 @@
     setTimeout(tick, 1000);
   }
   tick();
-})();
+}

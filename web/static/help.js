@@ -1,11 +1,11 @@
-"use strict";
 // The private "I need help" on the pages before the room. Without this script the form
 // posts and the confirmation is a page of its own; with it the press goes in the
 // background, so a half-answered question or a consent being read stays as it is. A
 // press is kept (with its id) and sent again until the server says it is stored.
-(() => {
-  const form = document.getElementById("help-form");
-  if (!form || !window.fetch) return;
+const form = document.getElementById("help-form");
+if (form && window.fetch) sendInBackground(form);
+
+function sendInBackground(form) {
   const confirm = document.getElementById("help-confirm");
   const button = form.querySelector("button[type=submit]");
   let pending = null;
@@ -48,4 +48,4 @@
       return;
     }
   });
-})();
+}

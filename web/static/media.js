@@ -2,17 +2,21 @@
 // (it adds and removes other members' tracks); this page answers, sending its camera and
 // microphone on the m-lines the offer names in `publish`. Names come from the room's
 // member list and are rendered with textContent only.
-(function () {
-  "use strict";
-  const host = document.getElementById("media");
-  if (!host) return;
+import { $, bind } from "./lib/dom.js";
+
+const host = document.getElementById("media");
+// What the room script uses; null on a page without the media panel.
+export const media = host ? mediaClient(host) : null;
+// The browser tests read the media statistics from here.
+if (media) window.IOPMedia = media;
+
+function mediaClient(host) {
   const videoKbps = Number(host.dataset.videoKbps || 500);
   const state = {
     send: null, pc: null, local: null, screen: null, tracks: {}, publish: {}, tiles: new Map(),
     audioOnly: false, micOn: true, camOn: true, names: new Map(), speaker: null, started: false,
     poor: 0, restartTimer: null, sharing: false, members: new Map(), mySpace: null, mayShare: host.dataset.mayShare === "true",
   };
-  const $ = (id) => document.getElementById(id);
   function say(text) {
     // Before joining the device check reports it; in the room the media panel does.
     const n = (!state.started && $("test-result")) || $("media-message");
@@ -262,7 +266,6 @@
     b.setAttribute("aria-pressed", String(!on));
     b.textContent = on ? onLabel : offLabel;
   }
-  function bind(id, handler) { const b = $(id); if (b) b.addEventListener("click", handler); }
   bind("mic-toggle", () => {
     state.micOn = !state.micOn;
     state.local && state.local.getAudioTracks().forEach((t) => { t.enabled = state.micOn; });
@@ -325,8 +328,7 @@
     state.local = null;
   }
 
-  // What the room script and tests use.
-  window.IOPMedia = {
+  return {
     start, handle, members, stop,
     stats: async () => {
       const out = [];
@@ -345,4 +347,4 @@
       return out;
     },
   };
-})();
+}

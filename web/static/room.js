@@ -1,90 +1,74 @@
 // Room client: one WebSocket to the server (protocol 1), reconnecting with backoff and
 // jitter and resuming from the last sequence number it saw. Everything is rendered with
 // textContent: chat text and names never become markup.
-(function () {
-  "use strict";
-  const root = document.getElementById("room");
-  if (!root) return;
+import { media } from "./media.js";
+import { session } from "./session.js";
+import { mmss } from "./lib/clock.js";
+import { $, bind, button, el, statusLine } from "./lib/dom.js";
+import { ReconnectingSocket, socketUrl } from "./lib/socket.js";
+
+const page = document.getElementById("room");
+if (page) roomPage(page);
+
+function roomPage(root) {
   const role = root.dataset.role;
   const me = root.dataset.me;
   const isStaff = role !== "participant";
   const canModerate = role === "host" || role === "cohost";
   const state = { seq: null, members: new Map(), room: null, you: null, chat: [], closed: false, clock: null };
-  const session = window.IOPSession;
-  let socket = null;
-  let attempt = 0;
-  let heartbeat = null;
-
-  const $ = (id) => document.getElementById(id);
-  function el(tag, text, cls) {
-    const node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = text;
-    if (cls) node.className = cls;
-    return node;
-  }
-  function setStatus(text, offline) {
-    const status = $("status");
-    status.textContent = text;
-    status.classList.toggle("offline", Boolean(offline));
-  }
+  const setStatus = statusLine("status");
   let pendingHelp = null;  // the help press not yet confirmed as stored
-  function send(message) {
-    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
-  }
+  const send = (message) => socket.send(message);
 
   // Connection ------------------------------------------------------------------------------
   // Multi-node: a socket may be told the room lives on another node ("redirect", then
   // close 4307). Same origin: reconnect there at once, resuming from the same seq. Another
   // origin: cookies do not follow, so the page itself moves there.
   let redirectUrl = null;
-  function connect() {
-    const url = redirectUrl || (location.protocol === "https:" ? "wss://" : "ws://") + location.host + root.dataset.ws;
-    socket = new WebSocket(url);
-    socket.addEventListener("open", () => {
-      attempt = 0;
-      send({ type: "hello", protocol: 1, last_seq: state.seq });
-      heartbeat = setInterval(() => send({ type: "ping", t: Date.now() / 1000 }), 10000);
-      session.connected();
-    });
-    socket.addEventListener("message", (event) => receive(JSON.parse(event.data)));
-    socket.addEventListener("close", (event) => {
-      clearInterval(heartbeat);
-      if (event.code === 4001) return gone("You have been removed from this session. If you think this is a mistake, call your program.");
-      if (event.code === 4002) return gone("This session has ended. Thank you for coming.");
-      if (event.code === 4003) return gone("This session was opened on another device.");
-      if (event.code === 4403 && event.reason === "this account has been disabled") return gone("This account has been disabled. If you think this is a mistake, call your program's administrator.");
-      if (event.code === 4403 && event.reason.endsWith("sign in again")) return gone("You have been signed out. Sign in again to return to this session.");
-      if (event.code === 4403 && event.reason === "this join link is no longer active") return gone("This link is no longer active. Please call your program for a new one.");
-      if (event.code === 4403 && event.reason === "the screen is locked: unlock it to open the room") {
-        // A locked staff screen opens no room: the password first, then back here.
-        location.assign("/unlock?next=" + encodeURIComponent(location.pathname + location.search));
-        return;
-      }
-      if (event.code === 4403 || state.closed) return;
-      if (event.code === 4307) {
-        // The room moved: no back-off, nobody should notice.
-        setTimeout(connect, 0);
-        return;
-      }
-      attempt += 1;
+  const socket = new ReconnectingSocket({
+    url: () => redirectUrl || socketUrl(root.dataset.ws),
+    resume: () => ({ last_seq: state.seq }),
+    onOpen: () => session.connected(),
+    onMessage: (message) => receive(message),
+    onClose: closed,
+    onRetry: (attempt) => {
       // A node named by a redirect that stays unreachable has gone: ask the page's own again.
       if (attempt > 3) redirectUrl = null;
-      const delay = Math.min(15000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
       setStatus("Connection lost. Reconnecting…", true);
-      setTimeout(connect, delay);
-    });
+    },
+  });
+  const GONE = {
+    removed: "You have been removed from this session. If you think this is a mistake, call your program.",
+    ended: "This session has ended. Thank you for coming.",
+    replaced: "This session was opened on another device.",
+    disabled: "This account has been disabled. If you think this is a mistake, call your program's administrator.",
+    signed_out: "You have been signed out. Sign in again to return to this session.",
+    link_inactive: "This link is no longer active. Please call your program for a new one.",
+  };
+  function closed(meaning) {
+    if (GONE[meaning.kind]) {
+      gone(GONE[meaning.kind]);
+      return "stop";
+    }
+    if (meaning.kind === "locked") {
+      // A locked staff screen opens no room: the password first, then back here.
+      location.assign("/unlock?next=" + encodeURIComponent(location.pathname + location.search));
+      return "stop";
+    }
+    if (meaning.refused || state.closed) return "stop";
+    // The room moved: no back-off, nobody should notice.
+    return meaning.kind === "moved" ? "now" : "backoff";
   }
 
   // Media starts once this person is in the room, again on every new socket (the server
   // then replaces only this person's connection), and stops when they leave.
-  const media = window.IOPMedia || null;
   let mediaSocket = null;
   let mediaStarted = false;
   function syncMedia(you) {
     if (!media) return;
     media.members([...state.members.values()], you);
-    if (you.presence === "admitted" && mediaSocket !== socket) {
-      mediaSocket = socket;
+    if (you.presence === "admitted" && mediaSocket !== socket.ws) {
+      mediaSocket = socket.ws;
       media.start(send, mediaStarted);
       mediaStarted = true;
     }
@@ -184,10 +168,7 @@
     const note = el("input");
     note.maxLength = 280;
     note.setAttribute("aria-label", "What you noticed about " + member.name);
-    const button = el("button", "Flag");
-    button.type = "button";
-    button.setAttribute("aria-label", "Flag concern about " + member.name);
-    button.addEventListener("click", async () => {
+    const flag = button("Flag", async () => {
       const response = await fetch("/api/crisis/events", {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
@@ -196,7 +177,8 @@
       notify(response.ok ? "Concern flagged (" + level.value + "). Do not wait for an acknowledgement to call 911 when danger is imminent." : "The flag was not recorded; call the on-call supervisor.");
       box.open = false;
     });
-    box.append(level, note, button);
+    flag.setAttribute("aria-label", "Flag concern about " + member.name);
+    box.append(level, note, flag);
     return box;
   }
 
@@ -300,17 +282,13 @@
         call.href = telHref(number);
         item.append(" ", call);
       });
-      const taken = el("button", "Done");
-      taken.type = "button";
-      taken.addEventListener("click", () => send({ type: "drop_step", event_id: message.event_id, action: step.action, outcome: "taken" }));
+      const taken = button("Done", () => send({ type: "drop_step", event_id: message.event_id, action: step.action, outcome: "taken" }));
       const reason = el("input");
       reason.type = "text";
       reason.maxLength = 500;
       reason.placeholder = "reason to skip";
       reason.setAttribute("aria-label", "Reason to skip: " + step.text);
-      const skipped = el("button", "Skip");
-      skipped.type = "button";
-      skipped.addEventListener("click", () => {
+      const skipped = button("Skip", () => {
         if (!reason.value.trim()) { reason.focus(); return; }
         send({ type: "drop_step", event_id: message.event_id, action: step.action, outcome: "skipped", reason: reason.value.trim() });
       });
@@ -337,7 +315,7 @@
     }
   }
   function tickDrops() {
-    const now = session.serverNow ? session.serverNow() : Date.now() / 1000;
+    const now = session.serverNow();
     for (const prompt of drops.values()) {
       if (prompt.stopped) continue;
       const elapsed = now - prompt.started;
@@ -350,7 +328,7 @@
       for (const [action, entry] of prompt.items) entry.item.classList.toggle("current", action === current.action);
       if (next) {
         const left = Math.max(0, Math.ceil(next.after_s - elapsed));
-        prompt.countdown.textContent = "Next step in " + Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0") + ": " + next.text;
+        prompt.countdown.textContent = "Next step in " + mmss(left) + ": " + next.text;
       } else {
         prompt.countdown.textContent = "Now: " + current.text;
       }
@@ -366,8 +344,6 @@
   }
 
   // Rendering -------------------------------------------------------------------------------
-  const PRESENCE = { waiting: "waiting", admitted: "in the room", reconnecting: "reconnecting…", left: "left", removed: "removed" };
-
   function render() {
     const you = state.you;
     if (!you) return;
@@ -428,11 +404,9 @@
     if (actions.length) {
       const row = el("span", null, "person-actions");
       for (const [label, message] of actions) {
-        const button = el("button", label);
-        button.type = "button";
-        button.setAttribute("aria-label", label + " " + member.name);
-        button.addEventListener("click", () => send(message));
-        row.append(button);
+        const action = button(label, () => send(message));
+        action.setAttribute("aria-label", label + " " + member.name);
+        row.append(action);
       }
       item.append(row);
     }
@@ -516,10 +490,6 @@
   }
 
   // Controls --------------------------------------------------------------------------------
-  function bind(id, handler) {
-    const node = $(id);
-    if (node) node.addEventListener("click", handler);
-  }
   bind("start", () => send({ type: "start" }));
   bind("lock", () => send({ type: "lock", locked: !(state.room && state.room.locked) }));
   bind("admit-all", () => send({ type: "admit_all" }));
@@ -568,6 +538,6 @@
 
   // Waiting times count up while nothing else changes.
   setInterval(() => { if (isStaff && state.you) renderWaiting(); }, 30000);
-  session.setup({ role, me, send });
-  connect();
-})();
+  session.setup({ role, me, send, ping: () => socket.ping() });
+  socket.connect();
+}

@@ -3,46 +3,24 @@
 // pushed changes. Deadlines count down from the server's times corrected for this
 // device's clock offset (measured from ping round trips, as the room's session clock is).
 // Names and levels are rendered with textContent only.
-(function () {
-  "use strict";
-  const root = document.getElementById("supervisor");
-  if (!root) return;
-  const $ = (id) => document.getElementById(id);
+import { ServerClock, mmss } from "./lib/clock.js";
+import { $, button, el, statusLine } from "./lib/dom.js";
+import { ReconnectingSocket, socketUrl } from "./lib/socket.js";
+
+const page = document.getElementById("supervisor");
+if (page) dashboard(page);
+
+function dashboard(root) {
   const events = new Map();
   let sessions = [];
   let you = null;
-  let socket = null;
-  let attempt = 0;
-  let heartbeat = null;
-  let offset = 0; // server time minus local time, in seconds
-  const samples = [];
+  const clock = new ServerClock();
   let refs = 0;
   const pending = new Map(); // ref -> element that shows the answer
 
-  function el(tag, text, cls) {
-    const node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = text;
-    if (cls) node.className = cls;
-    return node;
-  }
-  const serverNow = () => Date.now() / 1000 + offset;
-  function clockText(seconds) {
-    const s = Math.max(0, Math.floor(Math.abs(seconds)));
-    const m = Math.floor(s / 60);
-    return m + ":" + String(s % 60).padStart(2, "0");
-  }
-  function setStatus(text, offline) {
-    const status = $("dash-status");
-    status.textContent = text;
-    status.classList.toggle("offline", Boolean(offline));
-  }
-  function send(message) {
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify(message));
-      return true;
-    }
-    return false;
-  }
+  const serverNow = () => clock.now();
+  const clockText = (seconds) => mmss(Math.abs(seconds));
+  const setStatus = statusLine("dash-status");
   function act(message, answerEl) {
     refs += 1;
     const ref = "r" + refs;
@@ -50,41 +28,35 @@
       pending.set(ref, answerEl);
       answerEl.textContent = "Sending…";
     }
-    if (!send({ ...message, ref })) {
+    if (!socket.send({ ...message, ref })) {
       pending.delete(ref);
       if (answerEl) answerEl.textContent = "Not connected: try again in a moment.";
     }
   }
 
   // Connection ------------------------------------------------------------------------------
-  function connect() {
-    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + root.dataset.ws;
-    socket = new WebSocket(url);
-    socket.addEventListener("open", () => {
-      attempt = 0;
-      send({ type: "hello", protocol: 1 });
-      ping();
-      heartbeat = setInterval(ping, 10000);
-    });
-    socket.addEventListener("message", (event) => receive(JSON.parse(event.data)));
-    socket.addEventListener("close", (event) => {
-      clearInterval(heartbeat);
-      if (event.code === 4403 && event.reason.endsWith("sign in again")) return setStatus("You have been signed out. Sign in again to watch this dashboard.", true);
-      if (event.code === 4403) return setStatus(event.reason === "this account has been disabled" ? "This account has been disabled." : "Not allowed to watch this dashboard.", true);
-      attempt += 1;
-      const delay = Math.min(15000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
-      setStatus("Connection lost. Reconnecting… (events keep paging by webhook)", true);
-      setTimeout(connect, delay);
-    });
-  }
-  function ping() {
-    send({ type: "ping", t: Date.now() / 1000 });
-  }
+  const socket = new ReconnectingSocket({
+    url: () => socketUrl(root.dataset.ws),
+    onOpen: () => socket.ping(),
+    onMessage: (message) => receive(message),
+    onClose: (meaning) => {
+      if (meaning.kind === "signed_out") {
+        setStatus("You have been signed out. Sign in again to watch this dashboard.", true);
+        return "stop";
+      }
+      if (meaning.refused) {
+        setStatus(meaning.kind === "disabled" ? "This account has been disabled." : "Not allowed to watch this dashboard.", true);
+        return "stop";
+      }
+      return "backoff";
+    },
+    onRetry: () => setStatus("Connection lost. Reconnecting… (events keep paging by webhook)", true),
+  });
 
   function receive(message) {
     if (message.type === "snapshot") {
       you = message.you;
-      if (samples.length === 0) offset = message.server_time - Date.now() / 1000;
+      clock.seed(message.server_time);
       events.clear();
       for (const ev of message.events) events.set(ev.id, ev);
       sessions = message.sessions;
@@ -99,10 +71,7 @@
       sessions = message.sessions;
       renderSessions();
     } else if (message.type === "pong") {
-      const rtt = Date.now() / 1000 - message.t;
-      samples.push({ rtt, offset: message.server_time - (message.t + rtt / 2) });
-      if (samples.length > 8) samples.shift();
-      offset = samples.reduce((best, s) => (s.rtt < best.rtt ? s : best)).offset;
+      clock.onPong(message);
     } else if (message.type === "done" || message.type === "error") {
       const target = pending.get(message.ref);
       pending.delete(message.ref);
@@ -159,17 +128,11 @@
     const actions = el("div", null, "actions");
     actions.append(openEventLink(ev));
     if (ev.state === "open") {
-      const ack = el("button", "Acknowledge", "primary");
-      ack.type = "button";
-      ack.addEventListener("click", () => act({ type: "ack", event_id: ev.id }, answer));
-      actions.append(ack);
+      actions.append(button("Acknowledge", () => act({ type: "ack", event_id: ev.id }, answer), "primary"));
     }
     const mine = ev.assigned_to && you && ev.assigned_to.id === you.id;
     if (!mine) {
-      const take = el("button", "Take over");
-      take.type = "button";
-      take.addEventListener("click", () => act({ type: "take_over", event_id: ev.id }, answer));
-      actions.append(take);
+      actions.append(button("Take over", () => act({ type: "take_over", event_id: ev.id }, answer)));
     }
     if (mayJoin()) actions.append(joinLink(ev));
     const others = ev.assignable.filter((p) => !you || p.id !== you.id);
@@ -181,9 +144,7 @@
         option.value = person.id;
         select.append(option);
       }
-      const reassign = el("button", "Reassign");
-      reassign.type = "button";
-      reassign.addEventListener("click", () => act({ type: "reassign", event_id: ev.id, staff_id: select.value }, answer));
+      const reassign = button("Reassign", () => act({ type: "reassign", event_id: ev.id, staff_id: select.value }, answer));
       actions.append(select, reassign);
     }
     const note = el("input");
@@ -191,19 +152,14 @@
     note.maxLength = 4000;
     note.setAttribute("aria-label", "Note for the timeline");
     note.placeholder = "Note for the timeline";
-    const addNote = el("button", "Add note");
-    addNote.type = "button";
-    addNote.addEventListener("click", () => {
+    const addNote = button("Add note", () => {
       if (!note.value.trim()) return;
       act({ type: "note", event_id: ev.id, text: note.value }, answer);
       note.value = "";
     });
     actions.append(note, addNote);
     if (ev.state === "acknowledged") {
-      const signOff = el("button", "Sign off");
-      signOff.type = "button";
-      signOff.addEventListener("click", () => act({ type: "sign_off", event_id: ev.id }, answer));
-      actions.append(signOff);
+      actions.append(button("Sign off", () => act({ type: "sign_off", event_id: ev.id }, answer)));
     }
     item.append(actions, answer);
     return item;
@@ -262,12 +218,8 @@
     card.dataset.id = ev.id;
     const answer = el("p", "", "event-msg");
     answer.setAttribute("role", "status");
-    const ack = el("button", "Acknowledge", "primary");
-    ack.type = "button";
-    ack.addEventListener("click", () => act({ type: "ack", event_id: ev.id }, answer));
-    const take = el("button", "Take over");
-    take.type = "button";
-    take.addEventListener("click", () => act({ type: "take_over", event_id: ev.id }, answer));
+    const ack = button("Acknowledge", () => act({ type: "ack", event_id: ev.id }, answer), "primary");
+    const take = button("Take over", () => act({ type: "take_over", event_id: ev.id }, answer));
     const actions = el("div", null, "actions");
     actions.append(ack, take);
     if (mayJoin()) actions.append(joinLink(ev));
@@ -378,5 +330,5 @@
   }
   setInterval(beep, 1500);
 
-  connect();
-})();
+  socket.connect();
+}
