@@ -148,16 +148,18 @@ async def _safety_page(
         previous = await checkin_store.previous_safety(
             conn, request.app[KEYRING], link.patient_id, session_id
         )
+    # A ZIP code shown back to be confirmed is a step of the form, not a mistake: it is
+    # asked as a calm question, not listed among fields that need attention.
+    confirming = errors == {"zip": ZIP_CONFIRM}
     context = {
         "previous": previous,
         "previous_zip": previous_zip(previous) if previous else None,
         "values": values,
-        "errors": errors,
+        "errors": {} if confirming else errors,
+        "confirm_zip": ZIP_CONFIRM if confirming else "",
         "support": SUPPORT,
         "csrf": await csrf_token(request),
     }
-    # A ZIP code shown back to be confirmed is a step of the form, not a mistake.
-    confirming = errors == {"zip": ZIP_CONFIRM}
     return await render(
         request, "checkin_safety.html", context, 400 if errors and not confirming else 200
     )

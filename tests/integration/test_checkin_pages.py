@@ -91,6 +91,7 @@ async def test_the_zip_code_is_read_from_the_end_of_the_address_and_confirmed(
         assert status == 200  # a step of the form, not a mistake
         assert _zip_value(page) == "92780"
         assert "Check the ZIP code we read from the end of your address" in page
+        assert "need attention" not in page and 'class="error"' not in page
         # Without a ZIP at the end there is nothing to guess: the patient types it.
         no_zip = {**SAFETY, "address": "15991 Red Hill Ave, Tustin"}
         status, page = await _post(phone, "/checkin/safety", no_zip)
