@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Protocol
@@ -57,11 +56,6 @@ class Connections:
         """The last sequence number used."""
         return self._seq
 
-    @property
-    def by_member(self) -> dict[str, Participant]:
-        """The live connections by member id."""
-        return self._by_member
-
     def __len__(self) -> int:
         return len(self._by_member)
 
@@ -70,9 +64,6 @@ class Connections:
 
     def __getitem__(self, member_id: str) -> Participant:
         return self._by_member[member_id]
-
-    def __iter__(self) -> Iterator[Participant]:
-        return iter(list(self._by_member.values()))
 
     def get(self, member_id: str) -> Participant | None:
         """The member's connection, if connected."""

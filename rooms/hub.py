@@ -125,11 +125,6 @@ class RoomHub:
         return len(self._connections)
 
     @property
-    def connections(self) -> dict[str, Participant]:
-        """The live connections by member id."""
-        return self._connections.by_member
-
-    @property
     def ended(self) -> bool:
         """Whether the session has ended."""
         return self.room.state is RoomState.ENDED
