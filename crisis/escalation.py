@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from crisis.levels import EVENT_LEVELS, LEVELS, Level
+
 TRIGGERS = ("screening", "clinician_flag", "help_button", "silence", "dropped")
 
 
@@ -26,7 +28,7 @@ class Concern:
     def __post_init__(self) -> None:
         if self.trigger not in TRIGGERS:
             raise ValueError(f"unknown trigger {self.trigger!r}")
-        if self.level not in ("none", "low", "moderate", "high"):
+        if self.level not in LEVELS:
             raise ValueError(f"unknown level {self.level!r}")
 
 
@@ -54,8 +56,8 @@ class ConcernStore(Protocol):
 
 async def raise_concern(store: ConcernStore, concern: Concern) -> Outcome:
     """Moderate and high open an escalation now; low asks for a review before the end."""
-    if concern.level in ("moderate", "high"):
+    if concern.level in EVENT_LEVELS:
         return Outcome("event", await store.open_event(concern))
-    if concern.level == "low":
+    if concern.level == Level.LOW:
         return Outcome("review_task", await store.add_review_task(concern))
     return Outcome("none")

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from crisis.levels import Level
+
 # On-call roles a program's roster fills, per time window.
 ONCALL_ROLES = ("primary", "backup", "medical_director")
 # Everyone a notification can be addressed to: the session's own clinicians, then on-call.
 NOTIFY_ROLES = ("facilitator", "cofacilitator", *ONCALL_ROLES)
-EVENT_LEVELS = ("moderate", "high")
 MAX_AFTER = dt.timedelta(days=1)
 # Every deadline this module plans waits for an acknowledgement, so an ack cancels them all.
 ACK_PURPOSE_PREFIX = "ack"
@@ -64,11 +65,11 @@ class Policy:
 
     def for_level(self, level: str) -> LevelPolicy:
         """The routing for `level` (none is never routed)."""
-        if level == "high":
+        if level == Level.HIGH:
             return self.high
-        if level == "moderate":
+        if level == Level.MODERATE:
             return self.moderate
-        if level == "low":
+        if level == Level.LOW:
             return self.low
         raise PolicyError("level", f"no routing for level {level!r}")
 
@@ -135,7 +136,7 @@ def cancelled_by_ack(purpose: str) -> bool:
     return purpose.startswith(ACK_PURPOSE_PREFIX + "-")
 
 
-LEVEL_RANK = {"none": 0, "low": 1, "moderate": 2, "high": 3}
+LEVEL_RANK: dict[str, int] = {level.value: level.rank for level in Level}
 
 
 def more_urgent(new: str, current: str) -> bool:

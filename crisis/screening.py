@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from crisis.levels import LEVELS
+
 PHQ9_BANDS = (
     (0, 4, "minimal"),
     (5, 9, "mild"),
@@ -18,7 +20,6 @@ PHQ9_BANDS = (
 )
 GAD7_BANDS = ((0, 4, "minimal"), (5, 9, "mild"), (10, 14, "moderate"), (15, 21, "severe"))
 GAD7_FLAG = 10
-LEVELS = ("none", "low", "moderate", "high")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from rooms.structure import Phase, StructureError, phases_from_json
+from rooms.structure import Phase, PhaseKind, StructureError, phases_from_json
 
 WARNING_S = 120.0
 TURN_CUE_S = 30.0
-STATUSES = ("not_started", "running", "paused", "ended")
+
+
+class ClockStatus(StrEnum):
+    """not_started -> running <-> paused -> ended (ended also straight from not_started)."""
+
+    NOT_STARTED = "not_started"
+    RUNNING = "running"
+    PAUSED = "paused"
+    ENDED = "ended"
+
+
+STATUSES = tuple(status.value for status in ClockStatus)
 
 
 class ClockError(Exception):
@@ -141,7 +153,7 @@ class SessionClock:
 
     phases: list[Phase]
     index: int = 0
-    status: str = "not_started"
+    status: ClockStatus = ClockStatus.NOT_STARTED
     started_at: dt.datetime | None = None
     phase_started_at: dt.datetime | None = None
     paused_at: dt.datetime | None = None
@@ -177,7 +189,7 @@ class SessionClock:
         return cls(
             list(phases_from_json(data["phases"])),
             int(data["index"]),
-            str(data["status"]),
+            ClockStatus(str(data["status"])),
             _time(data["started_at"]),
             _time(data["phase_started_at"]),
             _time(data["paused_at"]),
@@ -218,15 +230,15 @@ class SessionClock:
         return {
             **self.to_json(),
             "remaining_s": remaining,
-            "warning": self.status == "running" and 0 < remaining <= WARNING_S,
-            "overtime": self.status in ("running", "paused") and remaining < 0,
+            "warning": self.status is ClockStatus.RUNNING and 0 < remaining <= WARNING_S,
+            "overtime": self.status in (ClockStatus.RUNNING, ClockStatus.PAUSED) and remaining < 0,
             "turn_remaining_s": turn,
             "turn_cue": turn is not None and 0 < turn <= TURN_CUE_S,
         }
 
     # Operations ---------------------------------------------------------------------------
 
-    def _require(self, *statuses: str) -> None:
+    def _require(self, *statuses: ClockStatus) -> None:
         if self.status not in statuses:
             raise ClockError("clock_state", f"the clock is {self.status.replace('_', ' ')}")
 
@@ -248,41 +260,41 @@ class SessionClock:
         self.grounding_step = 0
         if self.paused_at is not None:
             self.paused_at = now  # still paused, in the new phase
-        if self.phase.kind == "checkin_round" and self.checkin is None:
+        if self.phase.kind == PhaseKind.CHECKIN_ROUND and self.checkin is None:
             self.checkin = CheckinRound(self.phase.turn_seconds)
 
     def start(self, now: dt.datetime) -> None:
         """Begin the first phase."""
-        self._require("not_started")
-        self.status = "running"
+        self._require(ClockStatus.NOT_STARTED)
+        self.status = ClockStatus.RUNNING
         self.started_at = now
         self._enter(self.index, now)
 
     def pause(self, now: dt.datetime) -> None:
-        self._require("running")
-        self.status = "paused"
+        self._require(ClockStatus.RUNNING)
+        self.status = ClockStatus.PAUSED
         self.paused_at = now
 
     def resume(self, now: dt.datetime) -> None:
-        self._require("paused")
+        self._require(ClockStatus.PAUSED)
         assert self.paused_at is not None
         gap = (now - self.paused_at).total_seconds()
         self.paused_s += gap
         if self.checkin is not None and self.checkin.turn_started_at is not None:
             self.checkin.turn_paused_s += gap
         self.paused_at = None
-        self.status = "running"
+        self.status = ClockStatus.RUNNING
 
     def extend(self, minutes: int) -> None:
         """Add minutes to the current phase."""
-        self._require("running", "paused")
+        self._require(ClockStatus.RUNNING, ClockStatus.PAUSED)
         if not 1 <= minutes <= 60:
             raise ClockError("bad_minutes", "extend by 1-60 minutes")
         self.extension_s += minutes * 60
 
     def jump(self, index: int, now: dt.datetime) -> None:
         """Go to any phase (next and previous are jumps by one)."""
-        self._require("running", "paused")
+        self._require(ClockStatus.RUNNING, ClockStatus.PAUSED)
         if not 0 <= index < len(self.phases):
             raise ClockError("bad_phase", "there is no such phase")
         if index == self.index:
@@ -300,10 +312,10 @@ class SessionClock:
         self.jump(self.index - 1, now)
 
     def end(self, now: dt.datetime) -> None:
-        self._require("running", "paused", "not_started")
+        self._require(ClockStatus.RUNNING, ClockStatus.PAUSED, ClockStatus.NOT_STARTED)
         if self.phase_started_at is not None:
             self._enter(self.index, now)
-        self.status = "ended"
+        self.status = ClockStatus.ENDED
         self.ended_at = now
         self.paused_at = None
 
@@ -312,7 +324,7 @@ class SessionClock:
         if to not in ("host", "cohost"):
             raise ClockError("bad_holder", "the clock is held by the host or the co-host")
         self.held_by = to
-        if pause and self.status == "running":
+        if pause and self.status is ClockStatus.RUNNING:
             self.pause(now)
 
     # Plan edits (one session's plan; the template is unchanged) -------------------------
@@ -330,15 +342,15 @@ class SessionClock:
         """Remove a phase that has not started yet."""
         if not 0 <= index < len(self.phases) or len(self.phases) == 1:
             raise ClockError("bad_phase", "there is no such phase to drop")
-        if self.status != "not_started" and index <= self.index:
+        if self.status is not ClockStatus.NOT_STARTED and index <= self.index:
             raise ClockError("phase_started", "only phases still to come can be dropped")
         del self.phases[index]
-        if self.status == "not_started" and self.index >= len(self.phases):
+        if self.status is ClockStatus.NOT_STARTED and self.index >= len(self.phases):
             self.index = len(self.phases) - 1
 
     def reorder(self, order: list[int]) -> None:
         """Reorder the phases still to come (all of them before the start)."""
-        fixed = 0 if self.status == "not_started" else self.index + 1
+        fixed = 0 if self.status is ClockStatus.NOT_STARTED else self.index + 1
         upcoming = list(range(fixed, len(self.phases)))
         if sorted(order) != upcoming:
             raise ClockError("bad_order", "list each phase still to come exactly once")

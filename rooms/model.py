@@ -59,6 +59,8 @@ class RoomAction(StrEnum):
     SHARE_SCREEN = "share_screen"  # participants only when a host allows it
     PRIVATE_ROOM = "private_room"
     ALLOW_SCREEN = "allow_screen"
+    MEDIA = "media"  # join, answer, update and leave one's own media
+    LOG_DROP_STEP = "log_drop_step"  # a step of a dropped-connection prompt
 
 
 _STAFF_CONTROLS = frozenset(
@@ -78,6 +80,9 @@ _STAFF_CONTROLS = frozenset(
         RoomAction.SHARE_SCREEN,
         RoomAction.ALLOW_SCREEN,
         RoomAction.PRIVATE_ROOM,
+        RoomAction.MEDIA,
+        # The dropped-connection prompt goes to the facilitators only; they log its steps.
+        RoomAction.LOG_DROP_STEP,
     }
 )
 PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
@@ -86,7 +91,7 @@ PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
     # An observer watches and writes staff notes; a private message would reveal them.
     # A supervisor may also take a patient aside during a crisis (the private room).
     RoomRole.OBSERVER: frozenset(
-        {RoomAction.STAFF_NOTE, RoomAction.SEE_WAITING, RoomAction.PRIVATE_ROOM}
+        {RoomAction.STAFF_NOTE, RoomAction.SEE_WAITING, RoomAction.PRIVATE_ROOM, RoomAction.MEDIA}
     ),
     RoomRole.PARTICIPANT: frozenset(
         {
@@ -96,8 +101,15 @@ PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
             RoomAction.REACT,
             RoomAction.ASK_UNMUTE,
             RoomAction.ASK_HELP,
+            RoomAction.MEDIA,
         }
     ),
+}
+# What a refusal says where it says more than "<role> may not <action>".
+REFUSALS: dict[RoomAction, str] = {
+    RoomAction.ASK_HELP: "only patients use the help button",
+    RoomAction.ALLOW_SCREEN: "only the clinicians can allow screen sharing",
+    RoomAction.LOG_DROP_STEP: "only the host and co-host log these steps",
 }
 STAFF_ROLES = frozenset({RoomRole.HOST, RoomRole.COHOST, RoomRole.OBSERVER})
 
@@ -109,6 +121,13 @@ class RoomError(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+def check_role(actor: Member, action: RoomAction) -> None:
+    """Raise unless `actor`'s role allows `action` (the one permission check)."""
+    if action not in PERMISSIONS[actor.role]:
+        reason = REFUSALS.get(action, f"{actor.role.value} may not {action.value}")
+        raise RoomError("forbidden", reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,9 +304,8 @@ class Room:
     # Moderation -------------------------------------------------------------------------
 
     def check(self, actor: Member, action: RoomAction) -> None:
-        """Raise unless `actor`'s role allows `action` (the one permission check)."""
-        if action not in PERMISSIONS[actor.role]:
-            raise RoomError("forbidden", f"{actor.role.value} may not {action.value}")
+        """Raise unless `actor`'s role allows `action` and they are in the room."""
+        check_role(actor, action)
         if not actor.in_room:
             raise RoomError("not_admitted", "wait to be admitted first")
 
@@ -387,6 +405,14 @@ class Room:
         if member is None:
             raise RoomError("unknown_member", "no such member in this room")
         return member
+
+    def in_room_ids(self) -> frozenset[str]:
+        """Members in the room now (admitted, or reconnecting)."""
+        return frozenset(m.id for m in self.members.values() if m.in_room)
+
+    def staff_ids(self) -> frozenset[str]:
+        """The clinicians and supervisors of the room."""
+        return frozenset(m.id for m in self.members.values() if m.is_staff)
 
     def in_room(self) -> Iterator[Member]:
         """Members admitted or reconnecting."""

@@ -7,6 +7,7 @@ Time is whatever the caller's clock says (seconds), so tests move time instead o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +61,55 @@ class TokenBucket:
         """Seconds until the next token."""
         self._refill(now)
         return max(0.0, (1.0 - self.tokens) * 60 / self.rate.per_minute)
+
+
+class Kind(StrEnum):
+    """The message kinds a connection is rate-limited on."""
+
+    HELP = "help"
+    CHAT = "chat"
+    REACT = "react"
+
+
+class ConnectionLimits:
+    """The buckets of every connected member, and which refusals they were told about."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._buckets: dict[str, dict[Kind, TokenBucket]] = {}
+        self._told: set[tuple[str, Kind]] = set()
+
+    def fresh(self, member_id: str, now: float) -> None:
+        """A new connection starts with full buckets."""
+        self._buckets[member_id] = {
+            Kind.HELP: TokenBucket.full(self._limits.help, now),
+            Kind.CHAT: TokenBucket.full(self._limits.chat, now),
+            Kind.REACT: TokenBucket.full(self._limits.react, now),
+        }
+        self._told = {told for told in self._told if told[0] != member_id}
+
+    def forget(self, member_id: str) -> None:
+        """The connection ended."""
+        self._buckets.pop(member_id, None)
+
+    def take(self, member_id: str, kind: Kind, now: float) -> bool:
+        """Spend one token of `kind` (a member without buckets is not limited)."""
+        bucket = self._buckets.get(member_id, {}).get(kind)
+        if bucket is None:
+            return True
+        if bucket.take(now):
+            self._told.discard((member_id, kind))
+            return True
+        return False
+
+    def notice(self, member_id: str, kind: Kind, now: float) -> float | None:
+        """Seconds to wait, the first time a refusal of `kind` is to be told; else None.
+
+        One notice per pause, not one per refused frame: a flooding client's own outbox
+        must not fill with refusals either.
+        """
+        bucket = self._buckets.get(member_id, {}).get(kind)
+        if bucket is None or (member_id, kind) in self._told:
+            return None
+        self._told.add((member_id, kind))
+        return round(bucket.wait_s(now), 1)

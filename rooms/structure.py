@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-PHASE_KINDS = (
-    "arrival",
-    "grounding",
-    "checkin_round",
-    "core",
-    "break",
-    "process",
-    "integration",
-    "individual",
-    "closing",
-)
+
+class PhaseKind(StrEnum):
+    """What a phase is for; the room runs some of them (grounding, the check-in round)."""
+
+    ARRIVAL = "arrival"
+    GROUNDING = "grounding"
+    CHECKIN_ROUND = "checkin_round"
+    CORE = "core"
+    BREAK = "break"
+    PROCESS = "process"
+    INTEGRATION = "integration"
+    INDIVIDUAL = "individual"
+    CLOSING = "closing"
+
+
+PHASE_KINDS = tuple(kind.value for kind in PhaseKind)
 GROUNDING_EXERCISES = ("box_breathing", "box_breathing_3", "five_senses")
 DEFAULT_TURN_SECONDS = 150
 MAX_PHASES = 20
@@ -42,11 +48,11 @@ class Phase:
             raise StructureError("a phase lasts 1-240 minutes")
         if not self.title.strip() or len(self.title) > 80:
             raise StructureError("a phase needs a title of at most 80 characters")
-        if self.kind == "grounding":
+        if self.kind == PhaseKind.GROUNDING:
             exercise = self.settings.get("exercise", "box_breathing")
             if exercise not in GROUNDING_EXERCISES:
                 raise StructureError(f"grounding exercise must be one of {GROUNDING_EXERCISES}")
-        if self.kind == "checkin_round":
+        if self.kind == PhaseKind.CHECKIN_ROUND:
             turn = self.settings.get("turn_seconds", DEFAULT_TURN_SECONDS)
             if not isinstance(turn, int) or not 30 <= turn <= 900:
                 raise StructureError("a check-in turn lasts 30-900 seconds")

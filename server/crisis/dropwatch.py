@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crisis import ledger
 from crisis.directory import format_phone
 from crisis.escalation import Concern, raise_concern
-from rooms import protocol
+from rooms import outbound, protocol
 from rooms.hub import RoomHub
 from rooms.model import Member, Presence, RoomRole
 from server import audit
@@ -166,14 +166,9 @@ class DropPrompts:
             event_id = self._active.pop(key)
             hub.publish(
                 facilitators(hub),
-                {
-                    "type": "drop_prompt",
-                    "status": "reconnected",
-                    "event_id": event_id,
-                    "member_id": member.id,
-                    "name": member.name,
-                    "at": self._app[CLOCK].now().isoformat(),
-                },
+                outbound.drop_prompt_reconnected(
+                    event_id=event_id, patient=member, at=self._app[CLOCK].now()
+                ),
             )
 
     async def _prompt(self, hub: RoomHub, member: Member) -> None:
@@ -244,16 +239,9 @@ class DropPrompts:
             self._active[key] = event.id
             hub.publish(
                 facilitators(hub),
-                {
-                    "type": "drop_prompt",
-                    "status": "dropped",
-                    "event_id": event.id,
-                    "member_id": member.id,
-                    "name": member.name,
-                    "at": now.isoformat(),
-                    "server_time": now.timestamp(),
-                    "steps": steps,
-                },
+                outbound.drop_prompt_dropped(
+                    event_id=event.id, patient=member, at=now, steps=steps
+                ),
             )
             log.warning("crisis.drop_prompted", room_id=hub.room.id, event_id=event.id)
         except (SQLAlchemyError, OSError, ledger.LedgerError) as exc:
@@ -264,11 +252,9 @@ class DropPrompts:
         finally:
             self._pending.discard(key)
 
-    async def record(self, hub: RoomHub, member_id: str, message: protocol.DropStep) -> None:
-        """A facilitator logs a prompt step as taken or skipped; refusals are ProtocolErrors."""
-        member = hub.room.members.get(member_id)
-        if member is None or member.role not in FACILITATORS:
-            raise protocol.ProtocolError("forbidden", "only the host and co-host log these steps")
+    async def record(self, hub: RoomHub, member: Member, message: protocol.DropStep) -> None:
+        """A facilitator logs a prompt step as taken or skipped (the room checked who may);
+        refusals are ProtocolErrors."""
         app = self._app
         now = app[CLOCK].now()
         actor = audit.Actor("staff", member.identity.id)
@@ -308,15 +294,14 @@ class DropPrompts:
             )
         hub.publish(
             facilitators(hub),
-            {
-                "type": "drop_step_logged",
-                "event_id": event.id,
-                "action": message.action,
-                "outcome": message.outcome,
-                "step_no": step_no,
-                "by": member.name,
-                "at": now.isoformat(),
-            },
+            outbound.drop_step_logged(
+                event_id=event.id,
+                action=message.action,
+                outcome=message.outcome,
+                step_no=step_no,
+                by=member.name,
+                at=now,
+            ),
         )
 
     async def close(self) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiohttp import web
 
-from rooms import protocol
+from rooms import outbound
 from rooms.hub import RoomHub
 from rooms.media import hooks
 from rooms.media.room import MediaError, MediaRoom, MediaSettings
-from rooms.model import PERMISSIONS, Member, Presence, RoomAction, RoomRole
+from rooms.model import Member, Presence, RoomError
 from server.appkeys import CLOCK, SETTINGS
 from server.logs import get_logger
 from server.roomsocket import turn
@@ -37,7 +39,7 @@ def media_for(app: web.Application, hub: RoomHub) -> MediaRoom:
         hub.broadcast(frozenset({member_id}), message)
 
     def on_speaker(member_id: str) -> None:
-        hub.broadcast(hub.in_room_ids(), {"type": "speaker", "member_id": member_id})
+        hub.broadcast(hub.in_room_ids(), outbound.speaker(member_id))
 
     codecs = tuple(f"video/{'VP8' if c == 'vp8' else 'H264'}" for c in settings.video_codecs)
     media = MediaRoom(
@@ -67,63 +69,69 @@ def member_changed(app: web.Application, room_id: str, member: Member) -> None:
         room.spawn_leave(member.id)
 
 
-def _publishes(hub: RoomHub, member: Member) -> bool:
-    # A supervisor watches a group unseen, so sends nothing; in a one-on-one they are seen.
-    # ...unless they take a patient to a private room, where the patient must see them.
-    return (
-        member.role is not RoomRole.OBSERVER
-        or hub.room.observers_visible
-        or member.space is not None
-    )
-
-
-async def handle(app: web.Application, hub: RoomHub, member_id: str, message: Any) -> None:
-    """Apply one media message from a member; refusals raise ProtocolError."""
-    member = hub.room.members.get(member_id)
-    if member is None or not member.in_room or member.presence is not Presence.ADMITTED:
-        raise protocol.ProtocolError("not_admitted", "media starts once you are in the room")
-    room = media_for(app, hub)
-    allowed = PERMISSIONS[member.role]
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
     try:
-        if isinstance(message, protocol.MediaJoin):
-            settings = app[SETTINGS]
-            await room.join(
-                member_id,
-                publishes=_publishes(hub, member),
-                may_share_screen=RoomAction.SHARE_SCREEN in allowed,
-                receive_video=message.receive_video,
-                ice_servers=turn.ice_servers(
-                    settings.turn_urls,
-                    settings.turn_secret,
-                    app[CLOCK].now().timestamp(),
-                    settings.turn_ttl_s,
-                ),
-            )
-        elif isinstance(message, protocol.MediaAnswer):
-            await room.answer(member_id, message.sdp)
-        elif isinstance(message, protocol.MediaUpdate):
-            if message.screen is not None:
-                room.share_screen(member_id, message.screen)
-            if message.receive_video is not None:
-                room.set_receive_video(member_id, message.receive_video)
-        elif isinstance(message, protocol.MediaLeave):
-            await room.leave(member_id)
-        elif isinstance(message, protocol.ScreenAllow):
-            if RoomAction.ALLOW_SCREEN not in allowed:
-                raise MediaError("forbidden", "only the clinicians can allow screen sharing")
-            if message.member_id not in hub.room.members:
-                raise MediaError("unknown_member", "no such member in this room")
-            room.allow_screen(message.member_id, message.allowed)
-            hub.broadcast(
-                frozenset({message.member_id}) | hub.staff_ids(),
-                {
-                    "type": "screen_allowed",
-                    "member_id": message.member_id,
-                    "allowed": message.allowed,
-                },
-            )
+        yield
     except MediaError as exc:
-        raise protocol.ProtocolError(exc.code, exc.reason) from None
+        raise RoomError(exc.code, exc.reason) from None
+
+
+class RoomMedia:
+    """One room's `MediaPort`: its SFU, created on first use; the room checked the message."""
+
+    def __init__(self, app: web.Application, hub: Callable[[], RoomHub]) -> None:
+        self._app = app
+        self._hub = hub
+
+    def _room(self) -> MediaRoom:
+        return media_for(self._app, self._hub())
+
+    async def join(
+        self, member_id: str, *, publishes: bool, may_share_screen: bool, receive_video: bool
+    ) -> None:
+        """Start (or replace) a member's media connection, with fresh TURN credentials."""
+        settings = self._app[SETTINGS]
+        ice_servers = turn.ice_servers(
+            settings.turn_urls,
+            settings.turn_secret,
+            self._app[CLOCK].now().timestamp(),
+            settings.turn_ttl_s,
+        )
+        with _refusals():
+            await self._room().join(
+                member_id,
+                publishes=publishes,
+                may_share_screen=may_share_screen,
+                receive_video=receive_video,
+                ice_servers=ice_servers,
+            )
+
+    async def answer(self, member_id: str, sdp: str) -> None:
+        """The member's answer to the latest offer."""
+        with _refusals():
+            await self._room().answer(member_id, sdp)
+
+    async def update(
+        self, member_id: str, *, screen: bool | None, receive_video: bool | None
+    ) -> None:
+        """Start or stop a screen share; turn others' video off or on."""
+        with _refusals():
+            room = self._room()
+            if screen is not None:
+                room.share_screen(member_id, screen)
+            if receive_video is not None:
+                room.set_receive_video(member_id, receive_video)
+
+    async def leave(self, member_id: str) -> None:
+        """Stop the member's media."""
+        with _refusals():
+            await self._room().leave(member_id)
+
+    async def allow_screen(self, member_id: str, allowed: bool) -> None:
+        """Let a participant share their screen, or take that back."""
+        with _refusals():
+            self._room().allow_screen(member_id, allowed)
 
 
 async def close_room(app: web.Application, room_id: str) -> None:

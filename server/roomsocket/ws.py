@@ -6,33 +6,26 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
 from aiohttp import WSMsgType, web
 
-from crisis.escalation import Concern
 from rooms import protocol
-from rooms.clock import SessionClock
 from rooms.hub import RoomHub
-from rooms.model import Member, Room, RoomError, RoomRole, RoomState
-from rooms.ratelimit import Limits, Rate
+from rooms.model import RoomError, RoomRole
 from rooms.registry import RoomRegistry
-from server import audit
 from server.accounts import joinlinks
 from server.accounts import linksockets as link_sockets
 from server.accounts import livesockets as staff_sockets
 from server.accounts.auth import STAFF_KEY
-from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS, SOCKETS
-from server.crisis import dropwatch, oncall
+from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SOCKETS
+from server.crisis import dropwatch
 from server.logs import get_logger
 from server.roomsocket import media, placement
 from server.roomsocket import origin as wsorigin
 from server.roomsocket.access import Entry, resolve
+from server.roomsocket.events import hub_for
 from server.roomsocket.journal import ROOM_JOURNAL, journal_ctx
-from server.storage.tables import sessions
-from server.structure.store import load_clock
 
 log = get_logger(__name__)
 OUTBOX_LIMIT = 256
@@ -96,131 +89,6 @@ class SocketParticipant:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-
-
-AUDITED_CLOCK_OPS = frozenset({"start", "end", "hand_off"})
-
-
-async def _hub_for(request: web.Request, entry: Entry) -> RoomHub:
-    existing = request.app[ROOMS].get(entry.room.id)
-    if existing is not None:
-        return existing
-    app = request.app
-    recorder = request.app[ROOM_JOURNAL]
-    clock = request.app[CLOCK]
-    room_id = entry.room.id
-    async with request.app[ENGINE].connect() as conn:
-        clock_state = await load_clock(conn, room_id)
-        floats = await oncall.float_roster(conn, room_id, clock.now())
-        saved_room = await conn.scalar(
-            sa.select(sessions.c.room_state).where(sessions.c.id == room_id)
-        )
-
-    def record(member: Member, event: str, at: Any) -> None:
-        recorder.record(room_id, member, event, at)
-
-    def record_state(state: RoomState) -> None:
-        recorder.session_state(room_id, state.value)
-
-    def record_clock(state: SessionClock, op: str, member: Member | None) -> None:
-        audit_row = None
-        if op in AUDITED_CLOCK_OPS:
-            actor = (
-                audit.Actor("staff", member.identity.id, member.role.value)
-                if member is not None
-                else audit.SYSTEM
-            )
-            audit_row = {
-                "actor": actor,
-                "action": f"clock.{op}",
-                "now": clock.now(),
-                "target_type": "session",
-                "target_id": room_id,
-                "detail": {"held_by": state.held_by, "status": state.status},
-            }
-        recorder.clock(room_id, state.to_json(), audit_row)
-        placement.phase_changed(app, room_id, op)
-
-    def record_help(
-        member: Member, text: str, at: Any, stored: Callable[[], None], *, repeat: int = 0
-    ) -> None:
-        detail: dict[str, Any] = {"message": text} if text else {}
-        if repeat:
-            detail["presses"] = repeat
-        recorder.concern(
-            Concern(
-                patient_id=member.identity.id,
-                session_id=room_id,
-                trigger="help_button",
-                level="high",
-                rule="the patient pressed I need help again"
-                if repeat
-                else "the patient pressed I need help",
-                at=at,
-                detail=detail,
-            ),
-            stored,
-            fold=bool(repeat),
-        )
-        if repeat:
-            log.info("crisis.help_folded", room_id=room_id, count=repeat)
-        else:
-            log.warning("crisis.help_pressed", room_id=room_id)
-
-    def record_private(patient: Member, clinician: Member, at: Any) -> None:
-        recorder.private_room(room_id, patient.identity.id, clinician.identity.id, at)
-        log.warning("crisis.private_room_opened", room_id=room_id)
-
-    made: list[RoomHub] = []
-    settings = request.app[SETTINGS]
-    limits = Limits(
-        help=Rate(settings.ws_help_burst, settings.ws_help_per_minute),
-        chat=Rate(settings.ws_chat_burst, settings.ws_chat_per_minute),
-        react=Rate(settings.ws_react_burst, settings.ws_react_per_minute),
-    )
-
-    def on_member(member: Member) -> None:
-        media.member_changed(app, room_id, member)
-        if made:
-            app[dropwatch.DROPS].member_changed(made[0], member)
-
-    def make() -> RoomHub:
-        info = entry.room
-        # A supervisor may watch a group unseen; a one-on-one is never observed silently.
-        room = Room(
-            info.id,
-            info.title,
-            info.kind,
-            info.starts_at,
-            observers_visible=info.kind == "individual",
-        )
-        hub = RoomHub(
-            room,
-            clock=clock.now,
-            record=record,
-            record_state=record_state,
-            clock_state=clock_state,
-            record_clock=record_clock,
-            record_help=record_help,
-            on_member=on_member,
-            record_private=record_private,
-            record_room=lambda state: recorder.room_state(room_id, state),
-            float_roster=floats,
-            grace_s=settings.reconnect_grace_s,
-            limits=limits,
-            chat_kept=settings.room_chat_kept,
-        )
-        made.append(hub)
-        return hub
-
-    def make_restored() -> RoomHub:
-        hub = make()
-        if saved_room and hub.room.state is not RoomState.ENDED:
-            # This process takes over a room another ran (it moved, or its node died).
-            hub.restore(saved_room)
-        return hub
-
-    return request.app[ROOMS].get_or_create(room_id, make_restored)
 
 
 async def _refuse(ws: web.WebSocketResponse, code: str, reason: str, close: int) -> None:
@@ -319,7 +187,7 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
             )
             await ws.close(code=placement.CLOSE_REDIRECT, message=b"the room is on another node")
             return ws
-        hub = await _hub_for(request, entry)
+        hub = await hub_for(request, entry)
         participant = SocketParticipant(ws, entry.identity.key)
         participant.start()
         try:
@@ -380,12 +248,7 @@ async def _read_loop(
             parsed = protocol.parse(message.data)
             if isinstance(parsed, protocol.Hello):
                 raise protocol.ProtocolError("unexpected", "hello was already said")
-            if isinstance(parsed, protocol.MEDIA_MESSAGES):
-                await media.handle(app, hub, me.member_id, parsed)
-            elif isinstance(parsed, protocol.DropStep):
-                await app[dropwatch.DROPS].record(hub, me.member_id, parsed)
-            else:
-                await _close_all(hub.handle(me, parsed))
+            await _close_all(await hub.dispatch(me, parsed))
         except protocol.ProtocolError as exc:
             me.send({"type": "error", "code": exc.code, "reason": exc.reason})
             now = time.monotonic()
