@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from rooms import protocol as p
 from rooms.clock import ClockError, SessionClock
+from rooms.closecodes import CloseCode
 from rooms.model import (
     PERMISSIONS,
     Identity,
@@ -29,9 +30,6 @@ LOG_SIZE = 1000
 CHAT_KEPT = 500
 # Different texts kept from presses folded into one write (the count is always kept).
 FOLD_TEXTS = 20
-CLOSE_REMOVED = 4001
-CLOSE_ENDED = 4002
-CLOSE_REPLACED = 4003
 
 
 class Participant(Protocol):
@@ -309,7 +307,7 @@ class RoomHub:
             timer.cancel()
         previous = self._connections.get(member.id)
         if previous is not None and previous is not participant:
-            self._closing.append((previous, CLOSE_REPLACED, "opened on another device"))
+            self._closing.append((previous, CloseCode.REPLACED, "opened on another device"))
         self._connections[member.id] = participant
         self._fresh_buckets(member.id)
         oldest = self._log[0].seq if self._log else self._seq + 1
@@ -480,7 +478,7 @@ class RoomHub:
         self._publish_member(removed)
         connection = self._connections.pop(removed.id, None)
         if connection is not None:
-            self._closing.append((connection, CLOSE_REMOVED, "removed by the clinician"))
+            self._closing.append((connection, CloseCode.REMOVED, "removed by the clinician"))
 
     def _on_mute(self, member: Member, message: p.Mute) -> None:
         if message.audio is None and message.video is None:
@@ -631,7 +629,7 @@ class RoomHub:
             if other.in_room or other.presence is Presence.WAITING:
                 self._record(other, "left", now)
         for connection in self._connections.values():
-            self._closing.append((connection, CLOSE_ENDED, "the session has ended"))
+            self._closing.append((connection, CloseCode.ENDED, "the session has ended"))
         self._connections.clear()
 
     # The session clock ------------------------------------------------------------------

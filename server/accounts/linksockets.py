@@ -16,14 +16,14 @@ from collections.abc import AsyncIterator, Iterator
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from rooms.closecodes import CloseCode
 from server.logs import get_logger
 from server.roomsocket.placement import CLUSTER
 
 log = get_logger(__name__)
 CHANNEL = "join_links"
-# The room socket's refusal code (server/roomsocket/ws.py CLOSE_REFUSED): clients do not reconnect
-# after it, and the patient's page shows this reason in plain words (web/static/room.js).
-CLOSE_LINK_REVOKED = 4403
+# Closed with CloseCode.LINK_REVOKED: the patient's page does not reconnect and says in
+# plain words that the link is no longer active (web/static/room.js).
 REASON = "this join link is no longer active"
 OPEN = web.AppKey("link_sockets", dict[str, set[web.WebSocketResponse]])
 CLOSING = web.AppKey("link_sockets_closing", set[asyncio.Task[None]])
@@ -48,7 +48,7 @@ def _close_here(app: web.Application, link_id: str) -> int:
     sockets = list(app[OPEN].get(link_id, ()))
     for ws in sockets:
         task = asyncio.create_task(
-            ws.close(code=CLOSE_LINK_REVOKED, message=REASON.encode()), name="link-socket-close"
+            ws.close(code=CloseCode.LINK_REVOKED, message=REASON.encode()), name="link-socket-close"
         )
         app[CLOSING].add(task)
         task.add_done_callback(app[CLOSING].discard)

@@ -17,18 +17,23 @@ from collections.abc import AsyncIterator, Iterator
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from rooms.closecodes import CloseCode
 from server.logs import get_logger
 from server.roomsocket.placement import CLUSTER
 
 log = get_logger(__name__)
 CHANNEL = "staff"
-# The refusal code of server/roomsocket/ws.py (CLOSE_REFUSED): clients do not reconnect
-# after it, and show this reason (web/static/room.js, supervisor.js).
-CLOSE_ACCOUNT_DISABLED = 4403
 REASON = DISABLED = "this account has been disabled"
 SIGNED_OUT = "signed out: sign in again"
 RESET = "sign-in details were reset: sign in again"
-REASONS = frozenset({DISABLED, SIGNED_OUT, RESET})
+# Clients do not reconnect after either code; what they show depends on the code alone
+# (web/static/room.js, supervisor.js). The reason travels between nodes and into logs.
+CLOSE_CODES = {
+    DISABLED: CloseCode.ACCOUNT_DISABLED,
+    SIGNED_OUT: CloseCode.SIGNED_OUT,
+    RESET: CloseCode.SIGNED_OUT,
+}
+REASONS = frozenset(CLOSE_CODES)
 OPEN = web.AppKey("staff_sockets", dict[str, set[web.WebSocketResponse]])
 
 
@@ -57,7 +62,7 @@ def _close_here(app: web.Application, staff_id: str, reason: str) -> int:
     sockets = list(app[OPEN].get(staff_id, ()))
     for ws in sockets:
         task = asyncio.create_task(
-            ws.close(code=CLOSE_ACCOUNT_DISABLED, message=reason.encode()),
+            ws.close(code=CLOSE_CODES[reason], message=reason.encode()),
             name="staff-socket-close",
         )
         app[CLOSING].add(task)

@@ -6,6 +6,13 @@ now, open crisis events, on-call staff, the server's time); after that the serve
 `sessions` (live rooms' counts changed) and answers `pong`, `done` or `error`. Actions name
 an event by id and carry a client `ref` that the `done`/`error` answer echoes. Anything
 malformed gets an `error` back; the connection stays open.
+
+Close codes are the room socket's (`CloseCode` in rooms/closecodes.py, tabled in
+rooms/PROTOCOL.md); the dashboard meets these: 1001 SHUTDOWN (reconnect), 4400 PROTOCOL
+(no or wrong `hello`, or no heartbeat: reconnect), 4401 SIGNED_OUT and 4402
+ACCOUNT_DISABLED (the account's sessions ended: do not reconnect), 4403 REFUSED (not
+allowed to watch: do not reconnect), 4408 SLOW (reconnect and resync), 4429 FLOOD (too
+many invalid messages: reconnect).
 """
 
 from __future__ import annotations

@@ -52,10 +52,11 @@
       if (event.code === 4001) return gone("You have been removed from this session. If you think this is a mistake, call your program.");
       if (event.code === 4002) return gone("This session has ended. Thank you for coming.");
       if (event.code === 4003) return gone("This session was opened on another device.");
-      if (event.code === 4403 && event.reason === "this account has been disabled") return gone("This account has been disabled. If you think this is a mistake, call your program's administrator.");
-      if (event.code === 4403 && event.reason.endsWith("sign in again")) return gone("You have been signed out. Sign in again to return to this session.");
-      if (event.code === 4403 && event.reason === "this join link is no longer active") return gone("This link is no longer active. Please call your program for a new one.");
-      if (event.code === 4403 && event.reason === "the screen is locked: unlock it to open the room") {
+      // Close codes: rooms/closecodes.py (CloseCode); the reason text is never branched on.
+      if (event.code === 4402) return gone("This account has been disabled. If you think this is a mistake, call your program's administrator.");
+      if (event.code === 4401) return gone("You have been signed out. Sign in again to return to this session.");
+      if (event.code === 4410) return gone("This link is no longer active. Please call your program for a new one.");
+      if (event.code === 4423) {
         // A locked staff screen opens no room: the password first, then back here.
         location.assign("/unlock?next=" + encodeURIComponent(location.pathname + location.search));
         return;

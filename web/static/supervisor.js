@@ -69,8 +69,10 @@
     socket.addEventListener("message", (event) => receive(JSON.parse(event.data)));
     socket.addEventListener("close", (event) => {
       clearInterval(heartbeat);
-      if (event.code === 4403 && event.reason.endsWith("sign in again")) return setStatus("You have been signed out. Sign in again to watch this dashboard.", true);
-      if (event.code === 4403) return setStatus(event.reason === "this account has been disabled" ? "This account has been disabled." : "Not allowed to watch this dashboard.", true);
+      // Close codes: rooms/closecodes.py (CloseCode); the reason text is never branched on.
+      if (event.code === 4401) return setStatus("You have been signed out. Sign in again to watch this dashboard.", true);
+      if (event.code === 4402) return setStatus("This account has been disabled.", true);
+      if (event.code === 4403) return setStatus("Not allowed to watch this dashboard.", true);
       attempt += 1;
       const delay = Math.min(15000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
       setStatus("Connection lost. Reconnecting… (events keep paging by webhook)", true);
