@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, Protocol
 
+from rooms.closecodes import CloseCode
+
 LOG_SIZE = 1000
-
-
-class CloseCode(IntEnum):
-    """Why the room closes a connection (WebSocket close codes of the 4000 range)."""
-
-    REMOVED = 4001
-    ENDED = 4002
-    REPLACED = 4003
 
 
 class Participant(Protocol):

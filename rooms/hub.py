@@ -17,7 +17,8 @@ from typing import Any
 from rooms import outbound
 from rooms import protocol as p
 from rooms.clock import SessionClock
-from rooms.connections import LOG_SIZE, CloseCode, Closing, Connections, Entry, Participant
+from rooms.closecodes import CloseCode
+from rooms.connections import LOG_SIZE, Closing, Connections, Entry, Participant
 from rooms.events import DropSteps, MediaPort, MemberEvent, RoomEvents
 from rooms.help_button import HelpButton
 from rooms.live import Clock, LiveRoom

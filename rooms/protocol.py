@@ -9,7 +9,7 @@ messages carry a per-room `seq`; see PROTOCOL.md beside this file.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
@@ -30,6 +30,41 @@ class ProtocolError(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+M = TypeVar("M")
+
+
+class FrameParser(Generic[M]):
+    """Frames of one protocol: JSON objects whose `type` picks one of a union's models."""
+
+    def __init__(self, union: Any, max_bytes: int) -> None:
+        self._adapter: TypeAdapter[M] = TypeAdapter(union)
+        self.max_bytes = max_bytes
+        self.types = frozenset(
+            get_args(model.model_fields["type"].annotation)[0]
+            for model in get_args(get_args(union)[0])
+        )
+
+    def parse(self, frame: str | bytes) -> M:
+        """Validate one client frame, or raise `ProtocolError` saying what is wrong."""
+        if len(frame) > self.max_bytes:
+            raise ProtocolError("too_large", f"frames are limited to {self.max_bytes} bytes")
+        try:
+            data = json.loads(frame)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ProtocolError("bad_json", "a message must be a JSON object") from None
+        if not isinstance(data, dict):
+            raise ProtocolError("bad_json", "a message must be a JSON object")
+        kind = data.get("type")
+        if not isinstance(kind, str) or kind not in self.types:
+            raise ProtocolError("unknown_type", "unknown message type")
+        try:
+            return self._adapter.validate_python(data)
+        except ValidationError as exc:
+            first = exc.errors(include_input=False, include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"][1:]) or "message"
+            raise ProtocolError("invalid", f"{where}: {first['msg']}") from None
 
 
 class _Message(BaseModel):
@@ -258,29 +293,10 @@ ClientMessage = Annotated[
     | PrivateRoom,
     Field(discriminator="type"),
 ]
-_ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-MESSAGE_TYPES = frozenset(
-    get_args(model.model_fields["type"].annotation)[0]
-    for model in get_args(get_args(ClientMessage)[0])
-)
+_PARSER: FrameParser[ClientMessage] = FrameParser(ClientMessage, MAX_FRAME_BYTES)
+MESSAGE_TYPES = _PARSER.types
 
 
 def parse(frame: str | bytes) -> ClientMessage:
     """Validate one client frame, or raise `ProtocolError` saying what is wrong."""
-    if len(frame) > MAX_FRAME_BYTES:
-        raise ProtocolError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
-    try:
-        data = json.loads(frame)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ProtocolError("bad_json", "a message must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_json", "a message must be a JSON object")
-    kind = data.get("type")
-    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
-        raise ProtocolError("unknown_type", "unknown message type")
-    try:
-        return _ADAPTER.validate_python(data)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"][1:]) or "message"
-        raise ProtocolError("invalid", f"{where}: {first['msg']}") from None
+    return _PARSER.parse(frame)

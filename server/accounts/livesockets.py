@@ -10,76 +10,49 @@ the same.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
+from rooms.closecodes import CloseCode
+from server.accounts.opensockets import OpenSockets, cleanup_ctx, publish
 from server.logs import get_logger
-from server.roomsocket.placement import CLUSTER
 
 log = get_logger(__name__)
 CHANNEL = "staff"
-# The refusal code of server/roomsocket/ws.py (CLOSE_REFUSED): clients do not reconnect
-# after it, and show this reason (web/static/room.js, supervisor.js).
-CLOSE_ACCOUNT_DISABLED = 4403
 REASON = DISABLED = "this account has been disabled"
 SIGNED_OUT = "signed out: sign in again"
 RESET = "sign-in details were reset: sign in again"
-REASONS = frozenset({DISABLED, SIGNED_OUT, RESET})
-OPEN = web.AppKey("staff_sockets", dict[str, set[web.WebSocketResponse]])
+# Clients do not reconnect after either code; what they show depends on the code alone
+# (closeMeaning in web/static/lib/socket.js). The reason travels between nodes and into logs.
+CLOSE_CODES = {
+    DISABLED: CloseCode.ACCOUNT_DISABLED,
+    SIGNED_OUT: CloseCode.SIGNED_OUT,
+    RESET: CloseCode.SIGNED_OUT,
+}
+REASONS = frozenset(CLOSE_CODES)
+OPEN = web.AppKey("staff_sockets", OpenSockets)
 
 
-@contextlib.contextmanager
-def tracked(app: web.Application, staff_id: str, ws: web.WebSocketResponse) -> Iterator[None]:
+def tracked(
+    app: web.Application, staff_id: str, ws: web.WebSocketResponse
+) -> contextlib.AbstractContextManager[None]:
     """Keep `ws` on record as one of this staff member's open sockets while it lives."""
-    sockets = app[OPEN].setdefault(staff_id, set())
-    sockets.add(ws)
-    try:
-        yield
-    finally:
-        sockets.discard(ws)
-        if not sockets:
-            app[OPEN].pop(staff_id, None)
-
-
-CLOSING = web.AppKey("staff_sockets_closing", set[asyncio.Task[None]])
+    return app[OPEN].tracked(staff_id, ws)
 
 
 def _close_here(app: web.Application, staff_id: str, reason: str) -> int:
-    """Start closing the account's sockets on this node; how many.
-
-    Not awaited: each close waits for its client's reply, which must not hold up the
-    admin's request (or the relay of the next message).
-    """
-    sockets = list(app[OPEN].get(staff_id, ()))
-    for ws in sockets:
-        task = asyncio.create_task(
-            ws.close(code=CLOSE_ACCOUNT_DISABLED, message=reason.encode()),
-            name="staff-socket-close",
-        )
-        app[CLOSING].add(task)
-        task.add_done_callback(app[CLOSING].discard)
-    if sockets:
-        log.info("staff.sockets_closed", staff_id=staff_id, count=len(sockets))
-    return len(sockets)
+    """Start closing the account's sockets on this node; how many."""
+    count = app[OPEN].close_here(staff_id, CLOSE_CODES[reason], reason)
+    if count:
+        log.info("staff.sockets_closed", staff_id=staff_id, count=count)
+    return count
 
 
 async def sessions_ended(app: web.Application, staff_id: str, reason: str) -> None:
     """The account's sessions ended (`reason`, one of REASONS): close its sockets everywhere."""
     _close_here(app, staff_id, reason)
-    cluster = app.get(CLUSTER)
-    if cluster is None:
-        return
-    try:
-        await cluster.publish(
-            CHANNEL, {"staff_id": staff_id, "reason": reason, "origin": cluster.node_id}
-        )
-    except (RedisError, OSError) as exc:
-        # Their next request is refused anyway; only already-open sockets stay until then.
-        log.warning("staff.sessions_publish_failed", error_type=type(exc).__name__)
+    await publish(app, CHANNEL, {"staff_id": staff_id, "reason": reason})
 
 
 def _parse(body: dict[str, object]) -> tuple[str, str] | None:
@@ -91,33 +64,12 @@ def _parse(body: dict[str, object]) -> tuple[str, str] | None:
     return None
 
 
-async def _listen(app: web.Application) -> None:
-    cluster = app[CLUSTER]
-    while True:
-        try:
-            async for body in cluster.subscribe(CHANNEL):
-                parsed = _parse(body)
-                if parsed is not None and body.get("origin") != cluster.node_id:
-                    _close_here(app, *parsed)
-        except (RedisError, OSError) as exc:
-            log.warning("staff.subscribe_failed", error_type=type(exc).__name__)
-            await asyncio.sleep(1.0)
-
-
-async def _ctx(app: web.Application) -> AsyncIterator[None]:
-    app[OPEN] = {}
-    app[CLOSING] = set()
-    task = asyncio.create_task(_listen(app), name="staff-sockets") if CLUSTER in app else None
-    try:
-        yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await asyncio.gather(*app[CLOSING], return_exceptions=True)
+def _on_message(app: web.Application, body: dict[str, object]) -> None:
+    parsed = _parse(body)
+    if parsed is not None:
+        _close_here(app, *parsed)
 
 
 def setup(app: web.Application) -> None:
     """Register after the cluster context (multi-node mode subscribes through it)."""
-    app.cleanup_ctx.append(_ctx)
+    app.cleanup_ctx.append(cleanup_ctx(OPEN, CHANNEL, _on_message))

@@ -3,7 +3,7 @@
 One `DashboardHub` per process subscribes once to the crisis `EventStream` and fans each
 notification out to the connected dashboards that may see that event; it also watches the
 live rooms and sends a viewer the session list when its counts change. Each socket has one
-read loop and one bounded write loop (`SocketParticipant`, as the room socket does).
+read loop and one bounded write loop (server/websocket.py, shared with the room socket).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from crisis import ledger
@@ -33,15 +33,7 @@ from server.dashboard import views as dashboard_views
 from server.logs import get_logger
 from server.render import render
 from server.roomsocket import origin as wsorigin
-from server.roomsocket.ws import (
-    CLOSE_FLOOD,
-    CLOSE_PROTOCOL,
-    ERROR_BUDGET,
-    ERROR_WINDOW_S,
-    HELLO_TIMEOUT_S,
-    IDLE_TIMEOUT_S,
-    SocketParticipant,
-)
+from server.websocket import SocketParticipant, hello, read_loop
 
 log = get_logger(__name__)
 SESSIONS_TICK_S = 1.0
@@ -350,34 +342,6 @@ async def _handle_action(request: web.Request, message: Any) -> None:
 # The socket ---------------------------------------------------------------------------------
 
 
-async def _refuse(ws: web.WebSocketResponse, code: str, reason: str, close: int) -> None:
-    await ws.send_json({"type": "error", "code": code, "reason": reason})
-    await ws.close(code=close, message=reason.encode())
-
-
-async def _hello(ws: web.WebSocketResponse) -> bool:
-    try:
-        first = await ws.receive(timeout=HELLO_TIMEOUT_S)
-    except TimeoutError:
-        await _refuse(ws, "hello_required", "say hello first", CLOSE_PROTOCOL)
-        return False
-    if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-        return False
-    try:
-        message = dp.parse(first.data)
-    except dp.ProtocolError as exc:
-        await _refuse(ws, exc.code, exc.reason, CLOSE_PROTOCOL)
-        return False
-    if not isinstance(message, dp.Hello):
-        await _refuse(ws, "hello_required", "the first message must be hello", CLOSE_PROTOCOL)
-        return False
-    if message.protocol != dp.PROTOCOL_VERSION:
-        reason = f"this server speaks dashboard protocol {dp.PROTOCOL_VERSION}"
-        await _refuse(ws, "protocol_version", reason, CLOSE_PROTOCOL)
-        return False
-    return True
-
-
 @requires(Action.SUPERVISION_VIEW)
 async def dashboard_socket(request: web.Request) -> web.StreamResponse:
     """GET /ws/dashboard: live sessions and crisis events for supervisors and admins."""
@@ -390,7 +354,7 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
     participant = SocketParticipant(ws, f"dashboard:{who.id}")
     viewer: Viewer | None = None
     try:
-        if not await _hello(ws):
+        if not await hello(ws, dp.parse, dp.Hello, dp.PROTOCOL_VERSION, "dashboard protocol"):
             return ws
         participant.start()
         viewer = Viewer(who, participant)
@@ -398,7 +362,14 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
         await hub.send_snapshot(viewer)
         log.info("dashboard.connected", user_id=who.id)
         with staff_sockets.tracked(request.app, who.id, ws):
-            await _read_loop(request, ws, participant)
+            await read_loop(
+                ws,
+                participant,
+                dp.parse,
+                dp.Hello,
+                _dispatch(request, participant),
+                error_fields={"ref": ""},
+            )
     finally:
         if viewer is not None:
             hub.remove(viewer)
@@ -407,41 +378,28 @@ async def dashboard_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _read_loop(
-    request: web.Request, ws: web.WebSocketResponse, me: SocketParticipant
-) -> None:
-    errors: list[float] = []
+def _dispatch(request: web.Request, me: SocketParticipant) -> Callable[[Any], Awaitable[None]]:
     clock = request.app[CLOCK]
-    while not ws.closed:
-        try:
-            frame = await ws.receive(timeout=IDLE_TIMEOUT_S)
-        except TimeoutError:
-            await me.close(CLOSE_PROTOCOL, "no heartbeat")
+
+    async def dispatch(message: Any) -> None:
+        if isinstance(message, dp.Ping):
+            me.send({"type": "pong", "t": message.t, "server_time": clock.now().timestamp()})
             return
-        if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            return
-        ref = ""
         try:
-            message = dp.parse(frame.data)
-            if isinstance(message, dp.Hello):
-                raise dp.ProtocolError("unexpected", "hello was already said")
-            if isinstance(message, dp.Ping):
-                me.send({"type": "pong", "t": message.t, "server_time": clock.now().timestamp()})
-                continue
-            ref = message.ref
             await _handle_action(request, message)
-            me.send(
-                {"type": "done", "action": message.type, "event_id": message.event_id, "ref": ref}
-            )
         except ActionRefused as exc:
-            me.send({"type": "error", "code": exc.code, "reason": exc.reason, "ref": ref})
-        except dp.ProtocolError as exc:
-            me.send({"type": "error", "code": exc.code, "reason": exc.reason, "ref": ref})
-            now = time.monotonic()
-            errors = [t for t in errors if now - t < ERROR_WINDOW_S] + [now]
-            if len(errors) > ERROR_BUDGET:
-                await me.close(CLOSE_FLOOD, "too many invalid messages")
-                return
+            me.send({"type": "error", "code": exc.code, "reason": exc.reason, "ref": message.ref})
+            return
+        me.send(
+            {
+                "type": "done",
+                "action": message.type,
+                "event_id": message.event_id,
+                "ref": message.ref,
+            }
+        )
+
+    return dispatch
 
 
 # The page -----------------------------------------------------------------------------------

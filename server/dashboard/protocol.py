@@ -6,17 +6,23 @@ now, open crisis events, on-call staff, the server's time); after that the serve
 `sessions` (live rooms' counts changed) and answers `pong`, `done` or `error`. Actions name
 an event by id and carry a client `ref` that the `done`/`error` answer echoes. Anything
 malformed gets an `error` back; the connection stays open.
+
+Close codes are the room socket's (`CloseCode` in rooms/closecodes.py, tabled in
+rooms/PROTOCOL.md); the dashboard meets these: 1001 SHUTDOWN (reconnect), 4400 PROTOCOL
+(no or wrong `hello`, or no heartbeat: reconnect), 4401 SIGNED_OUT and 4402
+ACCOUNT_DISABLED (the account's sessions ended: do not reconnect), 4403 REFUSED (not
+allowed to watch: do not reconnect), 4408 SLOW (reconnect and resync), 4429 FLOOD (too
+many invalid messages: reconnect).
 """
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from crisis.ledger import MAX_NOTE
-from rooms.protocol import ProtocolError
+from rooms.protocol import FrameParser, ProtocolError
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 16 * 1024
@@ -88,29 +94,10 @@ ClientMessage = Annotated[
     Hello | Ping | Ack | TakeOver | Reassign | AddNote | SignOff, Field(discriminator="type")
 ]
 ACTIONS = (Ack, TakeOver, Reassign, AddNote, SignOff)
-_ADAPTER: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
-MESSAGE_TYPES = frozenset(
-    get_args(model.model_fields["type"].annotation)[0]
-    for model in get_args(get_args(ClientMessage)[0])
-)
+_PARSER: FrameParser[ClientMessage] = FrameParser(ClientMessage, MAX_FRAME_BYTES)
+MESSAGE_TYPES = _PARSER.types
 
 
 def parse(frame: str | bytes) -> ClientMessage:
     """Validate one client frame, or raise `ProtocolError` saying what is wrong."""
-    if len(frame) > MAX_FRAME_BYTES:
-        raise ProtocolError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
-    try:
-        data = json.loads(frame)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ProtocolError("bad_json", "a message must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_json", "a message must be a JSON object")
-    kind = data.get("type")
-    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
-        raise ProtocolError("unknown_type", "unknown message type")
-    try:
-        return _ADAPTER.validate_python(data)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"][1:]) or "message"
-        raise ProtocolError("invalid", f"{where}: {first['msg']}") from None
+    return _PARSER.parse(frame)

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from yarl import URL
 
+from rooms.closecodes import CloseCode
 from rooms.hub import RoomHub
 from server.appkeys import ROOMS, SETTINGS
 from server.cluster.nodes import DRAIN_NOW, Cluster, ClusterBusy, NodeInfo
@@ -29,11 +30,6 @@ from server.roomsocket.journal import ROOM_JOURNAL
 log = get_logger(__name__)
 CLUSTER = web.AppKey("cluster", Cluster)
 MOVES = web.AppKey("moves", set[asyncio.Task[None]])
-# A socket closed with this code after a `redirect` message reconnects to the URL it
-# named, at once and with the same last_seq (HTTP 307's number, in the private range).
-CLOSE_REDIRECT = 4307
-# RFC 6455 "try again later": the room's previous node died and its lease has not run out.
-CLOSE_TRY_AGAIN = 1013
 PHASE_OPS = frozenset({"start", "next", "previous", "jump"})
 
 
@@ -110,7 +106,7 @@ def node_url(node: NodeInfo, path: str, query: dict[str, str] | None = None) -> 
 
 
 def redirect_message(node: NodeInfo, room_id: str, member_kind: str) -> dict[str, Any]:
-    """What a socket is told before it is closed with CLOSE_REDIRECT."""
+    """What a socket is told before it is closed with CloseCode.REDIRECT."""
     ws = URL(node_url(node, f"/ws/rooms/{room_id}"))
     page = node_url(node, f"/rooms/{room_id}" if member_kind == "staff" else "/room")
     return {
@@ -205,7 +201,7 @@ async def _move(app: web.Application, room_id: str, *, release: bool) -> None:
                     kind = connection.member_id.split(":", 1)[0]
                     connection.send(redirect_message(target, room_id, kind))
             await asyncio.gather(
-                *(c.close(CLOSE_REDIRECT, "the room moved") for c in connections),
+                *(c.close(CloseCode.REDIRECT, "the room moved") for c in connections),
                 return_exceptions=True,
             )
             await media.close_room(app, room_id)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from rooms import protocol
+from rooms.closecodes import CloseCode
 from rooms.hub import RoomHub
 from rooms.model import RoomError, RoomRole
 from rooms.registry import RoomRegistry
@@ -26,101 +25,9 @@ from server.roomsocket import origin as wsorigin
 from server.roomsocket.access import Entry, resolve
 from server.roomsocket.events import hub_for
 from server.roomsocket.journal import ROOM_JOURNAL, journal_ctx
+from server.websocket import SocketParticipant, hello, read_loop, refuse
 
 log = get_logger(__name__)
-OUTBOX_LIMIT = 256
-HELLO_TIMEOUT_S = 10.0
-# Clients ping every 10 s; a connection silent for three of those is gone.
-IDLE_TIMEOUT_S = 35.0
-ERROR_BUDGET = 20  # invalid messages tolerated per window before the connection is closed
-ERROR_WINDOW_S = 10.0
-CLOSE_PROTOCOL = 4400
-CLOSE_REFUSED = 4403
-CLOSE_FLOOD = 4429
-CLOSE_SLOW = 4408
-CLOSE_SHUTDOWN = 1001
-
-
-class SocketParticipant:
-    """A WebSocket as the room sees it: a bounded outbox drained by one writer task."""
-
-    def __init__(self, ws: web.WebSocketResponse, member_id: str) -> None:
-        self.member_id = member_id
-        self._ws = ws
-        self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=OUTBOX_LIMIT)
-        self._writer: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Begin draining the outbox."""
-        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.member_id}")
-
-    def send(self, message: dict[str, Any]) -> bool:
-        """Queue a message; a client too slow to take it is closed and will resync."""
-        try:
-            self._outbox.put_nowait(json.dumps(message, separators=(",", ":")))
-        except asyncio.QueueFull:
-            if self._closer is None:
-                self._closer = asyncio.create_task(self.close(CLOSE_SLOW, "too slow to keep up"))
-            return False
-        return True
-
-    async def _write_loop(self) -> None:
-        while True:
-            frame = await self._outbox.get()
-            try:
-                await self._ws.send_str(frame)
-            except (ConnectionResetError, RuntimeError):
-                return
-            finally:
-                self._outbox.task_done()
-
-    async def close(self, code: int, reason: str) -> None:
-        """Flush what is queued, then close with a code the client understands."""
-        if self._writer is not None and not self._writer.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox.join(), timeout=2.0)
-        await self._ws.close(code=code, message=reason.encode())
-
-    async def stop(self) -> None:
-        """Stop the writer (and a pending close) and wait for them."""
-        for task in (self._writer, self._closer):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-
-async def _refuse(ws: web.WebSocketResponse, code: str, reason: str, close: int) -> None:
-    await ws.send_json({"type": "error", "code": code, "reason": reason})
-    await ws.close(code=close, message=reason.encode())
-
-
-async def _hello(ws: web.WebSocketResponse) -> protocol.Hello | None:
-    try:
-        first = await ws.receive(timeout=HELLO_TIMEOUT_S)
-    except TimeoutError:
-        await _refuse(ws, "hello_required", "say hello first", CLOSE_PROTOCOL)
-        return None
-    if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-        return None
-    try:
-        message = protocol.parse(first.data)
-    except protocol.ProtocolError as exc:
-        await _refuse(ws, exc.code, exc.reason, CLOSE_PROTOCOL)
-        return None
-    if not isinstance(message, protocol.Hello):
-        await _refuse(ws, "hello_required", "the first message must be hello", CLOSE_PROTOCOL)
-        return None
-    if message.protocol != protocol.PROTOCOL_VERSION:
-        await _refuse(
-            ws,
-            "protocol_version",
-            f"this server speaks protocol {protocol.PROTOCOL_VERSION}",
-            CLOSE_PROTOCOL,
-        )
-        return None
-    return message
 
 
 LOCKED_REASON = "the screen is locked: unlock it to open the room"
@@ -162,30 +69,32 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
     participant: SocketParticipant | None = None
     hub: RoomHub | None = None
     try:
-        hello = await _hello(ws)
-        if hello is None:
+        said = await hello(
+            ws, protocol.parse, protocol.Hello, protocol.PROTOCOL_VERSION, "protocol"
+        )
+        if said is None:
             return ws
         if _locked_out(request, entry):
-            await _refuse(ws, "locked", LOCKED_REASON, CLOSE_REFUSED)
+            await refuse(ws, "locked", LOCKED_REASON, CloseCode.SCREEN_LOCKED)
             return ws
         if entry.role is RoomRole.PARTICIPANT:
             try:
                 request.app[ROOMS].check_single_room(entry.identity.key, entry.room.id)
             except RoomError as exc:
-                await _refuse(ws, exc.code, exc.reason, CLOSE_REFUSED)
+                await refuse(ws, exc.code, exc.reason, CloseCode.REFUSED)
                 return ws
         try:
             holder = await placement.elsewhere(
                 request.app, entry.room.id, request.query.get("node")
             )
         except placement.Unavailable as exc:
-            await _refuse(ws, "try_again", str(exc), placement.CLOSE_TRY_AGAIN)
+            await refuse(ws, "try_again", str(exc), CloseCode.TRY_AGAIN)
             return ws
         if holder is not None:
             await ws.send_json(
                 placement.redirect_message(holder, entry.room.id, entry.identity.kind)
             )
-            await ws.close(code=placement.CLOSE_REDIRECT, message=b"the room is on another node")
+            await ws.close(code=CloseCode.REDIRECT, message=b"the room is on another node")
             return ws
         hub = await hub_for(request, entry)
         participant = SocketParticipant(ws, entry.identity.key)
@@ -196,12 +105,12 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
                 entry.identity,
                 entry.role,
                 entry.name,
-                hello.last_seq,
+                said.last_seq,
                 staff_info=entry.staff_info,
             )
         except RoomError as exc:
             participant.send({"type": "error", "code": exc.code, "reason": exc.reason})
-            await participant.close(CLOSE_REFUSED, exc.reason)
+            await participant.close(CloseCode.REFUSED, exc.reason)
             hub = None
             return ws
         await _close_all(hub.take_closing())
@@ -213,7 +122,7 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
             with link_sockets.tracked(request.app, entry.link_id, ws):
                 # Revoked since the upgrade was let in (while saying hello, say)?
                 if not await _link_active(request, entry.link_id):
-                    await participant.close(link_sockets.CLOSE_LINK_REVOKED, link_sockets.REASON)
+                    await participant.close(CloseCode.LINK_REVOKED, link_sockets.REASON)
                     return ws
                 await _read_loop(request.app, ws, hub, participant)
     finally:
@@ -230,32 +139,21 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _dispatch(
+    app: web.Application, hub: RoomHub, me: SocketParticipant
+) -> Callable[[Any], Awaitable[None]]:
+    async def dispatch(parsed: Any) -> None:
+        # Every message, media and drop steps included, goes through the room's one
+        # dispatch table and its permission check.
+        await _close_all(await hub.dispatch(me, parsed))
+
+    return dispatch
+
+
 async def _read_loop(
     app: web.Application, ws: web.WebSocketResponse, hub: RoomHub, me: SocketParticipant
 ) -> None:
-    errors: list[float] = []
-    while not ws.closed:
-        try:
-            message = await ws.receive(timeout=IDLE_TIMEOUT_S)
-        except TimeoutError:
-            await me.close(CLOSE_PROTOCOL, "no heartbeat")
-            return
-        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-            return
-        if message.type is WSMsgType.ERROR:
-            return
-        try:
-            parsed = protocol.parse(message.data)
-            if isinstance(parsed, protocol.Hello):
-                raise protocol.ProtocolError("unexpected", "hello was already said")
-            await _close_all(await hub.dispatch(me, parsed))
-        except protocol.ProtocolError as exc:
-            me.send({"type": "error", "code": exc.code, "reason": exc.reason})
-            now = time.monotonic()
-            errors = [t for t in errors if now - t < ERROR_WINDOW_S] + [now]
-            if len(errors) > ERROR_BUDGET:
-                await me.close(CLOSE_FLOOD, "too many invalid messages")
-                return
+    await read_loop(ws, me, protocol.parse, protocol.Hello, _dispatch(app, hub, me))
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -264,7 +162,7 @@ async def _close_sockets(app: web.Application) -> None:
     for hub in app[ROOMS]:
         hub.close()
     for ws in list(app[SOCKETS]):
-        await ws.close(code=CLOSE_SHUTDOWN, message=b"server shutting down")
+        await ws.close(code=CloseCode.SHUTDOWN, message=b"server shutting down")
 
 
 def setup(app: web.Application) -> None:

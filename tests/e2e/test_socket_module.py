@@ -37,16 +37,18 @@ async def test_close_codes_mean_what_the_pages_show_for_them(
     server: RunningServer, page: Any
 ) -> None:
     await page.goto(server.base_url + "/")
+    # One meaning per code; the reason text never changes it.
     cases = [
         (4001, "removed"),
         (4002, "ended"),
         (4003, "replaced"),
         (4307, "room moved"),
+        (4402, "this account has been disabled"),
+        (4401, "session revoked: sign in again"),
+        (4410, "this join link is no longer active"),
+        (4423, "the screen is locked: unlock it to open the room"),
         (4403, "this account has been disabled"),
-        (4403, "session revoked: sign in again"),
-        (4403, "this join link is no longer active"),
-        (4403, "the screen is locked: unlock it to open the room"),
-        (4403, "not allowed"),
+        (4400, "no heartbeat"),
         (1006, ""),
         (1012, "network change"),
     ]
@@ -67,6 +69,7 @@ async def test_close_codes_mean_what_the_pages_show_for_them(
         ("link_inactive", True),
         ("locked", True),
         ("refused", True),
+        ("lost", False),
         ("lost", False),
         ("lost", False),
     ]

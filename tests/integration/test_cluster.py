@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from yarl import URL
 
+from rooms.closecodes import CloseCode
 from server.appkeys import CLOCK, ENGINE
 from tests.conftest import (
     CSRF,
@@ -276,7 +277,7 @@ async def test_a_socket_to_the_node_without_the_room_is_redirected_to_its_holder
             "node": "a",
         }
         assert (await moved.receive()).type is aiohttp.WSMsgType.CLOSE
-        assert moved.close_code == 4307
+        assert moved.close_code == CloseCode.REDIRECT
         follow, again = await _host_socket(cluster, http, redirect["url"])
         assert again["type"] == "snapshot"
         for ws in (first, follow):
@@ -341,7 +342,7 @@ async def test_a_request_naming_the_holder_that_reaches_another_node_is_not_sent
         answer = await _first(fell_back, "snapshot", "redirect", "error")
         assert answer["type"] == "error" and answer["code"] == "try_again"
         assert (await fell_back.receive()).type is aiohttp.WSMsgType.CLOSE
-        assert fell_back.close_code == 1013
+        assert fell_back.close_code == CloseCode.TRY_AGAIN
         async with http.get(
             f"https://127.0.0.1:{b}/rooms/{room}?node=a", allow_redirects=False
         ) as page:
@@ -374,7 +375,7 @@ async def test_drain_moves_a_live_room_and_its_clock_to_another_node(cluster: Cl
         assert redirect["node"] == "b"
         closing = await ws.receive()
         assert closing.type is aiohttp.WSMsgType.CLOSE
-        assert closing.data == 4307  # the code the server sent
+        assert closing.data == CloseCode.REDIRECT  # the code the server sent
         out, err = await asyncio.wait_for(drain.communicate(), timeout=30)
         assert drain.returncode == 0, err.decode()
         assert f"moved room {room} to node b" in out.decode()
@@ -633,4 +634,7 @@ async def test_disabling_an_account_on_one_node_closes_its_dashboard_on_another(
         while (message := await board.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
             pass  # updates already on their way
         assert message.type is aiohttp.WSMsgType.CLOSE
-        assert (message.data, message.extra) == (4403, "this account has been disabled")
+        assert (message.data, message.extra) == (
+            CloseCode.ACCOUNT_DISABLED,
+            "this account has been disabled",
+        )

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
+from rooms.closecodes import CloseCode
 from server.appkeys import ENGINE
 from server.storage.tables import crisis_events, crisis_steps
 from tests.conftest import (
@@ -295,7 +296,7 @@ async def test_a_dashboard_must_say_hello_in_its_protocol(live: Room) -> None:
         await ws.send_json({"type": "hello", "protocol": 99})
         peer = Peer(client, ws)
         assert (await peer.until(lambda m: m["type"] == "error"))["code"] == "protocol_version"
-        assert await peer.closed() == 4400
+        assert await peer.closed() == CloseCode.PROTOCOL
 
 
 async def test_the_assign_route_takes_over_and_hands_only_to_people_on_the_event(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rooms.closecodes import CloseCode
 from server.appkeys import CLOCK
 from tests.conftest import signed_in, staff_login
 from tests.integration.test_rooms_ws import Room, room  # noqa: F401  (fixture)
@@ -21,7 +22,7 @@ async def test_a_locked_screen_cannot_open_a_room_but_a_live_call_carries_on(
         refused = await room._open(supervisor)
         error = next(m for m in refused.received if m["type"] == "error")
         assert error["code"] == "locked"
-        assert await refused.closed() == 4403
+        assert await refused.closed() == CloseCode.SCREEN_LOCKED
     finally:
         await supervisor.close()
     # The host's live call is untouched: messages flow, and a dropped socket comes back.

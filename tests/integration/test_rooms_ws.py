@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rooms.closecodes import CloseCode
 from server.appkeys import ENGINE
 from server.roomsocket.ws import ROOM_JOURNAL
 from server.storage.tables import attendance_events, crisis_events, crisis_steps, sessions
@@ -193,14 +194,14 @@ async def test_a_locked_room_refuses_newcomers(room: Room) -> None:
         "code": "locked",
         "reason": "the session is not taking new arrivals",
     }
-    assert await patient.closed() == 4403
+    assert await patient.closed() == CloseCode.REFUSED
 
 
 async def test_removed_patients_are_told_and_cannot_rejoin_until_readmitted(room: Room) -> None:
     host = await room.staff()
     patient = await room.admitted(host, 0)
     await host.send({"type": "remove", "member_id": patient.me})
-    assert await patient.closed() == 4001
+    assert await patient.closed() == CloseCode.REMOVED
     again = await room._open(patient.http)
     assert again.received[0]["code"] == "removed"
     await host.send({"type": "admit", "member_id": patient.me})
@@ -303,7 +304,7 @@ async def test_one_patient_one_room_and_one_device(room: Room) -> None:
     await second_device.get(room.group["patients"][0]["join_url"])
     replacement = await room._open(second_device)
     assert replacement.received[0]["you"]["presence"] == "admitted"
-    assert await patient.closed() == 4003
+    assert await patient.closed() == CloseCode.REPLACED
 
 
 async def test_only_this_sessions_people_may_connect(room: Room) -> None:
@@ -324,7 +325,7 @@ async def test_the_first_message_must_be_hello_in_this_protocol_version(room: Ro
     error = await ws.receive_json()
     assert error["code"] == "protocol_version"
     await ws.receive()
-    assert ws.close_code == 4400
+    assert ws.close_code == CloseCode.PROTOCOL
     await http.close()
 
 
@@ -332,8 +333,8 @@ async def test_host_ends_the_session_for_everyone(room: Room) -> None:
     host = await room.staff()
     patient = await room.admitted(host, 0)
     await host.send({"type": "end"})
-    assert await patient.closed() == 4002
-    assert await host.closed() == 4002
+    assert await patient.closed() == CloseCode.ENDED
+    assert await host.closed() == CloseCode.ENDED
 
 
 @settings(
@@ -392,7 +393,7 @@ async def test_a_flood_of_bad_messages_closes_only_that_connection(room: Room) -
     patient = await room.admitted(host, 0)
     for _ in range(30):
         await patient.ws.send_str("{nonsense")
-    assert await patient.closed() == 4429
+    assert await patient.closed() == CloseCode.FLOOD
     await host.send({"type": "ping", "t": 3.0})
     assert (await host.until(lambda m: m["type"] == "pong"))["t"] == 3.0
 
@@ -433,7 +434,7 @@ async def test_shutdown_closes_open_sockets(tmp_path: Path, sqlite_url: str) -> 
     try:
         host = await opened.staff()
         await server.runner.cleanup()
-        assert await host.closed() == 1001
+        assert await host.closed() == CloseCode.SHUTDOWN
     finally:
         await opened.close()
 
@@ -445,7 +446,7 @@ async def test_start_and_end_are_kept_on_the_session_and_an_ended_room_stays_shu
     await host.send({"type": "start"})
     await host.until(lambda m: m["type"] == "room" and m["state"] == "live")
     await host.send({"type": "end"})
-    assert await host.closed() == 4002
+    assert await host.closed() == CloseCode.ENDED
     await room.server.app[ROOM_JOURNAL].flush()
     async with room.server.app[ENGINE].connect() as conn:
         state = await conn.scalar(sa.select(sessions.c.state).where(sessions.c.id == room.room_id))
@@ -552,8 +553,8 @@ async def test_revoking_a_join_link_closes_the_socket_it_opened(room: Room) -> N
     await host.until(lambda m: _member(m, phone.me, "waiting"))
     revoked = await host.http.delete(f"/api/join-links/{link['id']}")
     assert revoked.status == 200
-    assert await phone.closed() == 4403
-    assert phone.ws.close_code == 4403
+    assert await phone.closed() == CloseCode.LINK_REVOKED
+    assert phone.ws.close_code == CloseCode.LINK_REVOKED
     # The room sees them go, and the link opens nothing any more.
     await host.until(lambda m: _member(m, phone.me, "left"))
     refused = await http.get(f"/ws/rooms/{room.room_id}")

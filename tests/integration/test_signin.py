@@ -10,6 +10,7 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
+from rooms.closecodes import CloseCode
 from server.accounts import store as accounts
 from server.appkeys import CLOCK, ENGINE
 from server.storage.tables import audit_log
@@ -272,7 +273,10 @@ async def test_disabling_an_account_closes_its_open_room_and_dashboard_sockets(
             while (message := await socket.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
                 pass  # what was already on its way
             assert message.type is aiohttp.WSMsgType.CLOSE
-            assert (message.data, message.extra) == (4403, "this account has been disabled")
+            assert (message.data, message.extra) == (
+                CloseCode.ACCOUNT_DISABLED,
+                "this account has been disabled",
+            )
         # Another staff member's socket is untouched.
         other = await admin.ws_connect("/ws/dashboard")
         await other.send_json({"type": "hello", "protocol": 1})
@@ -392,7 +396,7 @@ async def test_a_copied_session_cookie_stops_working_at_sign_out(
         token = await _token(desk, "/dashboard")
         out = await desk.post("/signout", data={"csrf_token": token}, allow_redirects=False)
         assert out.status == 303
-        assert await _closed_with(board) == (4403, "signed out: sign in again")
+        assert await _closed_with(board) == (CloseCode.SIGNED_OUT, "signed out: sign in again")
         assert (await thief.get("/api/auth/session", headers=copied)).status == 401
         page = await thief.get("/supervisor", headers=copied, allow_redirects=False)
         assert page.status == 303 and page.headers["Location"].startswith("/signin?next=")
@@ -422,7 +426,10 @@ async def test_resetting_a_second_factor_or_password_ends_the_accounts_sessions(
             admin, f"/admin/staff/{first_of['clinician']['id']}/reset-mfa", {}, "/admin/staff"
         )
         assert reset.status == 303
-        assert await _closed_with(room) == (4403, "sign-in details were reset: sign in again")
+        assert await _closed_with(room) == (
+            CloseCode.SIGNED_OUT,
+            "sign-in details were reset: sign in again",
+        )
         assert (await clinician.get("/api/groups")).status == 401
         assert (await thief.get("/api/groups", headers=copied)).status == 401
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -440,7 +447,10 @@ async def test_resetting_a_second_factor_or_password_ends_the_accounts_sessions(
         async with server.client() as owner:
             accepted = await _post(owner, path, {"password": chosen, "confirm": chosen}, path)
             assert accepted.status == 303
-        assert await _closed_with(board) == (4403, "sign-in details were reset: sign in again")
+        assert await _closed_with(board) == (
+            CloseCode.SIGNED_OUT,
+            "sign-in details were reset: sign in again",
+        )
         assert (await supervisor.get("/api/auth/session")).status == 401
 
 

@@ -5,26 +5,25 @@
 
 const HEARTBEAT_MS = 10000;
 
-// What a close code and reason mean to a page. The server's close codes are read here and
-// nowhere else: a page decides what to show for each meaning, never for a raw code.
+// What a close code means to a page. The server's close codes are read here and nowhere
+// else: a page decides what to show for each meaning, never for a raw code.
 //   removed, ended, replaced: the room let this person go (4001, 4002, 4003)
 //   moved: the room lives on another node; the server said where just before (4307)
-//   disabled, signed_out, link_inactive, locked, refused: the socket was refused (4403);
-//     `refused` is true for all of them
-//   lost: anything else (a network drop, a node stopping): connect again
-export function closeMeaning(code, reason) {
-  const why = reason || "";
+//   signed_out (4401), disabled (4402), refused (4403), link_inactive (4410), locked
+//     (4423): the socket was refused; `refused` is true for all of them
+//   lost: anything else (a network drop, a node stopping, 4400, 4408, 4429): connect again
+export function closeMeaning(code) {
+  // Close codes: rooms/closecodes.py (CloseCode), one meaning each; the reason text that
+  // comes with a close is for logs and is never branched on.
   if (code === 4001) return { kind: "removed", refused: false };
   if (code === 4002) return { kind: "ended", refused: false };
   if (code === 4003) return { kind: "replaced", refused: false };
   if (code === 4307) return { kind: "moved", refused: false };
-  if (code === 4403) {
-    if (why === "this account has been disabled") return { kind: "disabled", refused: true };
-    if (why.endsWith("sign in again")) return { kind: "signed_out", refused: true };
-    if (why === "this join link is no longer active") return { kind: "link_inactive", refused: true };
-    if (why === "the screen is locked: unlock it to open the room") return { kind: "locked", refused: true };
-    return { kind: "refused", refused: true };
-  }
+  if (code === 4401) return { kind: "signed_out", refused: true };
+  if (code === 4402) return { kind: "disabled", refused: true };
+  if (code === 4403) return { kind: "refused", refused: true };
+  if (code === 4410) return { kind: "link_inactive", refused: true };
+  if (code === 4423) return { kind: "locked", refused: true };
   return { kind: "lost", refused: false };
 }
 
@@ -67,7 +66,7 @@ export class ReconnectingSocket {
     ws.addEventListener("message", (event) => this.onMessage(JSON.parse(event.data)));
     ws.addEventListener("close", (event) => {
       clearInterval(this.heartbeat);
-      const next = this.onClose(closeMeaning(event.code, event.reason), event);
+      const next = this.onClose(closeMeaning(event.code), event);
       if (next === "now") {
         setTimeout(() => this.connect(), 0);
       } else if (next === "backoff") {
