@@ -29,6 +29,7 @@ from server.checkin.store import SqlConcerns
 from server.crisis import oncall
 from server.crisis import publish as crisis_publish
 from server.crisis import store as crisis_store
+from server.crisis import timeline as crisis_timeline
 from server.logs import get_logger
 from server.middleware import ApiError
 from server.storage.tables import appointments, crisis_steps, group_members, patients, sessions
@@ -218,7 +219,7 @@ async def get_event(request: web.Request) -> web.Response:
     """One event with its whole timeline; the read is audited."""
     async with request.app[ENGINE].begin() as conn:
         event = await _event_for(request, conn)
-        steps = await crisis_store.timeline(conn, request.app[KEYRING], event.id)
+        steps = await crisis_timeline.timeline(conn, request.app[KEYRING], event.id)
         await audit_event(
             request, conn, "crisis.timeline_read", target_type="crisis_event", target_id=event.id
         )
@@ -367,7 +368,7 @@ async def breaches(request: web.Request) -> web.Response:
     until = _time_param(request.query, "until", now + dt.timedelta(seconds=1))
     async with request.app[ENGINE].begin() as conn:
         scope = None if who.role is Role.ADMIN else [who.program_id]
-        found = await crisis_store.breaches(conn, request.app[KEYRING], scope, since, until)
+        found = await crisis_timeline.breaches(conn, request.app[KEYRING], scope, since, until)
         await audit_event(request, conn, "crisis.breaches_read", detail={"count": len(found)})
     return web.json_response({"breaches": found})
 

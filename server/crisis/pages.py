@@ -33,6 +33,7 @@ from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.catalog import store as catalog
 from server.crisis import breakglass, safety_data
 from server.crisis import store as crisis_store
+from server.crisis import timeline as crisis_timeline
 from server.crisis.api import can_see
 from server.logs import get_logger
 from server.render import render
@@ -344,7 +345,7 @@ async def _context(
         )
     ).one()
     names = await catalog.display_names(conn, keyring, [event.patient_id])
-    steps = await crisis_store.timeline(conn, keyring, event.id)
+    steps = await crisis_timeline.timeline(conn, keyring, event.id)
     actors = {s["actor_id"] for s in steps if s["actor_type"] == "staff" and s["actor_id"]}
     actors |= {x for x in (event.acknowledged_by, event.signed_off_by) if x}
     program_staff = await catalog.list_staff(conn, event.program_id)

@@ -20,6 +20,7 @@ from crisis.ledger import Event
 from rooms.model import Presence, RoomRole
 from rooms.registry import RoomRegistry
 from server.catalog import store as catalog
+from server.crisis import deadlines as crisis_deadlines
 from server.crisis import store as crisis_store
 from server.phi import Keyring
 from server.storage.tables import groups, sessions, staff
@@ -138,7 +139,7 @@ async def event_views(
     holders = holders or {}
     ids = [event.id for event in events]
     assigned = await crisis_store.assignees(conn, keyring, events)
-    deadlines = await crisis_store.next_deadlines(conn, ids)
+    deadlines = await crisis_deadlines.next_deadlines(conn, ids)
     titles = await conn.execute(
         sa.select(sessions.c.id, groups.c.name)
         .outerjoin(groups, groups.c.id == sessions.c.group_id)

@@ -15,6 +15,7 @@ from server.appkeys import CLOCK, ENGINE
 from server.catalog import store as catalog
 from server.catalog.schemas import PatientIn, SupportPerson
 from server.crisis import store as crisis_store
+from server.crisis import timeline as crisis_timeline
 from server.storage.tables import programs
 from tests.conftest import CSRF, RunningServer, consent_group, start_server
 from tests.integration.test_rooms_ws import Peer, Room
@@ -63,7 +64,7 @@ async def _flag(room: Room, host: Peer, index: int) -> str:
 
 async def _timeline(server: RunningServer, event_id: str) -> list[dict[str, Any]]:
     async with server.app[ENGINE].connect() as conn:
-        return await crisis_store.timeline(conn, server.keyring, event_id)
+        return await crisis_timeline.timeline(conn, server.keyring, event_id)
 
 
 def _drop(message: dict[str, Any], status: str = "dropped") -> bool:
