@@ -29,7 +29,7 @@ from server.appkeys import BACKGROUND, CLOCK, CRISIS_STREAM, ENGINE, KEYRING, SE
 from server.attendance import pages as attendance_pages
 from server.caseload import pages as staff_pages
 from server.catalog import api
-from server.catalog.store import extend_all_group_sessions
+from server.catalog.schedule import extend_all_group_sessions
 from server.checkin import pages as checkin_pages
 from server.clock import Clock
 from server.cluster import roomcounts as cluster_views

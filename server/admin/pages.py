@@ -16,6 +16,8 @@ from server.accounts.auth import audit_event, csrf_token, identity, read_form, r
 from server.accounts.permissions import Action
 from server.accounts.scope import program_scope
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
+from server.catalog import patients as catalog_patients
+from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import GroupIn, InviteIn, PatientIn, ProgramIn
 from server.render import render
@@ -360,7 +362,7 @@ async def patients_page(request: web.Request) -> web.Response:
     """Every patient of the admin's scope (names are PHI: the view is audited)."""
     who = identity(request)
     async with request.app[ENGINE].begin() as conn:
-        found = await catalog.list_patients(conn, request.app[KEYRING], program_scope(who))
+        found = await catalog_patients.list_patients(conn, request.app[KEYRING], program_scope(who))
         await audit_event(request, conn, "patient.list_viewed", detail={"count": len(found)})
     found.sort(key=lambda p: p["legal_name"].lower())
     return await render(request, "admin_patients.html", {"patients": found})
@@ -398,7 +400,7 @@ async def patient_create(request: web.Request) -> web.StreamResponse:
     if body is not None:
         try:
             async with request.app[ENGINE].begin() as conn:
-                record = await catalog.create_patient(
+                record = await catalog_patients.create_patient(
                     conn, request.app[KEYRING], body, request.app[CLOCK].now()
                 )
                 await audit_event(
@@ -418,7 +420,7 @@ def _flatten(data: dict[str, Any]) -> dict[str, Any]:
 async def _editable_patient(request: web.Request) -> dict[str, Any]:
     who = identity(request)
     async with request.app[ENGINE].begin() as conn:
-        patient = await catalog.get_patient(
+        patient = await catalog_patients.get_patient(
             conn, request.app[KEYRING], request.match_info["patient_id"]
         )
         if patient is None or (program_scope(who) and patient["program_id"] != who.program_id):
@@ -450,7 +452,7 @@ async def patient_update(request: web.Request) -> web.StreamResponse:
     body, errors = _validate(PatientIn, data)
     if body is not None:
         async with request.app[ENGINE].begin() as conn:
-            await catalog.update_patient(conn, request.app[KEYRING], patient["id"], body)
+            await catalog_patients.update_patient(conn, request.app[KEYRING], patient["id"], body)
             await audit_event(
                 request, conn, "patient.updated", target_type="patient", target_id=patient["id"]
             )
@@ -485,7 +487,7 @@ def _group_data(form: MultiDict[str], program_id: str) -> dict[str, Any]:
 async def groups_page(request: web.Request) -> web.Response:
     """Every group of the admin's scope."""
     async with request.app[ENGINE].connect() as conn:
-        found = await catalog.list_groups(conn, program_scope(identity(request)))
+        found = await catalog_schedule.list_groups(conn, program_scope(identity(request)))
     return await render(
         request, "admin_groups.html", {"groups": found, "programs": await _programs(request)}
     )
@@ -505,7 +507,7 @@ async def _group_form(
             for s in await catalog.list_staff(conn, program_id)
             if s["role"] == "clinician" and not s["disabled"]
         ]
-        patients = await catalog.list_patients(conn, request.app[KEYRING], program_id)
+        patients = await catalog_patients.list_patients(conn, request.app[KEYRING], program_id)
         await audit_event(request, conn, "patient.list_viewed", detail={"count": len(patients)})
     by_day = {slot["day"]: slot for slot in values.get("schedule", [])}
     context = {
@@ -549,7 +551,7 @@ async def group_create(request: web.Request) -> web.StreamResponse:
     if body is not None:
         try:
             async with request.app[ENGINE].begin() as conn:
-                record = await catalog.create_group(
+                record = await catalog_schedule.create_group(
                     conn,
                     body,
                     request.app[CLOCK].now(),
@@ -568,7 +570,7 @@ async def group_create(request: web.Request) -> web.StreamResponse:
 async def _editable_group(request: web.Request) -> dict[str, Any]:
     who = identity(request)
     async with request.app[ENGINE].connect() as conn:
-        group = await catalog.get_group(conn, request.match_info["group_id"])
+        group = await catalog_schedule.get_group(conn, request.match_info["group_id"])
     if group is None or (program_scope(who) and group["program_id"] != who.program_id):
         raise web.HTTPNotFound(reason="There is no such group.")
     return group
@@ -590,7 +592,7 @@ async def group_update(request: web.Request) -> web.StreamResponse:
     if body is not None:
         try:
             async with request.app[ENGINE].begin() as conn:
-                await catalog.update_group(
+                await catalog_schedule.update_group(
                     conn,
                     group["id"],
                     body,

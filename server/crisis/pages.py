@@ -30,6 +30,7 @@ from server.accounts.auth import (
 )
 from server.accounts.permissions import Action, Role, allowed
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
+from server.catalog import patients as catalog_patients
 from server.catalog import store as catalog
 from server.crisis import breakglass, safety_data
 from server.crisis import store as crisis_store
@@ -344,7 +345,7 @@ async def _context(
             )
         )
     ).one()
-    names = await catalog.display_names(conn, keyring, [event.patient_id])
+    names = await catalog_patients.display_names(conn, keyring, [event.patient_id])
     steps = await crisis_timeline.timeline(conn, keyring, event.id)
     actors = {s["actor_id"] for s in steps if s["actor_type"] == "staff" and s["actor_id"]}
     actors |= {x for x in (event.acknowledged_by, event.signed_off_by) if x}

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from crisis.ledger import Event
 from rooms.model import Presence, RoomRole
 from rooms.registry import RoomRegistry
-from server.catalog import store as catalog
+from server.catalog import patients as catalog_patients
 from server.crisis import deadlines as crisis_deadlines
 from server.crisis import store as crisis_store
 from server.phi import Keyring
@@ -158,7 +158,7 @@ async def event_views(
         if event.signed_off_by:
             people.add(event.signed_off_by)
     names = await staff_names(conn, people)
-    patient_names = await catalog.display_names(
+    patient_names = await catalog_patients.display_names(
         conn, keyring, {event.patient_id for event in events}
     )
 

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from rooms.consent import row_hash as consent_row_hash
 from server import audit
+from server.catalog import patients as catalog_patients
+from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import AppointmentIn, InviteIn, PatientIn, ProgramIn
 from server.consent import ledger as consent_ledger
@@ -74,13 +76,13 @@ async def _write_old_rows(conn: AsyncConnection, keyring: Keyring) -> None:
         "not-a-real-hash",
         NOW,
     )
-    patient = await catalog.create_patient(
+    patient = await catalog_patients.create_patient(
         conn,
         keyring,
         PatientIn(program_id=program["id"], legal_name="Old Row", display_name="O"),
         NOW,
     )
-    appointment = await catalog.create_appointment(
+    appointment = await catalog_schedule.create_appointment(
         conn,
         AppointmentIn(
             program_id=program["id"],
