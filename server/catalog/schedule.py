@@ -1,5 +1,6 @@
 """What meets when: groups and their weekly schedules, one-on-one appointments, and the
-session instances both make."""
+session instances both make.
+"""
 
 from __future__ import annotations
 
