@@ -22,11 +22,11 @@ from server.accounts.permissions import Action, Role
 from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.catalog.api import parse_body
 from server.catalog.schemas import Id, Strict
-from server.checkin.store import SqlConcerns
 from server.crisis import oncall
 from server.crisis import publish as crisis_publish
 from server.crisis import store as crisis_store
 from server.crisis import timeline as crisis_timeline
+from server.crisis.concerns import SqlConcerns
 from server.logs import get_logger
 from server.middleware import ApiError
 from server.storage.tables import appointments, crisis_steps, group_members, patients, sessions

@@ -22,7 +22,7 @@ from rooms.consent import current_consents
 from rooms.schedule import zone
 from server.catalog import patients as catalog_patients
 from server.catalog.store import new_id
-from server.checkin import store as checkin_store
+from server.checkin import safety_checks as checkin_safety
 from server.consent import ledger as consent_ledger
 from server.directory import store as directory_store
 from server.phi import Keyring
@@ -163,7 +163,7 @@ async def load(
 ) -> SafetyData:
     """Gather the patient's safety data for this session (the caller audits the read)."""
     patient = await catalog_patients.get_patient(conn, keyring, patient_id) or {}
-    row = await checkin_store.safety_check_for(conn, session_id, patient_id)
+    row = await checkin_safety.safety_check_for(conn, session_id, patient_id)
     check = None
     if row is not None:
         check = json.loads(keyring.open(row.answers_enc, context=f"safety_checks/{row.id}"))

@@ -24,10 +24,10 @@ from crisis.escalation import Concern, raise_concern
 from crisis.ledger import PrivateRoomOpened
 from rooms.model import Member
 from server import audit
-from server.checkin.store import SqlConcerns
 from server.crisis import publish as crisis_publish
 from server.crisis import store as crisis_store
 from server.crisis import timeline as crisis_timeline
+from server.crisis.concerns import SqlConcerns
 from server.logs import get_logger
 from server.phi import Keyring
 from server.storage.tables import attendance_events, sessions
