@@ -1,4 +1,7 @@
-"""The JSON API: thin routes over server/catalog/store.py, each guarded by a permission."""
+"""The JSON API: thin routes over the catalog's storage, each guarded by a permission.
+
+Storage is store.py (programs, staff), patients.py and schedule.py (groups, sessions).
+"""
 
 from __future__ import annotations
 
