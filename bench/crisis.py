@@ -49,7 +49,8 @@ WAIT_S = 30.0
 async def seed_rooms(env: dict[str, str], demo: dict[str, Any], rooms: int) -> list[dict[str, Any]]:
     """K groups of 12 fictional patients, ready to enter their next session's room."""
     from server.accounts import joinlinks
-    from server.catalog import store as catalog
+    from server.catalog import patients as catalog_patients
+    from server.catalog import schedule as catalog_schedule
     from server.catalog.schemas import GroupIn, PatientIn, SlotIn
     from server.config import Settings
     from server.demo import DEMO_TIME_ZONE, WEEKLY
@@ -67,7 +68,7 @@ async def seed_rooms(env: dict[str, str], demo: dict[str, Any], rooms: int) -> l
             async with engine.begin() as conn:
                 patients = []
                 for seat in range(GROUP_SIZE):
-                    patient = await catalog.create_patient(
+                    patient = await catalog_patients.create_patient(
                         conn,
                         keyring,
                         PatientIn(
@@ -82,7 +83,7 @@ async def seed_rooms(env: dict[str, str], demo: dict[str, Any], rooms: int) -> l
                         now,
                     )
                     patients.append(patient["id"])
-                group = await catalog.create_group(
+                group = await catalog_schedule.create_group(
                     conn,
                     GroupIn(
                         program_id=demo["program"]["id"],

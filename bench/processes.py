@@ -40,6 +40,7 @@ def server_env(data_dir: Path, port: int) -> dict[str, str]:
 async def consent_and_check_in(conn: Any, keyring: Any, patient_id: str, session_id: str) -> None:
     """A seeded patient's consents and a calm check-in for one session (fictional data)."""
     from crisis.questions import next_question
+    from server.checkin import safety_checks as checkin_safety
     from server.checkin import store as checkin_store
     from server.consent import ledger as consent_ledger
     from server.consent import templates as consent_templates
@@ -68,7 +69,7 @@ async def consent_and_check_in(conn: Any, keyring: Any, patient_id: str, session
             signature="Benchmark Patient",
             recorded_at=now,
         )
-    await checkin_store.save_safety_check(
+    await checkin_safety.save_safety_check(
         conn,
         keyring,
         session_id=session_id,

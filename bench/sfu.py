@@ -495,7 +495,8 @@ async def _seed(env: dict[str, str], groups: int, participants: int) -> list[dic
     import sqlalchemy as sa
 
     from server.accounts import joinlinks
-    from server.catalog import store as catalog
+    from server.catalog import patients as catalog_patients
+    from server.catalog import schedule as catalog_schedule
     from server.catalog.schemas import GroupIn, PatientIn, SlotIn
     from server.clock import utcnow
     from server.config import Settings
@@ -521,7 +522,7 @@ async def _seed(env: dict[str, str], groups: int, participants: int) -> list[dic
             for g in range(groups):
                 patients: list[dict[str, Any]] = []
                 for p in range(participants - 1):
-                    patient = await catalog.create_patient(
+                    patient = await catalog_patients.create_patient(
                         conn,
                         keyring,
                         PatientIn(
@@ -536,7 +537,7 @@ async def _seed(env: dict[str, str], groups: int, participants: int) -> list[dic
                         now,
                     )
                     patients.append({"id": patient["id"]})
-                await catalog.create_group(
+                await catalog_schedule.create_group(
                     conn,
                     GroupIn(
                         program_id=program_id,

@@ -32,7 +32,7 @@ from server.cluster.nodes import (
 from server.cluster.processes import supervise
 from server.config import ConfigError, Settings
 from server.consent import ledger as consent_ledger
-from server.crisis import store as crisis_store
+from server.crisis import timeline as crisis_timeline
 from server.demo import DemoExistsError, database_is_empty, describe, seed_demo
 from server.keyrotation import reencrypt
 from server.logs import configure_logging, get_logger
@@ -284,7 +284,7 @@ async def _verify_audit(settings: Settings, keyring: Keyring) -> int:
 async def _verify_crisis(settings: Settings, keyring: Keyring) -> int:
     async def work(engine: Any) -> int:
         async with engine.connect() as conn:
-            result = await crisis_store.verify(conn, keyring)
+            result = await crisis_timeline.verify(conn, keyring)
         if result.ok:
             print(f"crisis timelines intact: {result.rows} steps")
             return 0

@@ -29,7 +29,7 @@ from server.appkeys import BACKGROUND, CLOCK, CRISIS_STREAM, ENGINE, KEYRING, SE
 from server.attendance import pages as attendance_pages
 from server.caseload import pages as staff_pages
 from server.catalog import api
-from server.catalog.store import extend_all_group_sessions
+from server.catalog.schedule import extend_all_group_sessions
 from server.checkin import pages as checkin_pages
 from server.clock import Clock
 from server.cluster import roomcounts as cluster_views
@@ -39,6 +39,7 @@ from server.consent.templates import ensure_shipped
 from server.crisis import api as crisis_api
 from server.crisis import bus as crisis_bus
 from server.crisis import help_pages, safety_plan_pages, silence
+from server.crisis import oncall_api as crisis_oncall_api
 from server.crisis import pages as crisis_pages
 from server.crisis.workers import crisis_workers
 from server.dashboard import hub as dashboard
@@ -102,6 +103,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     directory_pages.add_routes(app)
     api.add_routes(app)
     crisis_api.add_routes(app)
+    crisis_oncall_api.add_routes(app)
     crisis_pages.add_routes(app)
     safety_plan_pages.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)

@@ -14,6 +14,8 @@ from server import audit
 from server.accounts import joinlinks, mfa
 from server.accounts import store as accounts
 from server.accounts.store import hash_password
+from server.catalog import patients as catalog_patients
+from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
 from server.crisis import oncall
@@ -102,7 +104,7 @@ async def seed_demo(
                 clinicians.append(record["id"])
         patients_out: list[dict[str, str]] = []
         for number, first in enumerate(DEMO_PATIENTS, start=1):
-            patient = await catalog.create_patient(
+            patient = await catalog_patients.create_patient(
                 conn,
                 keyring,
                 PatientIn(
@@ -117,7 +119,7 @@ async def seed_demo(
                 now,
             )
             patients_out.append({"id": patient["id"], "display_name": first})
-        group = await catalog.create_group(
+        group = await catalog_schedule.create_group(
             conn,
             GroupIn(
                 program_id=program["id"],
@@ -136,7 +138,7 @@ async def seed_demo(
         tomorrow_10 = dt.datetime.combine(
             local_today + dt.timedelta(days=1), dt.time(10, 0), tzinfo=zone(DEMO_TIME_ZONE)
         )
-        appointment = await catalog.create_appointment(
+        appointment = await catalog_schedule.create_appointment(
             conn,
             AppointmentIn(
                 program_id=program["id"],

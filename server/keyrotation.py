@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.accounts.store import totp_context
-from server.catalog.store import PATIENT_PHI, patient_context
+from server.catalog.patients import PATIENT_PHI, patient_context
 from server.consent.ledger import SEALED, context_for
 from server.crisis.oncall import webhook_secret_context, webhook_url_context
 from server.crisis.safety_data import plan_context
-from server.crisis.store import step_context
+from server.crisis.timeline import step_context
 from server.phi import Keyring
 from server.storage.tables import (
     break_glass,

@@ -25,6 +25,7 @@ from crisis.questions import next_question
 from server.accounts import store as accounts
 from server.app import create_app, tls_context
 from server.appkeys import CLOCK, CRISIS_STREAM, ENGINE
+from server.checkin import safety_checks as checkin_safety
 from server.checkin import store as checkin_store
 from server.config import Settings
 from server.consent import ledger as consent_ledger
@@ -345,7 +346,7 @@ async def give_checkin(
     else:
         writing = running.app[ENGINE].begin()
     async with writing as conn:
-        await checkin_store.save_safety_check(
+        await checkin_safety.save_safety_check(
             conn,
             running.keyring,
             session_id=session_id,

@@ -15,7 +15,7 @@ from server.accounts import linksockets as link_sockets
 from server.accounts.auth import PATIENT_LINK, csrf_token, public, read_form
 from server.accounts.auth import audit_event as audit_request
 from server.appkeys import CLOCK, ENGINE, KEYRING
-from server.catalog.store import patient_context
+from server.catalog.patients import patient_context
 from server.logs import get_logger
 from server.render import render
 

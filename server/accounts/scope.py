@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.accounts.auth import StaffIdentity
 from server.accounts.permissions import Role
-from server.catalog import store as catalog
+from server.catalog import patients as catalog_patients
+from server.catalog import schedule as catalog_schedule
 
 
 def program_scope(who: StaffIdentity) -> str | None:
@@ -23,13 +24,13 @@ def clinician_scope(who: StaffIdentity) -> str | None:
 
 async def patient_visible(conn: AsyncConnection, who: StaffIdentity, patient_id: str) -> bool:
     """True when `who` may open this patient's record."""
-    row = await catalog.get_patient_row(conn, patient_id)
+    row = await catalog_patients.get_patient_row(conn, patient_id)
     if row is None:
         return False
     if who.role is Role.ADMIN:
         return True
     if who.role is Role.CLINICIAN and row.program_id == who.program_id:
-        return patient_id in await catalog.patients_of_clinician(conn, who.id)
+        return patient_id in await catalog_patients.patients_of_clinician(conn, who.id)
     return False
 
 
@@ -37,7 +38,7 @@ async def group_visible(
     conn: AsyncConnection, who: StaffIdentity, group_id: str
 ) -> dict[str, Any] | None:
     """The group when `who` may see it, else None."""
-    group = await catalog.get_group(conn, group_id)
+    group = await catalog_schedule.get_group(conn, group_id)
     if group is None:
         return None
     if who.role is Role.ADMIN:

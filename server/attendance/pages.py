@@ -19,6 +19,8 @@ from server.accounts.auth import audit_event, csrf_token, identity, read_form, r
 from server.accounts.permissions import Action, Role
 from server.accounts.scope import clinician_scope, program_scope
 from server.appkeys import CLOCK, ENGINE, KEYRING
+from server.catalog import patients as catalog_patients
+from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.render import render
 from server.roomsocket.access import room_info, staff_role
@@ -52,7 +54,7 @@ async def _names(request: web.Request, conn: AsyncConnection, people: set[str]) 
     names = {
         f"patient:{pid}": name
         for pid, name in (
-            await catalog.display_names(conn, request.app[KEYRING], patient_ids)
+            await catalog_patients.display_names(conn, request.app[KEYRING], patient_ids)
         ).items()
     }
     rows = await conn.execute(
@@ -240,7 +242,7 @@ async def weekly_page(request: web.Request) -> web.Response:
     start = dt.datetime.combine(monday, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
     end = start + dt.timedelta(days=9)
     async with request.app[ENGINE].begin() as conn:
-        listed = await catalog.list_sessions(
+        listed = await catalog_schedule.list_sessions(
             conn, program_scope(who), start, end, clinician_scope(who)
         )
         programs_rows = {

@@ -15,6 +15,8 @@ from server.accounts.linkissue import issue_for, link_url
 from server.accounts.permissions import Action, Role
 from server.accounts.scope import clinician_scope, group_visible, patient_visible, program_scope
 from server.appkeys import CLOCK, ENGINE, KEYRING
+from server.catalog import patients as catalog_patients
+from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.consent.pages import staff_consents
 from server.logs import get_logger
@@ -36,8 +38,8 @@ async def dashboard(request: web.Request) -> web.Response:
     who = identity(request)
     now = request.app[CLOCK].now()
     async with request.app[ENGINE].connect() as conn:
-        groups = await catalog.list_groups(conn, program_scope(who), clinician_scope(who))
-        sessions = await catalog.list_sessions(
+        groups = await catalog_schedule.list_groups(conn, program_scope(who), clinician_scope(who))
+        sessions = await catalog_schedule.list_sessions(
             conn,
             program_scope(who),
             now - dt.timedelta(hours=4),
@@ -72,7 +74,7 @@ async def group_page(request: web.Request) -> web.Response:
         staff = {s["id"]: s for s in await catalog.list_staff(conn, group["program_id"])}
         sessions = [
             s
-            for s in await catalog.list_sessions(
+            for s in await catalog_schedule.list_sessions(
                 conn, group["program_id"], now - dt.timedelta(hours=4), now + dt.timedelta(days=14)
             )
             if s["group_id"] == group["id"] and s["state"] != "cancelled"
@@ -80,7 +82,9 @@ async def group_page(request: web.Request) -> web.Response:
     members: list[dict[str, str]] = []
     if who.role is not Role.SUPERVISOR:
         async with request.app[ENGINE].begin() as conn:
-            names = await catalog.display_names(conn, request.app[KEYRING], group["member_ids"])
+            names = await catalog_patients.display_names(
+                conn, request.app[KEYRING], group["member_ids"]
+            )
             await audit_event(
                 request, conn, "group.roster_viewed", target_type="group", target_id=group["id"]
             )
@@ -110,7 +114,7 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
             raise web.HTTPNotFound(
                 reason="There is no such patient, or they are not on your caseload."
             )
-        patient = await catalog.get_patient(conn, request.app[KEYRING], patient_id)
+        patient = await catalog_patients.get_patient(conn, request.app[KEYRING], patient_id)
         await audit_event(
             request,
             conn,

@@ -1,4 +1,7 @@
-"""The JSON API: thin routes over server/catalog/store.py, each guarded by a permission."""
+"""The JSON API: thin routes over the catalog's storage, each guarded by a permission.
+
+Storage is store.py (programs, staff), patients.py and schedule.py (groups, sessions).
+"""
 
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ from server.accounts.signin import (
 )
 from server.accounts.store import hash_password
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
+from server.catalog import patients as catalog_patients
+from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import (
     AppointmentIn,
@@ -219,8 +224,10 @@ async def list_patients(request: web.Request) -> web.Response:
     async with request.app[ENGINE].begin() as conn:
         only = None
         if who.role is Role.CLINICIAN:
-            only = await catalog.patients_of_clinician(conn, who.id)
-        found = await catalog.list_patients(conn, request.app[KEYRING], program_scope(who), only)
+            only = await catalog_patients.patients_of_clinician(conn, who.id)
+        found = await catalog_patients.list_patients(
+            conn, request.app[KEYRING], program_scope(who), only
+        )
         await audit_event(request, conn, "patient.list_viewed", detail={"count": len(found)})
     return web.json_response({"patients": found})
 
@@ -233,7 +240,7 @@ async def get_patient(request: web.Request) -> web.Response:
     async with request.app[ENGINE].begin() as conn:
         if not await patient_visible(conn, who, patient_id):
             raise web.HTTPNotFound(reason="no such patient on your caseload")
-        record = await catalog.get_patient(conn, request.app[KEYRING], patient_id)
+        record = await catalog_patients.get_patient(conn, request.app[KEYRING], patient_id)
         await audit_event(
             request, conn, "patient.phi_read", target_type="patient", target_id=patient_id
         )
@@ -283,7 +290,7 @@ async def create_patient(request: web.Request) -> web.Response:
     body = await parse_body(request, PatientIn)
     try:
         async with request.app[ENGINE].begin() as conn:
-            record = await catalog.create_patient(
+            record = await catalog_patients.create_patient(
                 conn, request.app[KEYRING], body, request.app[CLOCK].now()
             )
             await audit_event(
@@ -300,7 +307,7 @@ async def list_groups(request: web.Request) -> web.Response:
     """Groups; clinicians see only the groups they lead or co-facilitate."""
     who = identity(request)
     async with request.app[ENGINE].connect() as conn:
-        found = await catalog.list_groups(conn, program_scope(who), clinician_scope(who))
+        found = await catalog_schedule.list_groups(conn, program_scope(who), clinician_scope(who))
     return web.json_response({"groups": found})
 
 
@@ -311,7 +318,9 @@ async def create_group(request: web.Request) -> web.Response:
     horizon = request.app[SETTINGS].schedule_horizon_days
     try:
         async with request.app[ENGINE].begin() as conn:
-            record = await catalog.create_group(conn, body, request.app[CLOCK].now(), horizon)
+            record = await catalog_schedule.create_group(
+                conn, body, request.app[CLOCK].now(), horizon
+            )
             await audit_event(
                 request, conn, "group.created", target_type="group", target_id=record["id"]
             )
@@ -326,7 +335,9 @@ async def list_appointments(request: web.Request) -> web.Response:
     """One-on-one appointments; clinicians see their own."""
     who = identity(request)
     async with request.app[ENGINE].connect() as conn:
-        found = await catalog.list_appointments(conn, program_scope(who), clinician_scope(who))
+        found = await catalog_schedule.list_appointments(
+            conn, program_scope(who), clinician_scope(who)
+        )
     return web.json_response({"appointments": found})
 
 
@@ -336,7 +347,7 @@ async def create_appointment(request: web.Request) -> web.Response:
     body = await parse_body(request, AppointmentIn)
     try:
         async with request.app[ENGINE].begin() as conn:
-            record = await catalog.create_appointment(conn, body, request.app[CLOCK].now())
+            record = await catalog_schedule.create_appointment(conn, body, request.app[CLOCK].now())
             await audit_event(
                 request,
                 conn,
@@ -357,7 +368,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     who = identity(request)
     begin = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
     async with request.app[ENGINE].connect() as conn:
-        found = await catalog.list_sessions(
+        found = await catalog_schedule.list_sessions(
             conn,
             program_scope(who),
             begin,

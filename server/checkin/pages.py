@@ -27,6 +27,7 @@ from server.accounts.permissions import Action
 from server.accounts.scope import patient_visible
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.catalog.schemas import check_phone
+from server.checkin import safety_checks as checkin_safety
 from server.checkin import store as checkin_store
 from server.crisis import publish as crisis_publish
 from server.directory import store as directory_store
@@ -44,19 +45,17 @@ ZIP_CONFIRM = "Check the ZIP code we read from the end of your address, then con
 def _zip_for(form: Any, address: str, errors: dict[str, str]) -> str:
     """The ZIP the patient confirmed, or a suggestion from the address's end to confirm."""
     typed = form.get("zip", "").strip()
-    at_end = checkin_store.zip_at_end(address)
+    at_end = checkin_safety.zip_at_end(address)
     if not typed:
         # Read from the end of the address, never from a street number, and shown back
         # for the patient to confirm before anything is stored.
         errors["zip"] = ZIP_CONFIRM if at_end else "Type the 5-digit ZIP code of where you are."
         return at_end or ""
-    if not checkin_store.ZIP.fullmatch(typed):
+    if not checkin_safety.ZIP.fullmatch(typed):
         errors["zip"] = "A ZIP code is 5 digits, like 95814."
     elif at_end is not None and at_end != typed:
         errors["zip"] = "This ZIP code is not the one at the end of your address: check both."
     return typed
-
-
 
 
 def parse_safety(
@@ -108,7 +107,7 @@ def parse_safety(
 def previous_zip(previous: dict[str, Any]) -> str | None:
     """The ZIP code of the last safety check's address (older checks did not store one)."""
     stored = previous.get("zip")
-    return stored if stored else checkin_store.zip_at_end(previous["address"])
+    return stored if stored else checkin_safety.zip_at_end(previous["address"])
 
 
 def _window(request: web.Request) -> dt.timedelta:
@@ -120,7 +119,7 @@ async def _location_opens(request: web.Request, link: Any, session_id: str) -> d
     async with request.app[ENGINE].connect() as conn:
         slot = await session_slot(conn, session_id)
     assert slot is not None
-    opens = checkin_store.location_opens_at(slot.starts_at, _window(request))
+    opens = checkin_safety.location_opens_at(slot.starts_at, _window(request))
     return opens if request.app[CLOCK].now() < opens else None
 
 
@@ -145,7 +144,7 @@ async def _safety_page(
     request: web.Request, link: Any, session_id: str, values: dict[str, Any], errors: dict[str, str]
 ) -> web.Response:
     async with request.app[ENGINE].connect() as conn:
-        previous = await checkin_store.previous_safety(
+        previous = await checkin_safety.previous_safety(
             conn, request.app[KEYRING], link.patient_id, session_id
         )
     # A ZIP code shown back to be confirmed is a step of the form, not a mistake: it is
@@ -227,10 +226,10 @@ async def safety_submit(request: web.Request) -> web.StreamResponse:
         return await _not_yet_page(request, link, session_id, opens)
     keyring = request.app[KEYRING]
     async with request.app[ENGINE].begin() as conn:
-        previous = await checkin_store.previous_safety(conn, keyring, link.patient_id, session_id)
+        previous = await checkin_safety.previous_safety(conn, keyring, link.patient_id, session_id)
         answers, errors = parse_safety(form, previous)
         if not errors:
-            await checkin_store.save_safety_check(
+            await checkin_safety.save_safety_check(
                 conn,
                 keyring,
                 session_id=session_id,
@@ -266,7 +265,7 @@ async def answer_submit(request: web.Request) -> web.StreamResponse:
     keyring, now = request.app[KEYRING], request.app[CLOCK].now()
     error, finished, closing = "", False, {}
     async with crisis_publish.transaction(request.app) as conn:
-        if await checkin_store.safety_check_for(conn, session_id, link.patient_id) is None:
+        if await checkin_safety.safety_check_for(conn, session_id, link.patient_id) is None:
             raise web.HTTPSeeOther("/checkin")
         if await checkin_store.screening_for(conn, session_id, link.patient_id) is not None:
             raise web.HTTPSeeOther("/room")
@@ -322,7 +321,7 @@ async def _closing(
     level = scored["level"]
     if level == "none" and not scored["flags"]:
         return context
-    check = await checkin_store.safety_check_for(conn, session_id, link.patient_id)
+    check = await checkin_safety.safety_check_for(conn, session_id, link.patient_id)
     answers = json.loads(
         request.app[KEYRING].open(check.answers_enc, context=f"safety_checks/{check.id}")
     )
@@ -361,18 +360,18 @@ async def staff_safety_check(request: web.Request) -> web.StreamResponse:
             raise web.HTTPBadRequest(reason="Choose one of the patient's coming sessions.")
         slot = await session_slot(conn, session_id)
         assert slot is not None
-        opens = checkin_store.location_opens_at(slot.starts_at, _window(request))
+        opens = checkin_safety.location_opens_at(slot.starts_at, _window(request))
         if now < opens:
             raise web.HTTPConflict(
                 reason="Where the patient is can be recorded from "
                 f"{request.app[SETTINGS].checkin_location_window_minutes} minutes "
                 "before the session starts."
             )
-        previous = await checkin_store.previous_safety(conn, keyring, patient_id, session_id)
+        previous = await checkin_safety.previous_safety(conn, keyring, patient_id, session_id)
         answers, errors = parse_safety(form, previous)
         if errors:
             raise web.HTTPBadRequest(reason="Check the fields: " + ", ".join(sorted(errors)) + ".")
-        await checkin_store.save_safety_check(
+        await checkin_safety.save_safety_check(
             conn,
             keyring,
             session_id=session_id,

@@ -1,11 +1,10 @@
-"""The pre-session check-in in storage: safety checks, answers as they are given,
-screenings, cadence, concerns."""
+"""The pre-session check-in in storage: cadence, answers as they are given, screenings,
+what staff see of it, and a patient's history. Safety checks are safety_checks.py's."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,9 @@ from crisis.escalation import Concern, Outcome, raise_concern
 from crisis.questions import Plan, floor, results, severe
 from crisis.screening import LEVELS
 from server.catalog.store import new_id
+from server.checkin.safety_checks import location_opens_at, open_answers, safety_check_for
 from server.crisis import store as crisis_store
+from server.crisis.concerns import SqlConcerns
 from server.phi import Keyring
 from server.storage.tables import (
     checkin_progress,
@@ -29,24 +30,6 @@ from server.storage.tables import (
 )
 
 DEFAULT_CADENCE = {"cssrs": 0, "phq9": 7, "gad7": 7}  # days between; 0 = every session
-# A ZIP code ends a US address; a five-digit number anywhere else is a street number
-# ("15991 Red Hill Ave, Tustin") or a suite, never the ZIP.
-_ZIP_AT_END = re.compile(
-    r"\b(\d{5})(?:-\d{4})?[\s,.]*(?:USA|US|U\.S\.A?\.?|United States(?: of America)?)?[\s.]*$",
-    re.IGNORECASE,
-)
-ZIP = re.compile(r"\d{5}")
-
-
-def zip_at_end(address: str) -> str | None:
-    """The five-digit ZIP code that ends an address, if it ends with one."""
-    found = _ZIP_AT_END.search(address.strip())
-    return found.group(1) if found else None
-
-
-def location_opens_at(starts_at: dt.datetime, window: dt.timedelta) -> dt.datetime:
-    """When "where are you right now" may first be answered for a session starting then."""
-    return starts_at - window
 
 
 def _context(table: str, row_id: str) -> str:
@@ -102,18 +85,6 @@ async def plan_for(
     return Plan(due("phq9"), due("gad7"), due("cssrs"), session.kind == "substance_use")
 
 
-async def safety_check_for(
-    conn: AsyncConnection, session_id: str, patient_id: str, since: dt.datetime | None = None
-) -> Any:
-    """This session's latest safety check (taken at `since` or later, if given), or None."""
-    query = sa.select(safety_checks).where(
-        safety_checks.c.session_id == session_id, safety_checks.c.patient_id == patient_id
-    )
-    if since is not None:
-        query = query.where(safety_checks.c.at >= since)
-    return (await conn.execute(query.order_by(safety_checks.c.at.desc()).limit(1))).first()
-
-
 async def current_safety_check(
     conn: AsyncConnection, session_id: str, patient_id: str, window: dt.timedelta
 ) -> Any:
@@ -123,56 +94,6 @@ async def current_safety_check(
     return await safety_check_for(
         conn, session_id, patient_id, location_opens_at(session.starts_at, window)
     )
-
-
-async def previous_safety(
-    conn: AsyncConnection, keyring: Keyring, patient_id: str, session_id: str
-) -> dict[str, Any] | None:
-    """The patient's most recent safety check from another session, opened (for "same as
-    last time", which the patient must confirm explicitly)."""
-    row = (
-        await conn.execute(
-            sa.select(safety_checks)
-            .where(
-                safety_checks.c.patient_id == patient_id, safety_checks.c.session_id != session_id
-            )
-            .order_by(safety_checks.c.at.desc())
-            .limit(1)
-        )
-    ).first()
-    if row is None:
-        return None
-    return json.loads(keyring.open(row.answers_enc, context=_context("safety_checks", row.id)))
-
-
-async def save_safety_check(
-    conn: AsyncConnection,
-    keyring: Keyring,
-    *,
-    session_id: str,
-    patient_id: str,
-    answers: dict[str, Any],
-    now: dt.datetime,
-    recorded_by: str | None,
-) -> str:
-    """Store a safety check; the address's ZIP and county stay readable for the directory."""
-    check_id = new_id()
-    await conn.execute(
-        safety_checks.insert().values(
-            id=check_id,
-            session_id=session_id,
-            patient_id=patient_id,
-            answers_enc=keyring.seal(
-                json.dumps(answers, sort_keys=True), context=_context("safety_checks", check_id)
-            ),
-            zip=answers.get("zip") or zip_at_end(answers["address"]),
-            county=answers.get("county") or None,
-            private_space=bool(answers["private_space"]),
-            recorded_by=recorded_by,
-            at=now,
-        )
-    )
-    return check_id
 
 
 async def screening_for(conn: AsyncConnection, session_id: str, patient_id: str) -> Any:
@@ -190,43 +111,6 @@ async def screening_for(conn: AsyncConnection, session_id: str, patient_id: str)
 def open_screening(keyring: Keyring, row: Any) -> dict[str, Any]:
     """A screening's answers, scores and level."""
     return dict(json.loads(keyring.open(row.result_enc, context=_context("screenings", row.id))))
-
-
-class SqlConcerns:
-    """crisis.escalation's store: events go to the crisis ledger, review tasks stay here."""
-
-    def __init__(self, conn: AsyncConnection, keyring: Keyring, session_ends: dt.datetime) -> None:
-        self._conn = conn
-        self._keyring = keyring
-        self._session_ends = session_ends
-
-    async def _insert(self, concern: Concern, kind: str, due: dt.datetime | None) -> str:
-        # Only review tasks (low) are written here; moderate and high concerns are events.
-        request_id = new_id()
-        detail = {"rule": concern.rule, **dict(concern.detail)}
-        await self._conn.execute(
-            crisis_requests.insert().values(
-                id=request_id,
-                patient_id=concern.patient_id,
-                session_id=concern.session_id,
-                kind=kind,
-                trigger=concern.trigger,
-                level=concern.level,
-                detail_enc=self._keyring.seal(
-                    json.dumps(detail, sort_keys=True),
-                    context=_context("crisis_requests", request_id),
-                ),
-                due_at=due,
-                created_at=concern.at,
-            )
-        )
-        return request_id
-
-    async def open_event(self, concern: Concern) -> str:
-        return await crisis_store.open_event(self._conn, self._keyring, concern)
-
-    async def add_review_task(self, concern: Concern) -> str:
-        return await self._insert(concern, "review_task", self._session_ends)
 
 
 def _more_serious(level: str, than: str) -> bool:
@@ -504,9 +388,7 @@ async def history(conn: AsyncConnection, keyring: Keyring, patient_id: str) -> d
                 "at": row.at,
                 "session_id": row.session_id,
                 "by_phone": row.recorded_by is not None,
-                "answers": json.loads(
-                    keyring.open(row.answers_enc, context=_context("safety_checks", row.id))
-                ),
+                "answers": open_answers(keyring, row),
             }
             for row in checks
         ],

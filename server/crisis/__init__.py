@@ -1,3 +1,3 @@
 """The crisis path in storage and on screen: events and their hash-chained timeline,
-deadlines and the outbox, on-call roster, safety data and break-glass, drop and silence
-triggers, the event page and the crisis API."""
+deadlines and the outbox, where escalated concerns are written, on-call roster, safety data
+and break-glass, drop and silence triggers, the event page and the crisis API."""

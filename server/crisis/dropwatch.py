@@ -32,9 +32,9 @@ from rooms.model import Member, Presence, RoomRole
 from server import audit
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
 from server.catalog import store as catalog
-from server.checkin.store import SqlConcerns
 from server.crisis import safety_data
 from server.crisis import store as crisis_store
+from server.crisis.concerns import SqlConcerns
 from server.logs import get_logger
 from server.storage.tables import sessions
 

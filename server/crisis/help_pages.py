@@ -21,8 +21,8 @@ from server import audit
 from server.accounts import joinlinks
 from server.accounts.auth import audit_event, read_form
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
-from server.checkin.store import SqlConcerns
 from server.crisis import store as crisis_store
+from server.crisis.concerns import SqlConcerns
 from server.crisis.publish import transaction
 from server.logs import get_logger
 from server.render import HELP_BACK, render

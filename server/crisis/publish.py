@@ -28,7 +28,7 @@ _pending: ContextVar[list[dict[str, Any]] | None] = ContextVar("crisis_pending",
 
 
 def queued(body: dict[str, Any]) -> None:
-    """Remember a notification the current transaction queued (crisis_store.enqueue)."""
+    """Remember a notification the current transaction queued (outbox.enqueue)."""
     pending = _pending.get()
     if pending is not None:
         pending.append(body)

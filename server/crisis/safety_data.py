@@ -20,9 +20,9 @@ from crisis.directory import LocalEmergencyInfo
 from crisis.safety_plan import SafetyPlan, parse_plan
 from rooms.consent import current_consents
 from rooms.schedule import zone
-from server.catalog import store as catalog
+from server.catalog import patients as catalog_patients
 from server.catalog.store import new_id
-from server.checkin import store as checkin_store
+from server.checkin import safety_checks as checkin_safety
 from server.consent import ledger as consent_ledger
 from server.directory import store as directory_store
 from server.phi import Keyring
@@ -162,8 +162,8 @@ async def load(
     stale_days: int,
 ) -> SafetyData:
     """Gather the patient's safety data for this session (the caller audits the read)."""
-    patient = await catalog.get_patient(conn, keyring, patient_id) or {}
-    row = await checkin_store.safety_check_for(conn, session_id, patient_id)
+    patient = await catalog_patients.get_patient(conn, keyring, patient_id) or {}
+    row = await checkin_safety.safety_check_for(conn, session_id, patient_id)
     check = None
     if row is not None:
         check = json.loads(keyring.open(row.answers_enc, context=f"safety_checks/{row.id}"))

@@ -23,8 +23,8 @@ from crisis.escalation import Concern, raise_concern
 from rooms.hub import RoomHub
 from rooms.model import Member, Presence, RoomRole, RoomState
 from server.appkeys import BACKGROUND, CLOCK, ENGINE, KEYRING, ROOMS, SETTINGS
-from server.checkin.store import SqlConcerns
 from server.crisis import store as crisis_store
+from server.crisis.concerns import SqlConcerns
 from server.logs import get_logger
 from server.roomsocket.media import MEDIA
 from server.storage.tables import programs, sessions

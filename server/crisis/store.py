@@ -1,8 +1,9 @@
-"""Crisis events in storage: the MAC-chained timeline, durable deadlines, the outbox.
+"""Crisis events in storage: raising, folding and acting on them, and finding open ones.
 
 Every function runs inside the caller's transaction. Changes to one event take that
 event's row lock first (`FOR UPDATE` on PostgreSQL; SQLite's single writer otherwise), so
-an acknowledgement and a firing deadline never both win.
+an acknowledgement and a firing deadline never both win. The timeline, the deadlines and
+the outbox each have their own module beside this one.
 """
 
 from __future__ import annotations
@@ -18,18 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from crisis import ledger, routing
 from crisis.escalation import Concern
 from crisis.ledger import Event, Step
-from server import audit, chain
+from server import audit
 from server.catalog.store import new_id
-from server.crisis import oncall
-from server.crisis import publish as crisis_publish
+from server.crisis import deadlines, oncall
+from server.crisis.outbox import enqueue
+from server.crisis.timeline import append_step, append_steps, step_context
 from server.phi import Keyring
-from server.rowmac import ChainSpec, sign
 from server.storage.tables import (
     crisis_events,
     crisis_head,
     crisis_steps,
-    crisis_timers,
-    notification_outbox,
     programs,
     sessions,
     staff,
@@ -38,33 +37,6 @@ from server.storage.tables import (
 
 class EventNotFoundError(Exception):
     """No crisis event has that id."""
-
-
-def step_context(seq: int) -> str:
-    """The sealing context of a step's payload: it opens only as that row."""
-    return f"crisis_steps/{seq}"
-
-
-# Every stored column, by column-list version; the payload is MACed by its plain value so
-# re-encryption under a new key leaves the chain intact.
-CHAIN = ChainSpec(
-    crisis_steps,
-    crisis_head,
-    versions={
-        1: (
-            "prev_hash",
-            "seq",
-            "event_id",
-            "step_no",
-            "kind",
-            "actor_type",
-            "actor_id",
-            "at",
-            "payload_enc",
-        ),
-    },
-    sealed={"payload_enc": step_context},
-)
 
 
 def _event(row: Any) -> Event:
@@ -95,112 +67,6 @@ async def get_event(conn: AsyncConnection, event_id: str, *, lock: bool = False)
     return _event(row)
 
 
-async def append_step(
-    conn: AsyncConnection,
-    keyring: Keyring,
-    event_id: str,
-    step: Step,
-    actor: audit.Actor,
-    at: dt.datetime,
-) -> int:
-    """Append one step to an event's timeline (no state checks); return its step number."""
-    return (await append_steps(conn, keyring, event_id, [(step, actor)], at))[-1]
-
-
-async def append_steps(
-    conn: AsyncConnection,
-    keyring: Keyring,
-    event_id: str,
-    steps: list[tuple[Step, audit.Actor]],
-    at: dt.datetime,
-) -> list[int]:
-    """Append steps in order under one hold of the chain head; return their step numbers.
-
-    One round trip per statement, not per step: the crisis path's latency (a help press to
-    the supervisor's screen) is mostly the number of statements a raise takes.
-    """
-    last = await conn.scalar(
-        sa.select(sa.func.max(crisis_steps.c.step_no)).where(crisis_steps.c.event_id == event_id)
-    )
-    row = (
-        await conn.execute(
-            crisis_head.update()
-            .where(crisis_head.c.id == 1)
-            .values(seq=crisis_head.c.seq + len(steps))
-            .returning(crisis_head.c.seq, crisis_head.c.hash)
-        )
-    ).one()
-    first_seq, prev_hash = int(row.seq) - len(steps) + 1, str(row.hash)
-    rows = []
-    numbers = []
-    for offset, (step, actor) in enumerate(steps):
-        seq = first_seq + offset
-        step_no = int(last or 0) + 1 + offset
-        payload = json.dumps(step.payload(), sort_keys=True, separators=(",", ":"))
-        fields: dict[str, Any] = {
-            "seq": seq,
-            "event_id": event_id,
-            "step_no": step_no,
-            "kind": step.KIND,
-            "actor_type": actor.type,
-            "actor_id": actor.id,
-            "at": at.astimezone(dt.UTC),
-        }
-        macs = sign(CHAIN, keyring, fields | {"prev_hash": prev_hash, "payload_enc": payload})
-        rows.append(
-            {
-                **fields,
-                **macs,
-                "payload_enc": keyring.seal(payload, context=step_context(seq)),
-                "prev_hash": prev_hash,
-            }
-        )
-        numbers.append(step_no)
-        prev_hash = macs["hash"]
-    await conn.execute(crisis_steps.insert(), rows)
-    await chain.set_head(conn, CHAIN, keyring, first_seq + len(steps) - 1, prev_hash)
-    return numbers
-
-
-async def verify(conn: AsyncConnection, keyring: Keyring) -> chain.Verification:
-    """Walk the crisis timeline chain and report the first step, and column, that does not hold."""
-    return await chain.walk(conn, CHAIN, keyring)
-
-
-# Outbox ------------------------------------------------------------------------------------
-
-
-async def enqueue(
-    conn: AsyncConnection, event: Event, kind: str, roles: tuple[str, ...], now: dt.datetime
-) -> str:
-    """Queue one notification about `event` for delivery (ids, level, roles: no PHI)."""
-    notification_id = new_id()
-    body = {
-        "id": notification_id,
-        "event_id": event.id,
-        "program_id": event.program_id,
-        "level": event.level,
-        "kind": kind,
-        "roles": list(roles),
-        "at": now.astimezone(dt.UTC).isoformat(),
-    }
-    crisis_publish.queued(body)
-    await conn.execute(
-        notification_outbox.insert().values(
-            id=notification_id,
-            event_id=event.id,
-            program_id=event.program_id,
-            kind=kind,
-            body=body,
-            status="pending",
-            created_at=now,
-            next_attempt_at=now,
-            attempts=0,
-        )
-    )
-    return notification_id
-
-
 # Paging ------------------------------------------------------------------------------------
 
 
@@ -229,48 +95,6 @@ async def _page(
     if notified:
         await append_steps(conn, keyring, event.id, notified, at)
     await enqueue(conn, event, kind, roles, at)
-
-
-async def _arm(
-    conn: AsyncConnection, event: Event, policy: routing.Policy, start: dt.datetime
-) -> None:
-    rows = [
-        {
-            "id": new_id(),
-            "event_id": event.id,
-            "purpose": deadline.purpose,
-            "waiting_on": ",".join(deadline.waiting_on),
-            "page": ",".join(deadline.page),
-            "due_at": deadline.due_at,
-            "attempts": 0,
-        }
-        for deadline in routing.deadlines(policy, event.level, start)
-    ]
-    if rows:
-        await conn.execute(crisis_timers.insert(), rows)
-
-
-async def _cancel_pending(conn: AsyncConnection, event_id: str, now: dt.datetime) -> int:
-    # A timer that another process is firing right now is locked; skip it rather than
-    # wait (its firing re-reads the event under the event's lock and stands down).
-    pending = (
-        sa.select(crisis_timers.c.id, crisis_timers.c.purpose)
-        .where(
-            crisis_timers.c.event_id == event_id,
-            crisis_timers.c.fired_at.is_(None),
-            crisis_timers.c.cancelled_at.is_(None),
-        )
-        .with_for_update(skip_locked=True)
-    )
-    ids = [row.id for row in await conn.execute(pending) if routing.cancelled_by_ack(row.purpose)]
-    if not ids:
-        return 0
-    result = await conn.execute(
-        crisis_timers.update()
-        .where(crisis_timers.c.id.in_(ids), crisis_timers.c.fired_at.is_(None))
-        .values(cancelled_at=now)
-    )
-    return int(result.rowcount)
 
 
 # Raising -----------------------------------------------------------------------------------
@@ -350,7 +174,7 @@ async def open_event(conn: AsyncConnection, keyring: Keyring, concern: Concern) 
         at,
     )
     await enqueue(conn, event, "raised", first, at)
-    await _arm(conn, event, policy, at)
+    await deadlines.arm(conn, event, policy, at)
     return event.id
 
 
@@ -402,12 +226,12 @@ async def _add_concern(
         await enqueue(conn, raised, "concern_added", (), at)
         return
     # Still unacknowledged: the new level's (shorter) ladder replaces the old one from now.
-    await _cancel_pending(conn, event.id, at)
+    await deadlines.cancel_pending(conn, event.id, at)
     policy = await oncall.policy_for(conn, event.program_id)
     await _page(
         conn, keyring, raised, policy.for_level(raised.level).first, "level_raised", at, "raised"
     )
-    await _arm(conn, raised, policy, at)
+    await deadlines.arm(conn, raised, policy, at)
 
 
 # Acting on an event ------------------------------------------------------------------------
@@ -430,7 +254,7 @@ async def acknowledge(
         .where(crisis_events.c.id == event_id)
         .values(state="acknowledged", acknowledged_at=now, acknowledged_by=actor.id)
     )
-    await _cancel_pending(conn, event_id, now)
+    await deadlines.cancel_pending(conn, event_id, now)
     await append_step(conn, keyring, event_id, step, actor, now)
     acknowledged = replace(
         event, state="acknowledged", acknowledged_at=now, acknowledged_by=actor.id
@@ -527,25 +351,6 @@ async def assign(
     return event
 
 
-async def next_deadlines(conn: AsyncConnection, event_ids: list[str]) -> dict[str, Any]:
-    """The earliest pending deadline of each event: {event_id: (purpose, due_at)}."""
-    if not event_ids:
-        return {}
-    found = await conn.execute(
-        sa.select(crisis_timers.c.event_id, crisis_timers.c.purpose, crisis_timers.c.due_at)
-        .where(
-            crisis_timers.c.event_id.in_(event_ids),
-            crisis_timers.c.fired_at.is_(None),
-            crisis_timers.c.cancelled_at.is_(None),
-        )
-        .order_by(crisis_timers.c.due_at)
-    )
-    out: dict[str, Any] = {}
-    for row in found:
-        out.setdefault(row.event_id, (row.purpose, row.due_at))
-    return out
-
-
 async def record_step(
     conn: AsyncConnection,
     keyring: Keyring,
@@ -600,46 +405,16 @@ async def sign_off(
 # Deadlines ---------------------------------------------------------------------------------
 
 
-async def due_timer(conn: AsyncConnection, now: dt.datetime) -> Any:
-    """The most overdue unfired timer nobody else holds, locked (PostgreSQL), or None."""
-    query = (
-        sa.select(crisis_timers)
-        .where(
-            crisis_timers.c.fired_at.is_(None),
-            crisis_timers.c.cancelled_at.is_(None),
-            crisis_timers.c.due_at <= now,
-        )
-        .order_by(crisis_timers.c.due_at, crisis_timers.c.id)
-        .limit(1)
-        # Several servers poll the same table: each skips the rows another is firing.
-        .with_for_update(skip_locked=True)
-    )
-    return (await conn.execute(query)).first()
-
-
 async def fire_timer(
     conn: AsyncConnection, keyring: Keyring, timer: Any, now: dt.datetime, worker: str
 ) -> bool:
     """Fire one claimed timer exactly once: log the miss and page the next rung."""
-    claimed = await conn.execute(
-        crisis_timers.update()
-        .where(
-            crisis_timers.c.id == timer.id,
-            crisis_timers.c.fired_at.is_(None),
-            crisis_timers.c.cancelled_at.is_(None),
-        )
-        .values(fired_at=now, claimed_by=worker, attempts=crisis_timers.c.attempts + 1)
-    )
-    # On SQLite (no row locks) this guarded update is the claim: a second writer finds
-    # fired_at already set and changes nothing.
-    if claimed.rowcount != 1:
+    if not await deadlines.claim(conn, timer, now, worker):
         return False
     event = await get_event(conn, timer.event_id, lock=True)
     if event.state != "open":
         # Acknowledged while this timer was being claimed: the ack wins.
-        await conn.execute(
-            crisis_timers.update().where(crisis_timers.c.id == timer.id).values(cancelled_at=now)
-        )
+        await deadlines.stand_down(conn, timer.id, now)
         return False
     waiting_on = tuple(role for role in timer.waiting_on.split(",") if role)
     page = tuple(role for role in timer.page.split(",") if role)
@@ -669,26 +444,6 @@ async def fire_timer(
 # Reading -----------------------------------------------------------------------------------
 
 
-async def timeline(conn: AsyncConnection, keyring: Keyring, event_id: str) -> list[dict[str, Any]]:
-    """An event's steps, oldest first, payloads opened."""
-    found = await conn.execute(
-        sa.select(crisis_steps)
-        .where(crisis_steps.c.event_id == event_id)
-        .order_by(crisis_steps.c.step_no)
-    )
-    return [
-        {
-            "step_no": row.step_no,
-            "kind": row.kind,
-            "actor_type": row.actor_type,
-            "actor_id": row.actor_id,
-            "at": row.at.astimezone(dt.UTC).isoformat(),
-            "data": json.loads(keyring.open(row.payload_enc, context=step_context(row.seq))),
-        }
-        for row in found
-    ]
-
-
 async def open_events_for_programs(
     conn: AsyncConnection, program_ids: list[str] | None
 ) -> list[Event]:
@@ -712,41 +467,3 @@ async def open_event_for(conn: AsyncConnection, patient_id: str, session_id: str
         )
     ).first()
     return None if row is None else _event(row)
-
-
-async def breaches(
-    conn: AsyncConnection,
-    keyring: Keyring,
-    program_ids: list[str] | None,
-    since: dt.datetime,
-    until: dt.datetime,
-) -> list[dict[str, Any]]:
-    """Every missed acknowledgement deadline in the window, oldest first."""
-    query = (
-        sa.select(crisis_steps, crisis_events.c.program_id, crisis_events.c.level)
-        .join(crisis_events, crisis_events.c.id == crisis_steps.c.event_id)
-        .where(
-            crisis_steps.c.kind == ledger.DeadlineMissed.KIND,
-            crisis_steps.c.at >= since,
-            crisis_steps.c.at < until,
-        )
-        .order_by(crisis_steps.c.seq)
-    )
-    if program_ids is not None:
-        query = query.where(crisis_events.c.program_id.in_(program_ids))
-    out = []
-    for row in await conn.execute(query):
-        data = json.loads(keyring.open(row.payload_enc, context=step_context(row.seq)))
-        out.append(
-            {
-                "event_id": row.event_id,
-                "program_id": row.program_id,
-                "level": row.level,
-                "purpose": data["purpose"],
-                "due_at": data["due_at"],
-                "recorded_at": row.at.astimezone(dt.UTC).isoformat(),
-                "waiting_on": data["waiting_on"],
-                "staff_ids": data["staff_ids"],
-            }
-        )
-    return out

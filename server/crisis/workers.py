@@ -36,7 +36,7 @@ from crisis.notify import (
 from server.appkeys import BACKGROUND, CLOCK, CRISIS_STREAM, ENGINE, KEYRING, SETTINGS
 from server.clock import Clock
 from server.config import Settings
-from server.crisis import oncall
+from server.crisis import deadlines, oncall
 from server.crisis import publish as crisis_publish
 from server.crisis import store as crisis_store
 from server.logs import get_logger
@@ -116,7 +116,7 @@ async def fire_due_timers(
         )
         async with transaction as conn:
             now = clock.now()
-            timer = await crisis_store.due_timer(conn, now)
+            timer = await deadlines.due_timer(conn, now)
             if timer is None:
                 break
             if await crisis_store.fire_timer(conn, keyring, timer, now, worker):

@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from crisis.ledger import Event
 from rooms.model import Presence, RoomRole
 from rooms.registry import RoomRegistry
-from server.catalog import store as catalog
+from server.catalog import patients as catalog_patients
+from server.crisis import deadlines as crisis_deadlines
 from server.crisis import store as crisis_store
 from server.phi import Keyring
 from server.storage.tables import groups, sessions, staff
@@ -138,7 +139,7 @@ async def event_views(
     holders = holders or {}
     ids = [event.id for event in events]
     assigned = await crisis_store.assignees(conn, keyring, events)
-    deadlines = await crisis_store.next_deadlines(conn, ids)
+    deadlines = await crisis_deadlines.next_deadlines(conn, ids)
     titles = await conn.execute(
         sa.select(sessions.c.id, groups.c.name)
         .outerjoin(groups, groups.c.id == sessions.c.group_id)
@@ -157,7 +158,7 @@ async def event_views(
         if event.signed_off_by:
             people.add(event.signed_off_by)
     names = await staff_names(conn, people)
-    patient_names = await catalog.display_names(
+    patient_names = await catalog_patients.display_names(
         conn, keyring, {event.patient_id for event in events}
     )
 

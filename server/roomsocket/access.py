@@ -18,7 +18,7 @@ from server.accounts.auth import current_staff
 from server.accounts.patient_entry import DEVICE, LINK
 from server.accounts.permissions import Role
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
-from server.catalog import store as catalog
+from server.catalog import patients as catalog_patients
 from server.checkin.store import checkin_complete, staff_status
 from server.consent import ledger as consent_ledger
 from server.consent.templates import missing_for, session_terms
@@ -155,7 +155,7 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
         now = request.app[CLOCK].now()
         if not await checkin_complete(conn, session_id, link.patient_id, now, window):
             raise CheckinRequired()
-        names = await catalog.display_names(conn, request.app[KEYRING], [link.patient_id])
+        names = await catalog_patients.display_names(conn, request.app[KEYRING], [link.patient_id])
         current = await consent_ledger.standing(conn, request.app[KEYRING], link.patient_id)
         checkin = await staff_status(conn, request.app[KEYRING], session_id, link.patient_id)
     consents = [

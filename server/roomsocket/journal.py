@@ -24,9 +24,10 @@ from crisis.escalation import Concern, raise_concern
 from crisis.ledger import PrivateRoomOpened
 from rooms.model import Member
 from server import audit
-from server.checkin.store import SqlConcerns
 from server.crisis import publish as crisis_publish
 from server.crisis import store as crisis_store
+from server.crisis import timeline as crisis_timeline
+from server.crisis.concerns import SqlConcerns
 from server.logs import get_logger
 from server.phi import Keyring
 from server.storage.tables import attendance_events, sessions
@@ -179,7 +180,7 @@ class RoomJournal:
                     for session_id, patient_id, clinician_id, at in private_rooms:
                         event = await crisis_store.open_event_for(conn, patient_id, session_id)
                         if event is not None:
-                            await crisis_store.append_step(
+                            await crisis_timeline.append_step(
                                 conn,
                                 self._keyring,
                                 event.id,

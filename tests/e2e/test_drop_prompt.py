@@ -8,7 +8,7 @@ import pytest
 from playwright.async_api import expect
 
 from server.appkeys import ENGINE
-from server.catalog import store as catalog
+from server.catalog import patients as catalog_patients
 from server.catalog.schemas import PatientIn
 from tests.conftest import (
     RunningServer,
@@ -30,11 +30,13 @@ async def test_the_prompt_shows_the_backup_phone_step_after_the_session_phone(
     await consent_group(server, demo)
     patient = demo["groups"][0]["patients"][0]
     async with server.app[ENGINE].begin() as conn:
-        record = await catalog.get_patient(conn, server.keyring, patient["id"])
+        record = await catalog_patients.get_patient(conn, server.keyring, patient["id"])
         assert record is not None
         fields = {k: record[k] for k in PatientIn.model_fields if k in record}
         fields["alternate_phone"] = "(555) 010-0188"
-        await catalog.update_patient(conn, server.keyring, patient["id"], PatientIn(**fields))
+        await catalog_patients.update_patient(
+            conn, server.keyring, patient["id"], PatientIn(**fields)
+        )
     errors: list[str] = []
     clinician = await browser_window(browser, errors)
     await browser_sign_in(clinician, server, demo)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from server.accounts.joinlinks import patient_sessions
 from server.appkeys import CLOCK, ENGINE
+from server.checkin import safety_checks as checkin_safety
 from server.checkin import store as checkin_store
 from server.storage.tables import crisis_events, crisis_requests, safety_checks, screenings
 from tests.conftest import CSRF, RunningServer, give_consents, signed_in, staff_login
@@ -112,7 +113,7 @@ async def test_same_as_last_time_is_offered_but_never_assumed(
     async with server.app[ENGINE].begin() as conn:
         upcoming = await patient_sessions(conn, patient["id"], server.app[CLOCK].now())
         earlier = upcoming[1].session_id  # another session's check-in stands for "last time"
-        await checkin_store.save_safety_check(
+        await checkin_safety.save_safety_check(
             conn,
             server.keyring,
             session_id=earlier,
@@ -132,7 +133,7 @@ async def test_same_as_last_time_is_offered_but_never_assumed(
         )
         assert same.status == 303
     async with server.app[ENGINE].connect() as conn:
-        check = await checkin_store.safety_check_for(
+        check = await checkin_safety.safety_check_for(
             conn, patient["join_session_id"], patient["id"]
         )
         assert check is not None and check.zip == "93701" and check.county == "Fresno"

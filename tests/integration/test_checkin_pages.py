@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from server.accounts.joinlinks import patient_sessions
 from server.appkeys import CLOCK, ENGINE
+from server.checkin import safety_checks as checkin_safety
 from server.checkin import store as checkin_store
 from server.storage.tables import (
     audit_log,
@@ -107,7 +108,7 @@ async def test_the_zip_code_is_read_from_the_end_of_the_address_and_confirmed(
         status, _ = await _post(phone, "/checkin/safety", {**SAFETY, "zip": "92780"})
         assert status == 303
     async with server.app[ENGINE].connect() as conn:
-        check = await checkin_store.safety_check_for(
+        check = await checkin_safety.safety_check_for(
             conn, patient["join_session_id"], patient["id"]
         )
         history = await checkin_store.history(conn, server.keyring, patient["id"])
@@ -121,7 +122,7 @@ async def test_same_as_last_time_shows_and_keeps_that_addresss_zip_code(
     patient = _patient(demo)
     async with server.app[ENGINE].begin() as conn:
         upcoming = await patient_sessions(conn, patient["id"], server.app[CLOCK].now())
-        await checkin_store.save_safety_check(
+        await checkin_safety.save_safety_check(
             conn,
             server.keyring,
             session_id=upcoming[1].session_id,
@@ -140,7 +141,7 @@ async def test_same_as_last_time_shows_and_keeps_that_addresss_zip_code(
         )
         assert status == 303
     async with server.app[ENGINE].connect() as conn:
-        check = await checkin_store.safety_check_for(
+        check = await checkin_safety.safety_check_for(
             conn, patient["join_session_id"], patient["id"]
         )
     assert check is not None and check.zip == "92780"
@@ -206,7 +207,7 @@ async def test_where_you_are_now_is_asked_only_within_the_window_before_the_sess
         assert refused.status == 409
         async with server.app[ENGINE].connect() as conn:
             assert (
-                await checkin_store.safety_check_for(conn, session.session_id, patient["id"])
+                await checkin_safety.safety_check_for(conn, session.session_id, patient["id"])
                 is None
             )
         clock.advance(hours=2)  # one hour before the session: the step is open
@@ -227,7 +228,7 @@ async def test_a_location_confirmed_before_the_window_is_asked_again(
         async with server.app[ENGINE].begin() as conn:
             # Where the patient was five hours before the session (as a standing link once
             # allowed days ahead), with the screening done: only the location is stale.
-            await checkin_store.save_safety_check(
+            await checkin_safety.save_safety_check(
                 conn,
                 server.keyring,
                 session_id=session.session_id,

@@ -19,7 +19,7 @@ from aiohttp import web
 from crisis.notify import SIGNATURE_HEADER, signature_matches
 from server import audit
 from server.appkeys import CLOCK, CRISIS_STREAM, ENGINE
-from server.crisis import store as crisis_store
+from server.crisis import timeline as crisis_timeline
 from server.crisis.workers import DELIVERY_LEASE
 from server.storage.tables import crisis_events, crisis_steps, crisis_timers, notification_outbox
 from tests.conftest import (
@@ -93,7 +93,7 @@ async def _kinds(server: RunningServer, event_id: str) -> list[str]:
 
 async def _timeline(server: RunningServer, event_id: str) -> list[dict[str, Any]]:
     async with server.app[ENGINE].connect() as conn:
-        return await crisis_store.timeline(conn, server.keyring, event_id)
+        return await crisis_timeline.timeline(conn, server.keyring, event_id)
 
 
 def _staff_id(demo: dict[str, Any], email_prefix: str) -> str:
@@ -362,7 +362,7 @@ async def test_the_timeline_chain_verifies_and_a_tampered_step_is_found(
         event_id = await _flag(clinician, demo, "high")
         await clinician.post(f"/api/crisis/events/{event_id}/ack", json={})
     async with crisis_server.app[ENGINE].begin() as conn:
-        result = await crisis_store.verify(conn, crisis_server.keyring)
+        result = await crisis_timeline.verify(conn, crisis_server.keyring)
         assert result.ok and result.rows == 5
         # Rewrite history: the acknowledgement is credited to someone else.
         await conn.execute(
@@ -370,7 +370,7 @@ async def test_the_timeline_chain_verifies_and_a_tampered_step_is_found(
             .where(crisis_steps.c.seq == 5)
             .values(actor_id=_staff_id(demo, "supervisor"))
         )
-        broken = await crisis_store.verify(conn, crisis_server.keyring)
+        broken = await crisis_timeline.verify(conn, crisis_server.keyring)
     assert not broken.ok and (broken.broken_at, broken.column) == (5, "actor_id")
     assert broken.describe() == "crisis_steps row 5: column actor_id does not match"
 

@@ -12,9 +12,10 @@ import sqlalchemy as sa
 
 from rooms.schedule import zone
 from server.appkeys import CLOCK, ENGINE
-from server.catalog import store as catalog
+from server.catalog import patients as catalog_patients
 from server.catalog.schemas import PatientIn, SupportPerson
 from server.crisis import store as crisis_store
+from server.crisis import timeline as crisis_timeline
 from server.storage.tables import programs
 from tests.conftest import CSRF, RunningServer, consent_group, start_server
 from tests.integration.test_rooms_ws import Peer, Room
@@ -63,7 +64,7 @@ async def _flag(room: Room, host: Peer, index: int) -> str:
 
 async def _timeline(server: RunningServer, event_id: str) -> list[dict[str, Any]]:
     async with server.app[ENGINE].connect() as conn:
-        return await crisis_store.timeline(conn, server.keyring, event_id)
+        return await crisis_timeline.timeline(conn, server.keyring, event_id)
 
 
 def _drop(message: dict[str, Any], status: str = "dropped") -> bool:
@@ -208,7 +209,7 @@ async def test_a_withdrawn_emergency_plan_consent_skips_the_support_person_at_on
     server = live.server
     patient = live.group["patients"][0]
     async with server.app[ENGINE].begin() as conn:
-        record = await catalog.get_patient(conn, server.keyring, patient["id"])
+        record = await catalog_patients.get_patient(conn, server.keyring, patient["id"])
         assert record is not None
         fields = {k: record[k] for k in PatientIn.model_fields if k in record}
         fields["support_person"] = SupportPerson(
@@ -216,7 +217,9 @@ async def test_a_withdrawn_emergency_plan_consent_skips_the_support_person_at_on
         )
         fields["support_release"] = True
         fields["alternate_phone"] = "(555) 010-0188"
-        await catalog.update_patient(conn, server.keyring, patient["id"], PatientIn(**fields))
+        await catalog_patients.update_patient(
+            conn, server.keyring, patient["id"], PatientIn(**fields)
+        )
     host = await live.staff("clinician", 0)
     flagged = await live.admitted(host, 0)
     event_id = await _flag(live, host, 0)

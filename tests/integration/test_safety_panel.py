@@ -15,7 +15,7 @@ from crisis.directory import DirectoryEntry
 from crisis.safety_plan import parse_plan
 from rooms.schedule import zone
 from server.appkeys import CLOCK, ENGINE
-from server.catalog import store as catalog
+from server.catalog import patients as catalog_patients
 from server.catalog.schemas import PatientIn, SupportPerson
 from server.crisis import breakglass, safety_data
 from server.directory import store as directory_store
@@ -52,7 +52,7 @@ async def _prepare(server: RunningServer, demo: dict[str, Any], *, release: bool
         # Ages count in the program's own calendar, as the page counts them.
         time_zone = (await conn.execute(sa.select(programs.c.time_zone))).scalar_one()
         today = now.astimezone(zone(time_zone)).date()
-        record = await catalog.get_patient(conn, server.keyring, target["patient_id"])
+        record = await catalog_patients.get_patient(conn, server.keyring, target["patient_id"])
         assert record is not None
         fields = {k: record[k] for k in PatientIn.model_fields if k in record}
         fields["support_person"] = SupportPerson(
@@ -60,7 +60,7 @@ async def _prepare(server: RunningServer, demo: dict[str, Any], *, release: bool
         )
         fields["support_release"] = release
         fields["alternate_phone"] = "(555) 010-0188"
-        await catalog.update_patient(
+        await catalog_patients.update_patient(
             conn, server.keyring, target["patient_id"], PatientIn(**fields)
         )
         common = {

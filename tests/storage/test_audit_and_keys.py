@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import audit, chain
+from server.catalog import patients as catalog_patients
 from server.catalog import store as catalog
 from server.catalog.schemas import PatientIn, ProgramIn, SupportPerson
 from server.keyrotation import SEALED_COLUMNS, reencrypt
@@ -157,7 +158,7 @@ async def test_key_rotation_reencrypts_every_sealed_value_while_old_readers_keep
         )
         made = []
         for n in range(7):
-            record = await catalog.create_patient(
+            record = await catalog_patients.create_patient(
                 conn,
                 keyring,
                 PatientIn(
@@ -184,7 +185,7 @@ async def test_key_rotation_reencrypts_every_sealed_value_while_old_readers_keep
             values = [v for (v,) in await conn.execute(sa.select(patients.c[sealed.column])) if v]
             assert all(v.startswith("v1:k2:") for v in values), sealed.column
         # A server started before the rotation reads the new values (it re-reads the file).
-        found = await catalog.list_patients(conn, running_server_view, program["id"])
+        found = await catalog_patients.list_patients(conn, running_server_view, program["id"])
     assert sorted(p["legal_name"] for p in found) == sorted(p["legal_name"] for p in made)
     assert found[0]["support_person"]["relationship"] == "sibling"
     assert running_server_view.seal("x", context="c").startswith("v1:k2:")

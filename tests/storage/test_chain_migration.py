@@ -19,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from rooms.consent import row_hash as consent_row_hash
 from server import audit
+from server.catalog import patients as catalog_patients
+from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import AppointmentIn, InviteIn, PatientIn, ProgramIn
 from server.consent import ledger as consent_ledger
-from server.crisis import store as crisis_store
+from server.crisis import timeline as crisis_timeline
 from server.phi import Keyring, ensure_keyring
 from server.storage.engine import create_engine
 from server.storage.migrate import MigrationRefusedError, current_revision, upgrade
@@ -74,13 +76,13 @@ async def _write_old_rows(conn: AsyncConnection, keyring: Keyring) -> None:
         "not-a-real-hash",
         NOW,
     )
-    patient = await catalog.create_patient(
+    patient = await catalog_patients.create_patient(
         conn,
         keyring,
         PatientIn(program_id=program["id"], legal_name="Old Row", display_name="O"),
         NOW,
     )
-    appointment = await catalog.create_appointment(
+    appointment = await catalog_schedule.create_appointment(
         conn,
         AppointmentIn(
             program_id=program["id"],
@@ -119,7 +121,7 @@ async def _write_old_rows(conn: AsyncConnection, keyring: Keyring) -> None:
             "actor_type": "system", "actor_id": None, "at": NOW,
         }  # fmt: skip
         digest = _old_hash(OLD_CRISIS, prev, fields | {"payload": payload})
-        sealed = keyring.seal(payload, context=crisis_store.step_context(seq))
+        sealed = keyring.seal(payload, context=crisis_timeline.step_context(seq))
         await conn.execute(
             sa.insert(crisis_steps).values(
                 **fields, payload_enc=sealed, prev_hash=prev, hash=digest
@@ -187,7 +189,7 @@ async def test_rows_written_under_the_old_hashes_verify_under_the_keyed_scheme_a
     assert await upgrade(engine, keyring=keyring) == "0013"
     async with engine.connect() as conn:
         assert (await audit.verify(conn, keyring)).rows == 4
-        assert (await crisis_store.verify(conn, keyring)).rows == 3
+        assert (await crisis_timeline.verify(conn, keyring)).rows == 3
         assert (await consent_ledger.verify(conn, keyring)).rows == 3
     # Now keyed: a change the old hash could have been recomputed over is caught by name.
     async with engine.begin() as conn:

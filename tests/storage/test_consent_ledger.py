@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from rooms.consent import current_consents, row_hash
 from server import chain
+from server.catalog import patients as catalog_patients
 from server.catalog import store as catalog
 from server.catalog.schemas import PatientIn, ProgramIn
 from server.consent import ledger as consent_ledger
@@ -40,7 +41,7 @@ async def ledger(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Async
         program = await catalog.create_program(
             conn, ProgramIn(name="P", phone="(555) 010-0100"), NOW
         )
-        patient = await catalog.create_patient(
+        patient = await catalog_patients.create_patient(
             conn,
             keyring,
             PatientIn(program_id=program["id"], legal_name="Led Ger", display_name="L"),

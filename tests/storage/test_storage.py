@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.catalog import patients as catalog_patients
+from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
 from server.phi import new_keyring
@@ -53,7 +55,7 @@ async def _program_with_staff(engine: AsyncEngine) -> dict[str, Any]:
             ids["clinicians"].append(clinician["id"])
         ids["patients"] = []
         for n in range(3):
-            patient = await catalog.create_patient(
+            patient = await catalog_patients.create_patient(
                 conn,
                 KEYRING,
                 PatientIn(
@@ -96,7 +98,7 @@ async def test_patient_phi_is_stored_encrypted_and_read_back_plain(engine: Async
     ids = await _program_with_staff(engine)
     async with engine.connect() as conn:
         raw = (await conn.execute(sa.select(patients))).all()
-        found = await catalog.list_patients(conn, KEYRING, ids["program"])
+        found = await catalog_patients.list_patients(conn, KEYRING, ids["program"])
     stored = repr(raw)
     assert "Canary" not in stored and "555" not in stored and "1990" not in stored
     by_name = {p["legal_name"]: p for p in found}
@@ -110,30 +112,32 @@ async def test_group_creates_one_session_per_scheduled_evening_within_the_horizo
 ) -> None:
     ids = await _program_with_staff(engine)
     async with engine.begin() as conn:
-        group = await catalog.create_group(conn, _group(ids), NOW, horizon_days=13)
+        group = await catalog_schedule.create_group(conn, _group(ids), NOW, horizon_days=13)
     assert group["sessions_created"] == 8  # two weeks of Mon/Tue/Wed/Fri
     async with engine.connect() as conn:
-        listed = await catalog.list_sessions(conn, ids["program"], NOW, NOW + dt.timedelta(days=14))
+        listed = await catalog_schedule.list_sessions(
+            conn, ids["program"], NOW, NOW + dt.timedelta(days=14)
+        )
     assert len(listed) == 8
     assert listed[0]["starts_at"] == "2026-11-24T02:00:00+00:00"
     assert {s["state"] for s in listed} == {"scheduled"}
     async with engine.begin() as conn:
         # Extending again adds only the days that came into the horizon.
-        assert await catalog.extend_group_sessions(conn, group["id"], NOW, 13) == 0
-        assert await catalog.extend_all_group_sessions(conn, NOW, 20) == 4
+        assert await catalog_schedule.extend_group_sessions(conn, group["id"], NOW, 13) == 0
+        assert await catalog_schedule.extend_all_group_sessions(conn, NOW, 20) == 4
 
 
 async def test_clinicians_see_only_their_groups_and_patients(engine: AsyncEngine) -> None:
     ids = await _program_with_staff(engine)
     async with engine.begin() as conn:
-        await catalog.create_group(
+        await catalog_schedule.create_group(
             conn,
             _group(ids, cofacilitator_id=None, member_ids=ids["patients"][:2]),
             NOW,
             horizon_days=7,
         )
         start = NOW + dt.timedelta(days=1)
-        await catalog.create_appointment(
+        await catalog_schedule.create_appointment(
             conn,
             AppointmentIn(
                 program_id=ids["program"],
@@ -145,15 +149,15 @@ async def test_clinicians_see_only_their_groups_and_patients(engine: AsyncEngine
         )
     lead, other = ids["clinicians"]
     async with engine.connect() as conn:
-        assert [g["name"] for g in await catalog.list_groups(conn, ids["program"], lead)] == [
-            "Evening A"
-        ]
-        assert await catalog.list_groups(conn, ids["program"], other) == []
-        assert await catalog.patients_of_clinician(conn, lead) == set(ids["patients"][:2])
-        assert await catalog.patients_of_clinician(conn, other) == {ids["patients"][2]}
+        assert [
+            g["name"] for g in await catalog_schedule.list_groups(conn, ids["program"], lead)
+        ] == ["Evening A"]
+        assert await catalog_schedule.list_groups(conn, ids["program"], other) == []
+        assert await catalog_patients.patients_of_clinician(conn, lead) == set(ids["patients"][:2])
+        assert await catalog_patients.patients_of_clinician(conn, other) == {ids["patients"][2]}
         window = (NOW, NOW + dt.timedelta(days=8))
-        lead_sessions = await catalog.list_sessions(conn, ids["program"], *window, lead)
-        other_sessions = await catalog.list_sessions(conn, ids["program"], *window, other)
+        lead_sessions = await catalog_schedule.list_sessions(conn, ids["program"], *window, lead)
+        other_sessions = await catalog_schedule.list_sessions(conn, ids["program"], *window, other)
     assert {s["kind"] for s in lead_sessions} == {"group"}
     assert [s["kind"] for s in other_sessions] == ["individual"]
 
@@ -161,7 +165,7 @@ async def test_clinicians_see_only_their_groups_and_patients(engine: AsyncEngine
 async def test_foreign_keys_and_checks_are_enforced_by_the_database(engine: AsyncEngine) -> None:
     ids = await _program_with_staff(engine)
     async with engine.begin() as conn:
-        group = await catalog.create_group(conn, _group(ids), NOW, horizon_days=1)
+        group = await catalog_schedule.create_group(conn, _group(ids), NOW, horizon_days=1)
     with pytest.raises(IntegrityError):
         async with engine.begin() as conn:
             await conn.execute(
@@ -192,15 +196,15 @@ async def test_references_to_the_wrong_people_are_refused_with_the_field(
     ids = await _program_with_staff(engine)
     async with engine.begin() as conn:
         with pytest.raises(catalog.CatalogError) as caught:
-            await catalog.create_group(
+            await catalog_schedule.create_group(
                 conn, _group(ids, lead_clinician_id=ids["patients"][0]), NOW, 7
             )
     assert caught.value.field == "lead_clinician_id"
     async with engine.begin() as conn:
-        await catalog.create_group(conn, _group(ids), NOW, 7)
+        await catalog_schedule.create_group(conn, _group(ids), NOW, 7)
     async with engine.begin() as conn:
         with pytest.raises(catalog.CatalogError) as caught:
-            await catalog.create_group(conn, _group(ids), NOW, 7)
+            await catalog_schedule.create_group(conn, _group(ids), NOW, 7)
     assert caught.value.status == 409
 
 
@@ -208,7 +212,7 @@ async def test_timestamps_read_back_timezone_aware_in_utc(engine: AsyncEngine) -
     ids = await _program_with_staff(engine)
     start = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=-8)))
     async with engine.begin() as conn:
-        appointment = await catalog.create_appointment(
+        appointment = await catalog_schedule.create_appointment(
             conn,
             AppointmentIn(
                 program_id=ids["program"],

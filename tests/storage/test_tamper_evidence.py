@@ -23,6 +23,7 @@ from crisis.escalation import Concern
 from server import audit, chain
 from server.consent import ledger as consent_ledger
 from server.crisis import store as crisis_store
+from server.crisis import timeline as crisis_timeline
 from server.demo import seed_demo
 from server.keyrotation import reencrypt
 from server.phi import Keyring, add_key, add_mac_key, ensure_keyring, load_keyring
@@ -119,7 +120,7 @@ async def written(database_url: str, tmp_path: Path) -> AsyncIterator[Written]:
 Verify = Callable[[AsyncConnection, Keyring], Awaitable[chain.Verification]]
 CHAINS: dict[str, tuple[ChainSpec, Verify]] = {
     "audit_log": (audit.CHAIN, audit.verify),
-    "crisis_steps": (crisis_store.CHAIN, crisis_store.verify),
+    "crisis_steps": (crisis_timeline.CHAIN, crisis_timeline.verify),
     "consent_events": (consent_ledger.CHAIN, consent_ledger.verify),
 }
 ROW = 2

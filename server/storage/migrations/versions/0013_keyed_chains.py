@@ -28,7 +28,7 @@ from rooms.consent import row_hash as consent_row_hash
 from server import audit
 from server.chain import GENESIS, head_values
 from server.consent import ledger as consent_ledger
-from server.crisis import store as crisis_store
+from server.crisis import timeline as crisis_timeline
 from server.phi import DecryptionError, Keyring, verify_signature
 from server.rowmac import ChainSpec, plain_values, sign_with
 from server.storage.migrate import MigrationRefusedError
@@ -119,7 +119,7 @@ def _old_audit(keyring: Keyring | None, row: Any) -> str:
 
 def _old_crisis(keyring: Keyring | None, row: Any) -> str:
     assert keyring is not None
-    payload = keyring.open(row.payload_enc, context=crisis_store.step_context(row.seq))
+    payload = keyring.open(row.payload_enc, context=crisis_timeline.step_context(row.seq))
     return _old_hash(OLD_CRISIS_FIELDS, row.prev_hash, dict(row._mapping) | {"payload": payload})
 
 
@@ -138,7 +138,7 @@ def _old_consent(keyring: Keyring | None, row: Any) -> str:
 
 CHAINS: tuple[tuple[ChainSpec, Callable[[Keyring | None, Any], str]], ...] = (
     (audit.CHAIN, _old_audit),
-    (crisis_store.CHAIN, _old_crisis),
+    (crisis_timeline.CHAIN, _old_crisis),
     (consent_ledger.CHAIN, _old_consent),
 )
 
