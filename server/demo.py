@@ -166,7 +166,7 @@ async def seed_demo(
             )
             patient["join_url"] = f"{base_url}/j/{link.token}"
             patient["join_session_id"] = link.session_id or ""
-        await seed_demo_aftercare(conn, keyring, patients_out[0]["id"], clinicians[0], now)
+        await seed_demo_aftercare(conn, keyring, patients_out[-1]["id"], clinicians[0], now)
         # An on-call roster so crisis events page someone. The demo has one supervisor, so
         # the clinicians stand in as backup and medical director.
         by_email = {member["email"]: member["id"] for member in staff_out}

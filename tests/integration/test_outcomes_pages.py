@@ -298,21 +298,21 @@ async def test_staff_save_versions_of_the_aftercare_plan_and_the_patient_reads_a
 async def test_a_patient_sees_only_their_own_plan_and_nothing_without_their_link(
     server: RunningServer, demo: dict[str, Any]
 ) -> None:
-    avery, blake = _patients(demo)[:2]
+    blake, riley = _patients(demo)[1], _patients(demo)[-1]
     stranger = server.client()
     phone = server.client()
     try:
         for path in ("/my/aftercare", "/my/aftercare/download", "/my/safety-plan"):
             assert (await stranger.get(path)).status == 401
         assert (await phone.get(blake["join_url"])).status == 200
-        # The demo's aftercare plan is Avery's; Blake has none yet.
+        # The demo's aftercare plan is Riley's; Blake has none yet.
         mine = await (await phone.get("/my/aftercare")).text()
         assert "has not written your aftercare plan yet" in mine
         assert "Example Outpatient Clinic" not in mine and 'href="tel:988"' in mine
         assert (await phone.get("/my/aftercare/download")).status == 404
         safety = await (await phone.get("/my/safety-plan")).text()
         assert "have not written a safety plan here yet" in safety and "988" in safety
-        assert (await phone.get(avery["join_url"])).status == 200
+        assert (await phone.get(riley["join_url"])).status == 200
         mine = await (await phone.get("/my/aftercare")).text()
         assert "Example Outpatient Clinic" in mine and "Staying in bed past noon" in mine
     finally:
