@@ -283,6 +283,9 @@ async def test_staff_save_versions_of_the_aftercare_plan_and_the_patient_reads_a
         safety = await (await phone.get("/my/safety-plan")).text()
         assert "Not sleeping" in safety and 'href="tel:988"' in safety
         assert "<form" not in safety.split("help-private")[0]  # read-only
+        # The private "I need help" is on both pages and comes back to them.
+        assert 'name="back" value="/my/safety-plan"' in safety
+        assert 'name="back" value="/my/aftercare"' in mine
     finally:
         await phone.close()
     for action in (
