@@ -7,8 +7,10 @@ import secrets
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from care.aftercare import parse_plan as parse_aftercare
+from crisis.safety_plan import parse_plan as parse_safety_plan
 from rooms.schedule import zone
 from server import audit
 from server.accounts import joinlinks, mfa
@@ -18,7 +20,8 @@ from server.catalog import patients as catalog_patients
 from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
-from server.crisis import oncall
+from server.crisis import oncall, safety_data
+from server.outcomes import store as aftercare_store
 from server.phi import Keyring
 from server.storage.tables import programs
 
@@ -163,6 +166,7 @@ async def seed_demo(
             )
             patient["join_url"] = f"{base_url}/j/{link.token}"
             patient["join_session_id"] = link.session_id or ""
+        await seed_demo_aftercare(conn, keyring, patients_out[-1]["id"], clinicians[0], now)
         # An on-call roster so crisis events page someone. The demo has one supervisor, so
         # the clinicians stand in as backup and medical director.
         by_email = {member["email"]: member["id"] for member in staff_out}
@@ -209,6 +213,45 @@ async def seed_demo(
             }
         ],
     }
+
+
+async def seed_demo_aftercare(
+    conn: AsyncConnection, keyring: Keyring, patient_id: str, clinician_id: str, now: dt.datetime
+) -> None:
+    """A safety plan and an aftercare plan for one demo patient (fictional numbers only)."""
+    today = now.astimezone(zone(DEMO_TIME_ZONE)).date()
+    safety = parse_safety_plan(
+        {
+            "warning_signs": "Staying in bed past noon; skipping meals; not answering texts.",
+            "internal_coping": "Box breathing; a walk around the block; a shower and music.",
+            "distraction": "The library; coffee with my cousin.",
+            "ask_for_help": "My sister (555) 555-0131 (example).",
+            "professionals": "988; the program (555) 010-0100; the nearest emergency department.",
+            "safe_environment": "Medicines kept by my sister for now.",
+        }
+    )
+    version = await safety_data.save_plan(conn, keyring, patient_id, safety, clinician_id, now)
+    plan = parse_aftercare(
+        {
+            "step_down": "standard_outpatient",
+            "step_down_note": "Weekly individual therapy at the example clinic (fictional).",
+            "fu1_date": (today + dt.timedelta(days=14)).isoformat(),
+            "fu1_provider": "Example Outpatient Clinic, individual therapy (fictional)",
+            "fu1_phone": "(555) 555-0142",
+            "fu2_date": (today + dt.timedelta(days=28)).isoformat(),
+            "fu2_provider": "Example psychiatry follow-up (fictional)",
+            "fu2_phone": "(555) 555-0143",
+            "triggers": "Arguments at home; payday weekends; being alone in the evening.",
+            "warning_signs": "Cancelling plans; sleeping badly for three nights in a row.",
+            "coping": "The thought record from group; the morning walk; calling my sister.",
+            "people": "My sister; the alumni group on Thursdays.",
+        },
+        today,
+        program_phone="(555) 010-0100",
+        safety_plan=safety.steps,
+        safety_plan_version=version,
+    )
+    await aftercare_store.save_plan(conn, keyring, patient_id, plan, clinician_id, now)
 
 
 def describe(demo: dict[str, Any]) -> str:

@@ -16,8 +16,10 @@ from server.consent.ledger import SEALED, context_for
 from server.crisis.oncall import webhook_secret_context, webhook_url_context
 from server.crisis.safety_data import plan_context
 from server.crisis.timeline import step_context
+from server.outcomes.store import plan_context as aftercare_context
 from server.phi import Keyring
 from server.storage.tables import (
+    aftercare_plans,
     break_glass,
     checkin_progress,
     consent_events,
@@ -63,6 +65,7 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(crisis_steps, "payload_enc", step_context, "seq"),
     SealedColumn(crisis_settings, "webhook_url_enc", webhook_url_context, "program_id"),
     SealedColumn(crisis_settings, "webhook_secret_enc", webhook_secret_context, "program_id"),
+    SealedColumn(aftercare_plans, "plan_enc", aftercare_context),
 )
 
 

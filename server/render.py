@@ -17,6 +17,8 @@ HELP_BACK = {
     "/consent": "consent",
     "/consent/receipts": "consent",
     "/checkin": "checkin",
+    "/my/aftercare": "aftercare",
+    "/my/safety-plan": "safety_plan",
 }
 
 

@@ -55,6 +55,13 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/sessions/{session_id}/attendance.csv"): CARE,
     ("POST", "/sessions/{session_id}/attendance/attest"): frozenset({CLINICIAN}),
     ("GET", "/attendance/weekly"): CARE,
+    # Outcomes and aftercare are patient records: supervisors are refused, as for attendance.
+    ("GET", "/outcomes"): CARE,
+    ("GET", "/patients/{patient_id}/aftercare"): CARE,
+    ("POST", "/patients/{patient_id}/aftercare"): CARE,
+    ("GET", "/my/aftercare"): frozenset({PATIENT}),
+    ("GET", "/my/aftercare/download"): frozenset({PATIENT}),
+    ("GET", "/my/safety-plan"): frozenset({PATIENT}),
     ("GET", "/admin/templates"): ADMIN_ONLY,
     ("GET", "/admin/templates/{name}"): ADMIN_ONLY,
     ("POST", "/admin/templates/{name}"): ADMIN_ONLY,

@@ -6,6 +6,7 @@ here, the one place the rest of the server and the migrations read the schema fr
 
 from __future__ import annotations
 
+from server.storage.tables.aftercare import aftercare_plans
 from server.storage.tables.base import (
     JOIN_LINK_MODES,
     NAMING,
@@ -72,6 +73,7 @@ __all__ = [
     "SESSION_STATES",
     "STAFF_ROLES",
     "UTCDateTime",
+    "aftercare_plans",
     "appointments",
     "attendance_attestations",
     "attendance_events",
