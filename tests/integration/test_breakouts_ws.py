@@ -13,7 +13,7 @@ from yarl import URL
 from server.appkeys import CLOCK, ENGINE
 from server.roomsocket.ws import ROOM_JOURNAL
 from server.storage.tables import attendance_events, crisis_events, sessions
-from tests.conftest import RunningServer, consent_group, start_server
+from tests.conftest import consent_group, start_server
 from tests.integration.test_media_ws import (  # noqa: F401  (fixture)
     MediaRoomClient,
     media_room,

@@ -206,7 +206,9 @@ def test_visits_calls_broadcast_and_moves() -> None:
     hub.handle(s["o"], p.BreakoutVisit(type="breakout_visit", breakout_id="b2"))
     assert events.spaces["staff:o"] == "breakout-b2"
     assert _last(s["c"], "breakouts")["breakouts"]["called"] is False
-    hub.handle(s["h"], p.BreakoutMove(type="breakout_move", member_id="patient:a", breakout_id="b2"))
+    hub.handle(
+        s["h"], p.BreakoutMove(type="breakout_move", member_id="patient:a", breakout_id="b2")
+    )
     assert events.spaces["patient:a"] == "breakout-b2"
     hub.handle(s["h"], p.BreakoutBroadcast(type="breakout_broadcast", text="Two minutes"))
     assert all(_last(x, "breakout_broadcast")["text"] == "Two minutes" for x in s.values())
