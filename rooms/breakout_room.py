@@ -33,7 +33,14 @@ class BreakoutRooms:
         if breakouts is None or not viewer.in_room:
             return None
         now = self._live.now()
-        return breakouts.view(now) if viewer.is_staff else breakouts.view(now, viewer=viewer.id)
+        if viewer.is_staff:
+            return breakouts.view(now)
+        return breakouts.view(now, viewer=viewer.id, hidden=self._hidden())
+
+    def _hidden(self) -> frozenset[str]:
+        return frozenset(
+            m.id for m in self._live.room.members.values() if not m.visible_to_patients
+        )
 
     def _patients(self) -> Iterator[Member]:
         return (m for m in self._live.room.in_room() if m.role is RoomRole.PARTICIPANT)
@@ -51,11 +58,10 @@ class BreakoutRooms:
         live.connections.publish(
             live.room.staff_ids(), outbound.breakouts(breakouts.view(now), server_time)
         )
+        hidden = self._hidden()
         for patient in self._patients():
-            live.connections.publish(
-                frozenset({patient.id}),
-                outbound.breakouts(breakouts.view(now, viewer=patient.id), server_time),
-            )
+            view = breakouts.view(now, viewer=patient.id, hidden=hidden)
+            live.connections.publish(frozenset({patient.id}), outbound.breakouts(view, server_time))
 
     def _rerouted(self, members: list[Member]) -> None:
         """Media follows where these members now are; the room's saved state too."""

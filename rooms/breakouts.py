@@ -226,8 +226,11 @@ class Breakouts:
 
     # Wire and storage -----------------------------------------------------------------
 
-    def view(self, now: dt.datetime, *, viewer: str | None = None) -> dict[str, Any]:
-        """The state as of `now`; for a patient (`viewer`), only their own breakout."""
+    def view(
+        self, now: dt.datetime, *, viewer: str | None = None, hidden: frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
+        """The state as of `now`; for a patient (`viewer`), only their own breakout, without
+        the `hidden` members (a supervisor watching unseen)."""
         base: dict[str, Any] = {
             "prompt": self.prompt,
             "started_at": _iso(self.started_at),
@@ -238,11 +241,19 @@ class Breakouts:
         if viewer is not None:
             where = self.room_of(viewer)
             if where is None:
-                return {**base, "room": None}
+                # Who is away in a breakout (not where): their tiles leave the main room.
+                away = {m for room in self.rooms for m in room.members} | set(self.visits)
+                return {**base, "room": None, "elsewhere": sorted(away - hidden)}
             room = self.get(where)
+            visitors = sorted(w for w, at in self.visits.items() if at == where and w not in hidden)
             return {
                 **base,
-                "room": {"id": room.id, "name": room.name, "members": list(room.members)},
+                "room": {
+                    "id": room.id,
+                    "name": room.name,
+                    "members": list(room.members),
+                    "visitors": visitors,
+                },
                 "called": viewer in self.calls,
             }
         return {

@@ -190,7 +190,7 @@ def test_only_host_and_cohost_open_breakouts_and_patients_see_only_their_own() -
     assert events.spaces["patient:c"] == "breakout-b2"
     assert events.spaces["staff:h"] is None
     mine = _last(s["c"], "breakouts")["breakouts"]
-    assert mine["room"] == {"id": "b2", "name": "Room 2", "members": ["patient:c"]}
+    assert mine["room"] == {"id": "b2", "name": "Room 2", "members": ["patient:c"], "visitors": []}
     assert mine["prompt"] == "Practise DEAR MAN" and "rooms" not in mine
     assert len(_last(s["h"], "breakouts")["breakouts"]["rooms"]) == 2
     assert events.saved["breakouts"]["rooms"][1]["members"] == ["patient:c"]
@@ -206,6 +206,11 @@ def test_visits_calls_broadcast_and_moves() -> None:
     hub.handle(s["o"], p.BreakoutVisit(type="breakout_visit", breakout_id="b2"))
     assert events.spaces["staff:o"] == "breakout-b2"
     assert _last(s["c"], "breakouts")["breakouts"]["called"] is False
+    # A supervisor looks in unseen; the host's visit is shown to the patients there.
+    assert _last(s["c"], "breakouts")["breakouts"]["room"]["visitors"] == []
+    hub.handle(s["h"], p.BreakoutVisit(type="breakout_visit", breakout_id="b2"))
+    assert _last(s["c"], "breakouts")["breakouts"]["room"]["visitors"] == ["staff:h"]
+    hub.handle(s["h"], p.BreakoutVisit(type="breakout_visit", breakout_id=None))
     hub.handle(
         s["h"], p.BreakoutMove(type="breakout_move", member_id="patient:a", breakout_id="b2")
     )
