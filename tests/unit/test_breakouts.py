@@ -259,3 +259,40 @@ async def test_a_patient_who_drops_comes_back_to_their_breakout_and_a_restart_ke
     restored.room.restore(events.saved, T0)
     assert restored.room.breakouts is not None
     assert restored.room.media_space(restored.room.members["patient:c"]) == "breakout-b2"
+
+
+def test_the_permission_table_gives_breakouts_to_facilitators_and_calls_to_patients() -> None:
+    from rooms.model import PERMISSIONS, RoomAction
+
+    runs = {r for r in RoomRole if RoomAction.RUN_BREAKOUTS in PERMISSIONS[r]}
+    visits = {r for r in RoomRole if RoomAction.VISIT_BREAKOUT in PERMISSIONS[r]}
+    calls = {r for r in RoomRole if RoomAction.CALL_FACILITATOR in PERMISSIONS[r]}
+    assert runs == {RoomRole.HOST, RoomRole.COHOST}
+    assert visits == {RoomRole.HOST, RoomRole.COHOST, RoomRole.OBSERVER}
+    assert calls == {RoomRole.PARTICIPANT}
+
+
+def test_a_patient_outside_any_breakout_cannot_call_and_nothing_runs_after_recall() -> None:
+    hub, _events, _time, s = _room()
+    with pytest.raises(p.ProtocolError) as none_open:
+        hub.handle(s["a"], p.FacilitatorCall(type="facilitator_call"))
+    assert none_open.value.code == "no_breakouts"
+    hub.handle(
+        s["h"],
+        p.BreakoutsStart(
+            type="breakouts_start",
+            mode="hand",
+            assign=[["patient:a", "patient:b", "patient:c"]],
+            minutes=5,
+        ),
+    )
+    hub.handle(
+        s["h"], p.BreakoutMove(type="breakout_move", member_id="patient:c", breakout_id=None)
+    )
+    with pytest.raises(p.ProtocolError) as outside:
+        hub.handle(s["c"], p.FacilitatorCall(type="facilitator_call"))
+    assert outside.value.code == "not_in_breakout"
+    assert _last(s["c"], "breakouts")["breakouts"]["elsewhere"] == ["patient:a", "patient:b"]
+    hub.handle(s["h"], p.BreakoutsRecall(type="breakouts_recall"))
+    with pytest.raises(p.ProtocolError):
+        hub.handle(s["h"], p.BreakoutsRecall(type="breakouts_recall"))
