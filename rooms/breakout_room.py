@@ -182,5 +182,6 @@ class BreakoutRooms:
     def _recall(self, reason: str) -> None:
         room = self._live.room
         room.breakouts = None
-        self._rerouted(list(room.members.values()))
+        # Those not in the room have no media to move (and a drop is not re-reported).
+        self._rerouted(list(room.in_room()))
         self._publish(recalled=reason)

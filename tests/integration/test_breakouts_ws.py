@@ -145,10 +145,10 @@ async def test_a_dropped_patient_rejoins_their_breakout(room: Room) -> None:  # 
 
 
 async def test_a_restart_keeps_the_breakouts_and_their_timer(
-    tmp_path: Path, sqlite_url: str
+    tmp_path: Path, database_url: str
 ) -> None:
     data = tmp_path / "data"
-    first = await start_server(data, sqlite_url)
+    first = await start_server(data, database_url)
     demo = await first.seed_demo()
     await consent_group(first, demo)
     before = Room(first, demo)
@@ -164,7 +164,7 @@ async def test_a_restart_keeps_the_breakouts_and_their_timer(
     finally:
         await before.close()
         await first.runner.cleanup()
-    second = await start_server(data, sqlite_url)
+    second = await start_server(data, database_url)
     after = Room(second, demo)
     try:
         phone = second.client()
