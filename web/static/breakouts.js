@@ -91,6 +91,11 @@ function renderHand() {
   $("breakout-count").disabled = $("breakout-mode").value === "pairs" || $("breakout-mode").value === "triads";
   if (!byHand) return;
   const count = Math.max(1, Math.min(20, Number($("breakout-count").value) || 1));
+  // Rebuilt only when the patients or the number of rooms change: a picker being used
+  // is not replaced under the host's finger by an unrelated message.
+  const key = count + "|" + patientsInRoom().map((m) => m.id + ":" + m.name).join(",");
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
   const kept = new Map([...box.querySelectorAll("select")].map((s) => [s.dataset.member, s.value]));
   box.replaceChildren();
   patientsInRoom().forEach((member, index) => {
