@@ -16,6 +16,7 @@ from typing import Any
 
 from rooms import outbound
 from rooms import protocol as p
+from rooms.breakout_room import BreakoutRooms
 from rooms.clock import SessionClock
 from rooms.closecodes import CloseCode
 from rooms.connections import LOG_SIZE, Closing, Connections, Entry, Participant
@@ -75,6 +76,7 @@ class RoomHub:
         self._session = SessionOps(self._live, clock_state)
         self._help = HelpButton(self._live, self._limits)
         self._private = PrivateRooms(self._live, self._session, float_roster or [])
+        self._breakouts = BreakoutRooms(self._live)
         self._handlers: dict[type[Any], Handler] = {
             p.Ping: self._on_ping,
             p.Admit: self._on_admit,
@@ -96,6 +98,12 @@ class RoomHub:
             p.Plan: self._session.on_plan,
             p.Help: self._help.on_help,
             p.PrivateRoom: self._private.on_private_room,
+            p.BreakoutsStart: self._breakouts.on_start,
+            p.BreakoutMove: self._breakouts.on_move,
+            p.BreakoutVisit: self._breakouts.on_visit,
+            p.BreakoutBroadcast: self._breakouts.on_broadcast,
+            p.BreakoutsRecall: self._breakouts.on_recall,
+            p.FacilitatorCall: self._breakouts.on_call,
         }
         self._async_handlers: dict[type[Any], AsyncHandler] = {}
         if media is not None:
@@ -161,6 +169,7 @@ class RoomHub:
             clock=self._session.view() if viewer.in_room else None,
             server_time=self._clock().timestamp(),
             chat=[e.payload for e in self._chat if viewer.id in e.recipients],
+            breakouts=self._breakouts.view_for(viewer),
         )
 
     def _send_snapshot(self, member: Member) -> None:
@@ -233,6 +242,11 @@ class RoomHub:
         if member is not None:
             self._events.presence(member, MemberEvent.LEFT, now)
             self._live.publish_member(member)
+
+    def tick(self) -> None:
+        """Act on what time has made due (the breakout timer), as of the injected clock."""
+        if self.room.state is not RoomState.ENDED:
+            self._breakouts.tick()
 
     def take_closing(self) -> list[Closing]:
         """Connections to close after a connect or disconnect."""

@@ -57,9 +57,11 @@ class RoomSocketEvents:
 
     def member_changed(self, member: Member) -> None:
         """Media follows who may send; a flagged patient's drop prompts the facilitators."""
-        media.member_changed(self._app, self._room_id, member)
-        if self._hub.hub is not None:
-            self._app[dropwatch.DROPS].member_changed(self._hub.hub, member)
+        hub = self._hub.hub
+        space = member.space if hub is None else hub.room.media_space(member)
+        media.member_changed(self._app, self._room_id, member, space)
+        if hub is not None:
+            self._app[dropwatch.DROPS].member_changed(hub, member)
 
     def room_saved(self, persisted: dict[str, Any]) -> None:
         """Membership, for the node that takes the room over."""

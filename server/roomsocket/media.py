@@ -53,18 +53,19 @@ def media_for(app: web.Application, hub: RoomHub) -> MediaRoom:
         on_speaker=on_speaker,
     )
     for member in hub.room.members.values():
-        media.set_space(member.id, member.space)
+        media.set_space(member.id, hub.room.media_space(member))
     rooms[hub.room.id] = media
     return media
 
 
-def member_changed(app: web.Application, room_id: str, member: Member) -> None:
-    """Keep media in step with the room: who may send, and who has gone."""
+def member_changed(app: web.Application, room_id: str, member: Member, space: str | None) -> None:
+    """Keep media in step with the room: who may send, where they are (`space`: a private
+    room, a breakout, or None for the group), and who has gone."""
     room = app[MEDIA].get(room_id)
     if room is None:
         return
     room.set_blocked(member.id, audio=member.audio_blocked, video=member.video_blocked)
-    room.set_space(member.id, member.space)
+    room.set_space(member.id, space)
     if member.presence in (Presence.LEFT, Presence.REMOVED, Presence.WAITING):
         room.spawn_leave(member.id)
 

@@ -3,6 +3,7 @@
 // textContent: chat text and names never become markup.
 import { media } from "./media.js";
 import { session } from "./session.js";
+import { breakouts } from "./breakouts.js";
 import { mmss } from "./lib/clock.js";
 import { $, bind, button, el, statusLine } from "./lib/dom.js";
 import { ReconnectingSocket, socketUrl } from "./lib/socket.js";
@@ -66,7 +67,8 @@ function roomPage(root) {
   let mediaStarted = false;
   function syncMedia(you) {
     if (!media) return;
-    media.members([...state.members.values()], you);
+    // In a breakout, only the people there are shown (their media is all that arrives).
+    media.members([...state.members.values()].map(breakouts.placed), breakouts.placed(you));
     if (you.presence === "admitted" && mediaSocket !== socket.ws) {
       mediaSocket = socket.ws;
       media.start(send, mediaStarted);
@@ -100,6 +102,12 @@ function roomPage(root) {
         state.members = new Map(message.members.map((m) => [m.id, m]));
         state.chat = message.chat;
         state.clock = message.clock;
+        breakouts.update(message.breakouts);
+        break;
+      case "breakouts":
+      case "breakout_broadcast":
+      case "facilitator_call":
+        breakouts.handle(message);
         break;
       case "clock":
         state.clock = message.clock;
@@ -375,6 +383,7 @@ function roomPage(root) {
     renderPeople();
     renderChat();
     session.update(state.clock, state.members);
+    breakouts.render();
   }
 
   function person(member, actions) {
@@ -539,5 +548,6 @@ function roomPage(root) {
   // Waiting times count up while nothing else changes.
   setInterval(() => { if (isStaff && state.you) renderWaiting(); }, 30000);
   session.setup({ role, me, send, ping: () => socket.ping() });
+  breakouts.setup({ role, me, send, notify, members: () => state.members, serverNow: session.serverNow });
   socket.connect();
 }
