@@ -29,7 +29,7 @@ class Latest:
 
     @property
     def summary(self) -> str:
-        """"Tech check passed" or "Tech check: problems (camera, connection)"."""
+        """ "Tech check passed" or "Tech check: problems (camera, connection)"."""
         return staff_summary(self.passed, self.problems)
 
     def staff_info(self) -> dict[str, Any]:

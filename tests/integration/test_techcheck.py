@@ -75,7 +75,9 @@ async def test_result_is_validated_kept_without_phi_and_shown_to_staff(
             headers=JSON,
         )
         assert bad.status == 400
-        assert (await bad.json())["error"] == "The check could not be saved: rtt_ms must be a number."
+        assert (await bad.json())[
+            "error"
+        ] == "The check could not be saved: rtt_ms must be a number."
         extra = await phone.post(
             "/techcheck/result",
             data=RESULT | {"csrf_token": token, "camera_label": "Front camera"},

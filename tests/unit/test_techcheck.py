@@ -45,7 +45,9 @@ def test_a_good_run_passes_with_its_numbers() -> None:
 )
 def test_the_connection_verdict_is_the_servers_from_the_numbers(field: str, value: str) -> None:
     # Whatever the page thought: a slow, lossy, thin or unmeasured connection is a problem.
-    result = parse_result(GOOD | {field: value, "step_connection": "pass"}, LIMITS, relay_configured=True)
+    result = parse_result(
+        GOOD | {field: value, "step_connection": "pass"}, LIMITS, relay_configured=True
+    )
     assert result.problems == ("connection",)
     assert staff_summary(result.passed, result.problems) == "Tech check: problems (connection)"
 
