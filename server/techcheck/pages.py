@@ -104,7 +104,9 @@ async def result_submit(request: web.Request) -> web.StreamResponse:
             outcome="ok" if result.passed else "problems",
             detail={"problems": list(result.problems)},
         )
-    log.info("techcheck.saved", patient_id=link.patient_id, passed=result.passed)
+    log.info(
+        "techcheck.passed" if result.passed else "techcheck.problems", patient_id=link.patient_id
+    )
     body: dict[str, Any] = {
         "type": "techcheck_saved",
         "passed": result.passed,

@@ -321,7 +321,8 @@ function measureWhenFlowing(pc, pcs, finish) {
 
 async function checkConnection() {
   checking("connection", "Connecting to the video server…");
-  const numbers = stream ? await echoTest() : null;
+  if (!stream) { mark("connection", "problem", "Not tested: it needs the camera and microphone"); return; }
+  const numbers = await echoTest();
   const node = $("step-connection");
   if (!numbers) { mark("connection", "problem", "We could not connect to the video server", "connect"); return; }
   Object.assign(result, numbers);
@@ -337,27 +338,30 @@ async function checkConnection() {
 }
 
 // The TURN relay: two connections that may only use it must reach each other through it.
+// Each side's candidates travel in its description once gathered (no trickle), so none
+// can arrive before the other side is ready for it.
 async function checkRelay(iceServers) {
   checking("relay", "Checking the backup route…");
   const config = { iceServers, iceTransportPolicy: "relay" };
   const a = new RTCPeerConnection(config);
   const b = new RTCPeerConnection(config);
-  let relayCandidate = false;
-  a.addEventListener("icecandidate", (e) => { if (e.candidate) { if (/ typ relay/.test(e.candidate.candidate)) relayCandidate = true; b.addIceCandidate(e.candidate).catch(() => {}); } });
-  b.addEventListener("icecandidate", (e) => { if (e.candidate) a.addIceCandidate(e.candidate).catch(() => {}); });
   const channel = a.createDataChannel("check");
   const opened = waitFor(channel, "open", RELAY_MS);
+  let relayCandidate = false;
   try {
     await a.setLocalDescription(await a.createOffer());
+    await gathered(a);
+    relayCandidate = / typ relay/.test(a.localDescription.sdp);
     await b.setRemoteDescription(a.localDescription);
     await b.setLocalDescription(await b.createAnswer());
+    await gathered(b);
     await a.setRemoteDescription(b.localDescription);
   } catch (err) {
     // Reported below as a relay that did not connect.
   }
-  const ok = await opened;
+  const ok = relayCandidate && await opened;
   a.close(); b.close();
-  if (ok && relayCandidate) mark("relay", "pass", "The backup route works");
+  if (ok) mark("relay", "pass", "The backup route works");
   else mark("relay", "problem", relayCandidate ? "The backup route did not connect" : "The backup route could not be reached", "relay");
 }
 
