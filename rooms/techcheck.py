@@ -46,7 +46,8 @@ class Thresholds:
 
     max_rtt_ms: int = 400
     max_loss_pct: float = 5.0
-    min_kbps: int = 150
+    # Audio (~40 kbit/s) and the least video worth showing; the room caps video at 500.
+    min_kbps: int = 100
 
     def to_json(self) -> dict[str, Any]:
         """What the page needs to give the same advice the server records."""

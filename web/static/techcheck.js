@@ -10,6 +10,7 @@ const thresholds = JSON.parse(root.dataset.thresholds);
 const relayConfigured = root.dataset.relay === "true";
 const videoKbps = Number(root.dataset.videoKbps) || 500;
 const MEASURE_MS = 6000;
+const WARMUP_MS = 1000;  // the sender's bandwidth estimate ramps up before it is measured
 const CONNECT_MS = 20000;
 const MIC_MS = 8000;
 const RELAY_MS = 10000;
@@ -296,9 +297,12 @@ function measureWhenFlowing(pc, pcs, finish) {
   const started = performance.now();
   const poll = async () => {
     if (pc.connectionState === "closed") return;
-    const now = await inbound(pc);
-    if (now.videoPackets > 0) {
+    const first = await inbound(pc);
+    if (first.videoPackets > 0) {
       say("Measuring your connection…");
+      await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
+      if (pc.connectionState === "closed") return;
+      const now = await inbound(pc);
       const at = performance.now();
       setTimeout(async () => {
         if (pc.connectionState === "closed") return;
@@ -427,6 +431,9 @@ async function run() {
     }
   }
   if (stream) for (const track of stream.getTracks()) track.stop();
+  $("tc-preview").hidden = true;
+  $("tc-level").value = 0;
+  $("tc-start").hidden = true;
   if (audioContext) audioContext.close().catch(() => {});
   summarise(await save());
 }
