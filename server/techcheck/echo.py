@@ -161,7 +161,10 @@ async def echo_socket(request: web.Request) -> web.StreamResponse:
     echoes = request.app[ECHOES]
     earlier = echoes.pop(link.patient_id, None)
     if earlier is not None:
-        await earlier.ws.close(code=CloseCode.REPLACED, message=b"a newer test started")
+        # Its own handler closes its media; a tab that went away is not waited for long.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await earlier.ws.close(code=CloseCode.REPLACED, message=b"a newer test started")
     if len(echoes) >= MAX_ECHOES:
         await ws.send_json(
             {"type": "error", "code": "busy", "reason": "the test is busy: try again soon"}

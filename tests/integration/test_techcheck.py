@@ -258,3 +258,23 @@ async def test_clinician_schedules_a_ten_minute_technology_test(
     assert row.kind == "individual"
     assert row.clinician_id == clinician_id
     assert (row.ends_at - row.starts_at).total_seconds() == 600
+
+
+async def test_a_second_test_replaces_the_first(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = demo["groups"][0]["patients"][2]
+    async with await _patient_phone(server, patient) as phone:
+        first = await phone.ws_connect("/ws/techcheck")
+        assert (await first.receive_json(timeout=10))["type"] == "ready"
+        second = await phone.ws_connect("/ws/techcheck")
+        messages = []
+        while (frame := await first.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
+            messages.append(json.loads(frame.data))
+        assert frame.type is aiohttp.WSMsgType.CLOSE and frame.data == 4003
+        assert (await second.receive_json(timeout=10))["type"] == "ready"
+        assert server.app[ECHOES][patient["id"]].ws is not None
+        await second.send_json({"type": "bye"})
+        await second.receive(timeout=10)
+        await first.close()
+        await second.close()
