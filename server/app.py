@@ -56,6 +56,8 @@ from server.storage.engine import create_engine
 from server.storage.migrate import startup_lock, upgrade
 from server.structure import pages as template_pages
 from server.structure.store import ensure_shipped as ensure_shipped_templates
+from server.techcheck import echo as techcheck_echo
+from server.techcheck import pages as techcheck_pages
 
 log = get_logger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -110,12 +112,14 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     safety_plan_pages.add_routes(app)
     outcome_pages.add_routes(app)
     aftercare_pages.add_routes(app)
+    techcheck_pages.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)
     media.setup(app)
     app.cleanup_ctx.append(crisis_workers)
     ws.setup(app)
+    techcheck_echo.setup(app)
     crisis_bus.setup(app)
     staff_sockets.setup(app)
     link_sockets.setup(app)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from care.aftercare import parse_plan as parse_aftercare
 from crisis.safety_plan import parse_plan as parse_safety_plan
 from rooms.schedule import zone
+from rooms.techcheck import Thresholds, parse_result
 from server import audit
 from server.accounts import joinlinks, mfa
 from server.accounts import store as accounts
@@ -24,6 +25,7 @@ from server.crisis import oncall, safety_data
 from server.outcomes import store as aftercare_store
 from server.phi import Keyring
 from server.storage.tables import programs
+from server.techcheck import store as tech_checks
 
 DEMO_PROGRAM = "Demo Evening IOP (example data)"
 DEMO_TIME_ZONE = "America/Los_Angeles"
@@ -188,6 +190,7 @@ async def seed_demo(
                 now=now,
             )
             oncall_out.append({"role": role, "staff_id": staff_id, "id": shift["id"]})
+        await seed_tech_checks(conn, [p["id"] for p in patients_out], now)
         await audit.record(
             conn,
             keyring,
@@ -252,6 +255,25 @@ async def seed_demo_aftercare(
         safety_plan_version=version,
     )
     await aftercare_store.save_plan(conn, keyring, patient_id, plan, clinician_id, now)
+
+
+async def seed_tech_checks(conn: AsyncConnection, patient_ids: list[str], now: dt.datetime) -> None:
+    """Two earlier technology checks: one passed, one with a slow connection (the first
+    patient has none yet, so the demo shows all three badges)."""
+    good = {
+        "step_browser": "pass",
+        "step_camera": "pass",
+        "step_microphone": "pass",
+        "step_speaker": "pass",
+        "rtt_ms": "48",
+        "loss_pct": "0.4",
+        "kbps": "460",
+        "browser": "safari",
+    }
+    slow = good | {"rtt_ms": "620", "loss_pct": "7.5", "kbps": "120", "browser": "chrome"}
+    for patient_id, data, days in zip(patient_ids[1:3], (good, slow), (3, 2), strict=False):
+        result = parse_result(data, Thresholds(), relay_configured=False)
+        await tech_checks.save(conn, patient_id, result, now - dt.timedelta(days=days))
 
 
 def describe(demo: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ HELP_BACK = {
     "/checkin": "checkin",
     "/my/aftercare": "aftercare",
     "/my/safety-plan": "safety_plan",
+    "/techcheck": "techcheck",
 }
 
 

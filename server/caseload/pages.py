@@ -21,6 +21,7 @@ from server.catalog import store as catalog
 from server.consent.pages import staff_consents
 from server.logs import get_logger
 from server.render import render
+from server.techcheck import store as techcheck_store
 
 log = get_logger(__name__)
 DASHBOARD_DAYS = 7
@@ -79,17 +80,21 @@ async def group_page(request: web.Request) -> web.Response:
             )
             if s["group_id"] == group["id"] and s["state"] != "cancelled"
         ]
-    members: list[dict[str, str]] = []
+    members: list[dict[str, Any]] = []
     if who.role is not Role.SUPERVISOR:
         async with request.app[ENGINE].begin() as conn:
             names = await catalog_patients.display_names(
                 conn, request.app[KEYRING], group["member_ids"]
             )
+            checks = await techcheck_store.latest_for(conn, group["member_ids"])
             await audit_event(
                 request, conn, "group.roster_viewed", target_type="group", target_id=group["id"]
             )
         members = sorted(
-            ({"id": pid, "display_name": name} for pid, name in names.items()),
+            (
+                {"id": pid, "display_name": name, "techcheck": checks.get(pid)}
+                for pid, name in names.items()
+            ),
             key=lambda m: m["display_name"].lower(),
         )
     context = {
@@ -126,6 +131,7 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         links = await joinlinks.links_of_patient(conn, patient_id)
         upcoming = await joinlinks.patient_sessions(conn, patient_id, now)
         consents = await staff_consents(request, conn, patient_id)
+        techcheck = (await techcheck_store.latest_for(conn, [patient_id])).get(patient_id)
         colleagues = [
             s
             for s in await catalog.list_staff(conn, who.program_id)
@@ -143,6 +149,11 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         ],
         "can_issue": who.role in (Role.ADMIN, Role.CLINICIAN),
         "consents": consents,
+        "techcheck": techcheck,
+        "techcheck_local": techcheck.checked_at.astimezone(zone(patient["time_zone"]))
+        if techcheck is not None
+        else None,
+        "clinicians": [s for s in colleagues if s["role"] == "clinician"],
         "colleagues": colleagues,
         "csrf": await csrf_token(request),
     }

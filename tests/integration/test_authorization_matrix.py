@@ -39,6 +39,11 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/checkin/safety"): frozenset({PATIENT}),
     ("POST", "/checkin/answer"): frozenset({PATIENT}),
     ("POST", "/help"): frozenset({PATIENT}),
+    # The technology check: the patient's link on this device, no session needed.
+    ("GET", "/techcheck"): frozenset({PATIENT}),
+    ("POST", "/techcheck/result"): frozenset({PATIENT}),
+    ("GET", "/ws/techcheck"): frozenset({PATIENT}),
+    ("POST", "/patients/{patient_id}/tech-test"): CARE,
     ("POST", "/patients/{patient_id}/safety-check"): CARE,
     ("GET", "/patients/{patient_id}/measures"): CARE,
     ("GET", "/patients/{patient_id}/safety-plan"): CARE,

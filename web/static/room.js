@@ -430,6 +430,12 @@ function roomPage(root) {
       const minutes = Math.max(0, Math.round((Date.now() - Date.parse(member.since)) / 60000));
       const item = person(member, canModerate ? [["Admit", { type: "admit", member_id: member.id }]] : []);
       item.querySelector(".badges").append(el("span", "waiting " + minutes + " min", "badge"));
+      if (member.staff_info && member.role === "participant") {
+        // The patient's latest technology check (no PHI): passed, or which steps need help.
+        const tech = member.staff_info.techcheck;
+        const badge = tech ? tech.summary + " · " + new Date(tech.at).toLocaleDateString([], { month: "short", day: "numeric" }) : "No tech check yet";
+        item.querySelector(".badges").append(el("span", badge, "badge techcheck-badge" + (tech && !tech.passed ? " alert" : "")));
+      }
       const consents = (member.staff_info && member.staff_info.consents) || [];
       if (consents.length) {
         const text = "Consents: " + consents.map((c) => c.kind.replace(/_/g, " ") + " v" + c.version + " (" + c.at.slice(0, 10) + ")").join(", ");

@@ -1,6 +1,6 @@
 """The schema, in SQLAlchemy Core: one metadata for SQLite and PostgreSQL alike.
 
-The tables live in three modules by what they record; every name is importable from
+The tables live in modules by what they record; every name is importable from
 here, the one place the rest of the server and the migrations read the schema from.
 """
 
@@ -61,6 +61,7 @@ from server.storage.tables.records import (
     session_clocks,
     session_templates,
 )
+from server.storage.tables.techcheck import tech_checks
 
 __all__ = [
     "CRISIS_STATES",
@@ -110,4 +111,5 @@ __all__ = [
     "sessions",
     "staff",
     "staff_invites",
+    "tech_checks",
 ]
