@@ -16,6 +16,7 @@ from server.consent.ledger import SEALED, context_for
 from server.crisis.oncall import webhook_secret_context, webhook_url_context
 from server.crisis.safety_data import plan_context
 from server.crisis.timeline import step_context
+from server.homework.store import answers_context, instructions_context
 from server.phi import Keyring
 from server.storage.tables import (
     break_glass,
@@ -24,6 +25,7 @@ from server.storage.tables import (
     crisis_requests,
     crisis_settings,
     crisis_steps,
+    homework_assignments,
     patients,
     safety_checks,
     safety_plans,
@@ -63,6 +65,8 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(crisis_steps, "payload_enc", step_context, "seq"),
     SealedColumn(crisis_settings, "webhook_url_enc", webhook_url_context, "program_id"),
     SealedColumn(crisis_settings, "webhook_secret_enc", webhook_secret_context, "program_id"),
+    SealedColumn(homework_assignments, "instructions_enc", instructions_context),
+    SealedColumn(homework_assignments, "answers_enc", answers_context),
 )
 
 

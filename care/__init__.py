@@ -1,0 +1,1 @@
+"""Care between sessions (domain): plain Python, no web, media or storage imports."""
