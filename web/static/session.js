@@ -109,6 +109,8 @@ function renderCheckin(phase, staff) {
   if (box.hidden) return;
   const current = round.current;
   $("speaker").textContent = current ? (names.get(current) || "A member") + " is sharing" : "Everyone has had a turn";
+  const speakerHomework = staff && current && homeworkMarker(people.get(current));
+  if (speakerHomework) $("speaker").append(" ", speakerHomework);
   const queue = $("queue");
   queue.replaceChildren();
   round.queue.forEach((id, at) => {
