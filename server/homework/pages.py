@@ -183,7 +183,9 @@ async def homework_submit(request: web.Request) -> web.StreamResponse:
             target_type="homework",
             target_id=assignment.id,
         )
-    log.info("homework.saved", patient_id=link.patient_id, handed_in=hand_in)
+    log.info(
+        "homework.handed_in" if hand_in else "homework.draft_saved", patient_id=link.patient_id
+    )
     raise web.HTTPSeeOther(f"/homework/{assignment.id}?saved={action}")
 
 
