@@ -149,14 +149,9 @@ async def assign(
     return batch
 
 
-async def get(
-    conn: AsyncConnection, assignment_id: str, *, lock: bool = False
-) -> Assignment | None:
+async def get(conn: AsyncConnection, assignment_id: str) -> Assignment | None:
     """One assignment, or None."""
-    query = _select().where(homework_assignments.c.id == assignment_id)
-    if lock:
-        query = query.with_for_update(of=homework_assignments)
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_select().where(homework_assignments.c.id == assignment_id))).first()
     return None if row is None else _assignment(row)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from server.appkeys import ENGINE
 from server.homework import store as homework
@@ -91,10 +92,13 @@ async def test_a_patient_saves_a_draft_fixes_mistakes_and_hands_in_once(
     no_csrf = await phone.post(path, data={"action": "draft", "situation": "x"})
     assert no_csrf.status == 400
 
-    done = await phone.post(
-        path, data={"csrf_token": token, "action": "hand_in", **THOUGHT}, allow_redirects=False
-    )
+    with capture_logs() as logs:
+        done = await phone.post(
+            path, data={"csrf_token": token, "action": "hand_in", **THOUGHT}, allow_redirects=False
+        )
     assert done.status == 303
+    assert "homework.handed_in" in [entry["event"] for entry in logs]
+    assert "probably busy" not in repr(logs)  # ids in logs, never answers
     page = await (await phone.get(path)).text()
     assert "Handed in" in page and "She is probably busy" in page
     assert 'name="action"' not in page  # read-only after hand-in
