@@ -264,7 +264,7 @@ async def _demo_homework(
         (patients[0], handed_in, True),
         (patients[1], {"situation": "On the bus to work (example)."}, False),
     ):
-        mine = next(a for a in await homework.of_patient(conn, patient["id"]))
+        (mine,) = await homework.of_patient(conn, patient["id"])
         await homework.save(conn, keyring, mine, answers, hand_in=hand_in, now=now)
 
 
