@@ -1,4 +1,5 @@
-"""Care between and after sessions (domain): outcome measures, discharge and aftercare.
+"""Care between and after sessions (domain): homework worksheets, outcome measures,
+discharge and aftercare.
 
 Plain Python and dataclasses; it never imports aiohttp, aiortc or SQLAlchemy.
 """

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from care.aftercare import parse_plan as parse_aftercare
+from care.worksheets import worksheet
 from crisis.safety_plan import parse_plan as parse_safety_plan
 from rooms.schedule import zone
 from rooms.techcheck import Thresholds, parse_result
@@ -22,9 +23,10 @@ from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
 from server.crisis import oncall, safety_data
+from server.homework import store as homework
 from server.outcomes import store as aftercare_store
 from server.phi import Keyring
-from server.storage.tables import programs
+from server.storage.tables import programs, sessions
 from server.techcheck import store as tech_checks
 
 DEMO_PROGRAM = "Demo Evening IOP (example data)"
@@ -169,6 +171,7 @@ async def seed_demo(
             patient["join_url"] = f"{base_url}/j/{link.token}"
             patient["join_session_id"] = link.session_id or ""
         await seed_demo_aftercare(conn, keyring, patients_out[-1]["id"], clinicians[0], now)
+        await _demo_homework(conn, keyring, program["id"], group, patients_out, clinicians[0], now)
         # An on-call roster so crisis events page someone. The demo has one supervisor, so
         # the clinicians stand in as backup and medical director.
         by_email = {member["email"]: member["id"] for member in staff_out}
@@ -274,6 +277,60 @@ async def seed_tech_checks(conn: AsyncConnection, patient_ids: list[str], now: d
     for patient_id, data, days in zip(patient_ids[1:3], (good, slow), (3, 2), strict=False):
         result = parse_result(data, Thresholds(), relay_configured=False)
         await tech_checks.save(conn, patient_id, result, now - dt.timedelta(days=days))
+
+
+async def _demo_homework(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    program_id: str,
+    group: dict[str, Any],
+    patients: list[dict[str, str]],
+    clinician_id: str,
+    now: dt.datetime,
+) -> None:
+    """A thought record for the whole group, due at its next session: Avery has handed
+    it in, Blake has a draft, everyone else still has it to do."""
+    due = await conn.scalar(
+        sa.select(sessions.c.id)
+        .where(
+            sessions.c.group_id == group["id"],
+            sessions.c.ends_at > now,
+            sessions.c.state != "cancelled",
+        )
+        .order_by(sessions.c.starts_at)
+        .limit(1)
+    )
+    if due is None:
+        return
+    sheet = worksheet("thought_record")
+    await homework.assign(
+        conn,
+        keyring,
+        program_id=program_id,
+        patient_ids=[p["id"] for p in patients],
+        group_id=group["id"],
+        sheet=sheet,
+        instructions="Fill one in this week when you notice your mood drop (example task).",
+        due_session_id=due,
+        by=clinician_id,
+        now=now,
+    )
+    handed_in = {
+        "situation": "Sitting at home after a text from a friend went unanswered (example).",
+        "thought": "Nobody wants to hear from me.",
+        "emotion": "Sad",
+        "intensity_before": 70,
+        "evidence_for": "She did not reply all evening.",
+        "evidence_against": "She told me she works late on Tuesdays.",
+        "balanced": "She is probably busy; I can check in tomorrow.",
+        "intensity_after": 35,
+    }
+    for patient, answers, hand_in in (
+        (patients[0], handed_in, True),
+        (patients[1], {"situation": "On the bus to work (example)."}, False),
+    ):
+        (mine,) = await homework.of_patient(conn, patient["id"])
+        await homework.save(conn, keyring, mine, answers, hand_in=hand_in, now=now)
 
 
 def describe(demo: dict[str, Any]) -> str:

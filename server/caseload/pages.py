@@ -19,6 +19,7 @@ from server.catalog import patients as catalog_patients
 from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.consent.pages import staff_consents
+from server.homework.pages import group_section, patient_section
 from server.logs import get_logger
 from server.render import render
 from server.techcheck import store as techcheck_store
@@ -81,6 +82,7 @@ async def group_page(request: web.Request) -> web.Response:
             if s["group_id"] == group["id"] and s["state"] != "cancelled"
         ]
     members: list[dict[str, Any]] = []
+    homework: dict[str, Any] | None = None
     if who.role is not Role.SUPERVISOR:
         async with request.app[ENGINE].begin() as conn:
             names = await catalog_patients.display_names(
@@ -90,6 +92,7 @@ async def group_page(request: web.Request) -> web.Response:
             await audit_event(
                 request, conn, "group.roster_viewed", target_type="group", target_id=group["id"]
             )
+            homework = await group_section(conn, group, now)
         members = sorted(
             (
                 {"id": pid, "display_name": name, "techcheck": checks.get(pid)}
@@ -104,6 +107,8 @@ async def group_page(request: web.Request) -> web.Response:
         "cofacilitator": staff.get(group["cofacilitator_id"] or ""),
         "members": members,
         "member_count": len(group["member_ids"]),
+        "homework": homework,
+        "csrf": await csrf_token(request),
         "sessions": [
             {**s, "local": local_time(s["starts_at"], group["time_zone"])} for s in sessions
         ],
@@ -132,6 +137,7 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         upcoming = await joinlinks.patient_sessions(conn, patient_id, now)
         consents = await staff_consents(request, conn, patient_id)
         techcheck = (await techcheck_store.latest_for(conn, [patient_id])).get(patient_id)
+        homework = await patient_section(conn, patient_id, now)
         colleagues = [
             s
             for s in await catalog.list_staff(conn, who.program_id)
@@ -154,6 +160,7 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         if techcheck is not None
         else None,
         "clinicians": [s for s in colleagues if s["role"] == "clinician"],
+        "homework": homework,
         "colleagues": colleagues,
         "csrf": await csrf_token(request),
     }

@@ -22,6 +22,7 @@ from server.catalog import patients as catalog_patients
 from server.checkin.store import checkin_complete, staff_status
 from server.consent import ledger as consent_ledger
 from server.consent.templates import missing_for, session_terms
+from server.homework.store import staff_badge as homework_badge
 from server.storage.tables import appointments, group_members, groups, sessions
 from server.techcheck import store as techcheck_store
 
@@ -160,6 +161,7 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
         current = await consent_ledger.standing(conn, request.app[KEYRING], link.patient_id)
         checkin = await staff_status(conn, request.app[KEYRING], session_id, link.patient_id)
         tech = (await techcheck_store.latest_for(conn, [link.patient_id])).get(link.patient_id)
+        homework = await homework_badge(conn, session_id, link.patient_id)
     consents = [
         {
             "kind": kind,
@@ -180,6 +182,7 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
             "checkin": checkin,
             "techcheck": tech.staff_info() if tech is not None else None,
         },
+        {"consents": consents, "checkin": checkin, "homework": homework},
         link_id=link.id,
     )
 

@@ -48,6 +48,14 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/patients/{patient_id}/measures"): CARE,
     ("GET", "/patients/{patient_id}/safety-plan"): CARE,
     ("POST", "/patients/{patient_id}/safety-plan"): CARE,
+    # Homework: patients their own (by their link), staff who open the patient's record.
+    ("GET", "/homework"): frozenset({PATIENT}),
+    ("GET", "/homework/{assignment_id}"): frozenset({PATIENT}),
+    ("POST", "/homework/{assignment_id}"): frozenset({PATIENT}),
+    ("POST", "/patients/{patient_id}/homework"): CARE,
+    ("POST", "/groups/{group_id}/homework"): CARE,
+    ("GET", "/patients/{patient_id}/homework/{assignment_id}"): CARE,
+    ("POST", "/patients/{patient_id}/homework/{assignment_id}/reviewed"): CARE,
     ("POST", "/consent/{kind}"): frozenset({PATIENT}),
     ("GET", "/consent/receipts"): frozenset({PATIENT}),
     ("GET", "/consent/receipt/{seq}"): frozenset({PATIENT}),
@@ -239,6 +247,7 @@ async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
         "token": "not-a-real-token-but-long-enough-0000",
         "event_id": "00000000-0000-0000-0000-000000000000",
         "shift_id": "00000000-0000-0000-0000-000000000000",
+        "assignment_id": "00000000-0000-0000-0000-000000000000",
     }
     passwords = {m["role"]: m["password"] for m in demo["staff"]}
 

@@ -4,6 +4,7 @@
 import { media } from "./media.js";
 import { session } from "./session.js";
 import { breakouts } from "./breakouts.js";
+import { homeworkMarker } from "./homework.js";
 import { mmss } from "./lib/clock.js";
 import { $, bind, button, el, statusLine } from "./lib/dom.js";
 import { ReconnectingSocket, socketUrl } from "./lib/socket.js";
@@ -409,6 +410,8 @@ function roomPage(root) {
         badges.append(el("span", open.kind === "event" ? "escalation open" : "review before the end", "badge alert"));
       }
     }
+    const homework = isStaff && homeworkMarker(member);
+    if (homework) badges.append(homework);
     item.append(badges);
     if (actions.length) {
       const row = el("span", null, "person-actions");

@@ -33,6 +33,7 @@ from server.storage.tables.crisis import (
     oncall_shifts,
     safety_plans,
 )
+from server.storage.tables.homework import homework_assignments
 from server.storage.tables.people import (
     appointments,
     auth_failures,
@@ -96,6 +97,7 @@ __all__ = [
     "emergency_directory",
     "group_members",
     "groups",
+    "homework_assignments",
     "join_links",
     "metadata",
     "notification_outbox",
