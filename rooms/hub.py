@@ -14,12 +14,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from care.handouts import Shelved
 from rooms import outbound
 from rooms import protocol as p
 from rooms.clock import SessionClock
 from rooms.closecodes import CloseCode
 from rooms.connections import LOG_SIZE, Closing, Connections, Entry, Participant
 from rooms.events import DropSteps, MediaPort, MemberEvent, RoomEvents
+from rooms.handout_view import HandoutView
 from rooms.help_button import HelpButton
 from rooms.live import Clock, LiveRoom
 from rooms.media_signaling import MediaSignaling
@@ -61,6 +63,7 @@ class RoomHub:
         log_size: int = LOG_SIZE,
         limits: Limits | None = None,
         chat_kept: int = CHAT_KEPT,
+        handouts: list[Shelved] | None = None,
     ) -> None:
         self.room = room
         self._connections = Connections(log_size)
@@ -75,6 +78,7 @@ class RoomHub:
         self._session = SessionOps(self._live, clock_state)
         self._help = HelpButton(self._live, self._limits)
         self._private = PrivateRooms(self._live, self._session, float_roster or [])
+        self.handouts = HandoutView(self._live, handouts or [])
         self._handlers: dict[type[Any], Handler] = {
             p.Ping: self._on_ping,
             p.Admit: self._on_admit,
@@ -96,6 +100,7 @@ class RoomHub:
             p.Plan: self._session.on_plan,
             p.Help: self._help.on_help,
             p.PrivateRoom: self._private.on_private_room,
+            p.Handout: self.handouts.on_handout,
         }
         self._async_handlers: dict[type[Any], AsyncHandler] = {}
         if media is not None:
@@ -150,7 +155,7 @@ class RoomHub:
 
     def snapshot(self, viewer: Member) -> dict[str, Any]:
         """Everything `viewer` may see of the room now, to start or restart from."""
-        return outbound.snapshot(
+        snap = outbound.snapshot(
             seq=self._connections.seq,
             protocol=p.PROTOCOL_VERSION,
             you=outbound.member_view(viewer, staff=viewer.is_staff),
@@ -162,6 +167,10 @@ class RoomHub:
             server_time=self._clock().timestamp(),
             chat=[e.payload for e in self._chat if viewer.id in e.recipients],
         )
+        if viewer.in_room:
+            snap["handouts"] = self.handouts.shelf_view()
+            snap["handout"] = self.handouts.view()
+        return snap
 
     def _send_snapshot(self, member: Member) -> None:
         if member.id in self._connections:

@@ -61,6 +61,7 @@ class RoomAction(StrEnum):
     ALLOW_SCREEN = "allow_screen"
     MEDIA = "media"  # join, answer, update and leave one's own media
     LOG_DROP_STEP = "log_drop_step"  # a step of a dropped-connection prompt
+    SHOW_HANDOUT = "show_handout"  # show a handout to everyone, on the host's page
 
 
 _STAFF_CONTROLS = frozenset(
@@ -83,6 +84,7 @@ _STAFF_CONTROLS = frozenset(
         RoomAction.MEDIA,
         # The dropped-connection prompt goes to the facilitators only; they log its steps.
         RoomAction.LOG_DROP_STEP,
+        RoomAction.SHOW_HANDOUT,
     }
 )
 PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
@@ -110,6 +112,7 @@ REFUSALS: dict[RoomAction, str] = {
     RoomAction.ASK_HELP: "only patients use the help button",
     RoomAction.ALLOW_SCREEN: "only the clinicians can allow screen sharing",
     RoomAction.LOG_DROP_STEP: "only the host and co-host log these steps",
+    RoomAction.SHOW_HANDOUT: "only the host and co-host show a handout to everyone",
 }
 STAFF_ROLES = frozenset({RoomRole.HOST, RoomRole.COHOST, RoomRole.OBSERVER})
 
@@ -190,6 +193,8 @@ class Room:
     locked: bool = False
     observers_visible: bool = False  # program policy: may patients see a supervisor?
     members: dict[str, Member] = field(default_factory=dict)
+    # The handout shown to everyone (care.handouts.SharedView as JSON), or None.
+    handout: dict[str, Any] | None = None
 
     # Membership -------------------------------------------------------------------------
 
@@ -235,6 +240,7 @@ class Room:
         """What another process needs to take this room over: ids, roles and flags only."""
         return {
             "locked": self.locked,
+            "handout": self.handout,
             "members": [
                 {
                     "kind": m.identity.kind,
@@ -257,6 +263,7 @@ class Room:
         straight back in the room with their role and mute state, not in the waiting room.
         """
         self.locked = bool(saved.get("locked", False))
+        self.handout = saved.get("handout")
         restored: list[Member] = []
         for item in saved.get("members", []):
             presence = Presence(item["presence"])

@@ -1,6 +1,6 @@
 """The schema, in SQLAlchemy Core: one metadata for SQLite and PostgreSQL alike.
 
-The tables live in three modules by what they record; every name is importable from
+The tables live in modules by what they record; every name is importable from
 here, the one place the rest of the server and the migrations read the schema from.
 """
 
@@ -31,6 +31,12 @@ from server.storage.tables.crisis import (
     notification_outbox,
     oncall_shifts,
     safety_plans,
+)
+from server.storage.tables.handouts import (
+    HANDOUT_FORMATS,
+    handout_attachments,
+    handout_versions,
+    handouts,
 )
 from server.storage.tables.people import (
     appointments,
@@ -63,6 +69,7 @@ from server.storage.tables.records import (
 
 __all__ = [
     "CRISIS_STATES",
+    "HANDOUT_FORMATS",
     "JOIN_LINK_MODES",
     "NAMING",
     "ONCALL_ROLES",
@@ -93,6 +100,9 @@ __all__ = [
     "emergency_directory",
     "group_members",
     "groups",
+    "handout_attachments",
+    "handout_versions",
+    "handouts",
     "join_links",
     "metadata",
     "notification_outbox",

@@ -1,0 +1,1 @@
+"""Care between and around sessions (domain): no web, media or storage imports."""
