@@ -109,6 +109,11 @@ async def _refresh_rooms(request: web.Request) -> None:
             hub.handouts.set_shelf(await store.shelf_for_session(conn, hub.room.id))
 
 
+async def _program_exists(conn: Any, program_id: str) -> None:
+    if await conn.scalar(sa.select(programs.c.id).where(programs.c.id == program_id)) is None:
+        raise web.HTTPNotFound(reason="There is no such program.")
+
+
 def _status(exc: HandoutError) -> int:
     return 413 if exc.code == "too_large" else 400
 
@@ -121,6 +126,7 @@ async def _library(
 ) -> web.Response:
     program_id = _program_of(request)
     async with request.app[ENGINE].connect() as conn:
+        await _program_exists(conn, program_id)
         found = await store.library(conn, program_id)
     context = {
         "handouts": found,
@@ -154,6 +160,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     try:
         fmt, data = _content(fields, files)
         async with request.app[ENGINE].begin() as conn:
+            await _program_exists(conn, program_id)
             handout_id = await store.create_handout(
                 conn, program_id, title, fmt, data, who.id, request.app[CLOCK].now()
             )

@@ -179,6 +179,13 @@ async def test_only_the_programs_staff_and_patients_read_a_handout(
                 allow_redirects=False,
             ) as created:
                 theirs = created.headers["Location"]
+            async with admin.get("/handouts?program=no-such-program") as unknown:
+                assert unknown.status == 404
+            async with admin.post(
+                "/handouts?program=no-such-program",
+                data=_form(csrf, title="Lost", markdown="# Lost\n"),
+            ) as unknown:
+                assert unknown.status == 404
         async with patient.get(f"{theirs}/v/1") as hidden:
             assert hidden.status == 404
         async with await _clinician(server, demo) as clinician:
