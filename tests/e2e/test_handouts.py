@@ -79,6 +79,7 @@ async def test_a_clinician_writes_a_handout_and_shows_it_to_a_patient_on_a_phone
     # The host shows it to all: the patient's reader opens and follows the host's pages.
     await host.get_by_role("button", name="Show DBT STOP skill to all").click()
     await expect(reader).to_contain_text("Page 1 of 3 · following your clinician")
+    await expect(host.locator("#handout-reader")).to_contain_text("everyone sees this page")
     await host.locator("#handout-reader").get_by_role("button", name="Next page").click()
     await expect(reader).to_contain_text("Page 2 of 3")
     await host.locator("#handout-reader").get_by_role("button", name="Next page").click()

@@ -5,7 +5,7 @@
 // nothing a clinician typed becomes script.
 import { $, button, el } from "./lib/dom.js";
 
-const state = { shelf: [], view: null, phase: null, reader: null, following: false };
+const state = { shelf: [], view: null, phase: null, reader: null, following: false, reveal: false };
 const loaded = new Map();  // "id/version" -> the pages JSON, fetched once
 let send = () => {};
 let canShow = false;
@@ -93,17 +93,27 @@ function turn(to) {
   renderReader(loaded.get(key(reader.id, reader.version)));
 }
 
+function followingNote(reader) {
+  if (hostShowing(reader)) return " · everyone sees this page";
+  return state.following ? " · following your clinician" : "";
+}
+
 function renderReader(doc) {
   const reader = state.reader;
   if (!reader || !doc) return;
   const box = $("handout-reader");
   box.hidden = false;
+  if (state.reveal) {
+    // The host just started showing it: bring the reader into view on a phone.
+    state.reveal = false;
+    box.scrollIntoView({ block: "start" });
+  }
   $("handout-title").textContent = doc.title;
   const body = $("handout-body");
   const turns = $("handout-turns");
   turns.replaceChildren();
   if (doc.format === "pdf") {
-    $("handout-where").textContent = state.following ? "Your clinician is showing this handout." : "";
+    $("handout-where").textContent = followingNote(reader).replace(" · ", "");
     const link = el("a", "Open the PDF", "button primary");
     link.href = doc.file;
     link.target = "_blank";
@@ -112,7 +122,7 @@ function renderReader(doc) {
   } else {
     const pages = doc.pages.length;
     reader.page = Math.max(0, Math.min(pages - 1, reader.page));
-    $("handout-where").textContent = "Page " + (reader.page + 1) + " of " + pages + (state.following ? " · following your clinician" : "");
+    $("handout-where").textContent = "Page " + (reader.page + 1) + " of " + pages + followingNote(reader);
     // Server-rendered from Markdown with raw HTML off (care/handouts.py).
     body.innerHTML = doc.pages[reader.page].html;
     if (reader.page > 0) turns.append(button("Previous page", () => turn(reader.page - 1)));
@@ -136,6 +146,7 @@ function viewChanged(before) {
     return;
   }
   const fresh = !before || before.handout_id !== view.handout_id || before.version !== view.version;
+  if (fresh) state.reveal = true;
   if (fresh || state.following || (canShow && state.reader && hostShowing(state.reader))) {
     openReader(view.handout_id, view.version, view.page, true);
   }
