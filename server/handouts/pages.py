@@ -31,7 +31,7 @@ from server.accounts.auth import (
     read_upload,
     requires,
 )
-from server.accounts.permissions import Action, Role
+from server.accounts.permissions import Action, Role, allowed
 from server.accounts.scope import clinician_scope
 from server.appkeys import CLOCK, ENGINE, ROOMS
 from server.caseload.pages import local_time
@@ -214,7 +214,10 @@ async def _handout(
         sessions = await _sessions(conn, request, row.program_id)
     labels = {s["id"]: s["label"] for s in sessions}
     for item in attached:
-        item["session_label"] = labels.get(item["session_id"], "a session")
+        starts = item["starts_at"]
+        item["session_label"] = labels.get(item["session_id"]) or (
+            f"The session of {starts:%Y-%m-%d %H:%M} UTC" if starts else "A session"
+        )
     context = {
         "handout": row,
         "versions": versions,
@@ -225,6 +228,7 @@ async def _handout(
             for i, p in enumerate(t.phases)
         ],
         "sessions": sessions,
+        "phase_titles": sorted({p.title for t in shipped for p in t.phases}),
         "error": error,
         "max_mb": MAX_BYTES // 1048576,
         "csrf": await csrf_token(request),
@@ -412,7 +416,14 @@ async def read_page(request: web.Request) -> web.Response:
     """One page of a handout, phone-sized; a PDF is a link to the browser's viewer."""
     row, version = await _readable(request)
     base = f"/handouts/{row.id}/v/{version.version}"
-    context: dict[str, Any] = {"handout": row, "version": version, "base": base}
+    who = await current_staff(request)
+    if who is None:
+        back = "/my/handouts"
+    elif allowed(who.role, Action.HANDOUTS_MANAGE):
+        back = f"/handouts/{row.id}"
+    else:
+        back = "/dashboard"
+    context: dict[str, Any] = {"handout": row, "version": version, "base": base, "back": back}
     if version.format == "markdown":
         pages = split_pages(version.content.decode("utf-8"))
         number = _page_number(request, len(pages))

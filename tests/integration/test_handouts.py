@@ -239,6 +239,18 @@ async def test_attaching_checks_its_target_and_a_live_room_offers_it_at_once(
     offered = await patient.until(lambda m: m["type"] == "handouts" and len(m["handouts"]) == 2)
     stop = next(h for h in offered["handouts"] if h["title"] == "STOP skill")
     assert stop["phase"] is None and stop["version"] == 1 and stop["pages"] == 2
+    async with server.app[ENGINE].connect() as conn:
+        [attached] = await store.attachments_of(conn, path.rsplit("/", 1)[1])
+    async with await signed_in(server, *staff_login(demo, "admin")) as client:
+        csrf = await _csrf(client)
+        detach = f"{path}/attachments/{attached['id']}/delete"
+        async with client.post(detach, data={"csrf_token": csrf}, allow_redirects=False) as gone:
+            assert gone.status == 303
+        async with client.post(detach, data={"csrf_token": csrf}) as again:
+            assert again.status == 404
+        async with client.post(detach, data={"csrf_token": "wrong"}) as forged:
+            assert forged.status == 400
+    await patient.until(lambda m: m["type"] == "handouts" and len(m["handouts"]) == 1)
 
 
 async def test_the_host_shows_a_handout_to_all_and_a_reconnecting_patient_lands_on_its_page(
