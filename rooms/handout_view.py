@@ -40,6 +40,8 @@ class HandoutView:
 
     def set_shelf(self, shelf: list[Shelved]) -> None:
         """The session's handouts changed (attached, detached, a new version): tell everyone."""
+        if list(shelf) == self.shelf:
+            return
         self.shelf = list(shelf)
         self._live.connections.publish(self._live.everyone(), outbound.handouts(self.shelf_view()))
 
