@@ -66,6 +66,7 @@ class RoomAction(StrEnum):
     RUN_BREAKOUTS = "run_breakouts"  # split, move, broadcast, recall
     VISIT_BREAKOUT = "visit_breakout"
     CALL_FACILITATOR = "call_facilitator"  # a patient in a breakout asks for staff
+    SHOW_HANDOUT = "show_handout"  # show a handout to everyone, on the host's page
 
 
 _STAFF_CONTROLS = frozenset(
@@ -90,6 +91,7 @@ _STAFF_CONTROLS = frozenset(
         RoomAction.LOG_DROP_STEP,
         RoomAction.RUN_BREAKOUTS,
         RoomAction.VISIT_BREAKOUT,
+        RoomAction.SHOW_HANDOUT,
     }
 )
 PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
@@ -127,6 +129,7 @@ REFUSALS: dict[RoomAction, str] = {
     RoomAction.LOG_DROP_STEP: "only the host and co-host log these steps",
     RoomAction.RUN_BREAKOUTS: "only the host and co-host run breakout rooms",
     RoomAction.CALL_FACILITATOR: "only patients call a facilitator to their breakout",
+    RoomAction.SHOW_HANDOUT: "only the host and co-host show a handout to everyone",
 }
 STAFF_ROLES = frozenset({RoomRole.HOST, RoomRole.COHOST, RoomRole.OBSERVER})
 
@@ -208,6 +211,8 @@ class Room:
     observers_visible: bool = False  # program policy: may patients see a supervisor?
     members: dict[str, Member] = field(default_factory=dict)
     breakouts: Breakouts | None = None  # breakout practice rooms running now
+    # The handout shown to everyone (care.handouts.SharedView as JSON), or None.
+    handout: dict[str, Any] | None = None
 
     # Membership -------------------------------------------------------------------------
 
@@ -254,6 +259,7 @@ class Room:
         return {
             "locked": self.locked,
             "breakouts": None if self.breakouts is None else self.breakouts.to_json(),
+            "handout": self.handout,
             "members": [
                 {
                     "kind": m.identity.kind,
@@ -278,6 +284,7 @@ class Room:
         self.locked = bool(saved.get("locked", False))
         if saved.get("breakouts"):
             self.breakouts = Breakouts.from_json(saved["breakouts"])
+        self.handout = saved.get("handout")
         restored: list[Member] = []
         for item in saved.get("members", []):
             presence = Presence(item["presence"])

@@ -171,6 +171,16 @@ def clock(view: Payload | None, server_time: float) -> Payload:
     return {"type": "clock", "clock": view, "server_time": server_time}
 
 
+def handouts(shelf: list[Payload]) -> Payload:
+    """The handouts this session offers (each with the phase it belongs to, or none)."""
+    return {"type": "handouts", "handouts": shelf}
+
+
+def handout_view(view: Payload | None) -> Payload:
+    """The handout shown to everyone and its page, or None when nothing is shown."""
+    return {"type": "handout_view", "view": view}
+
+
 def private_room_closed(patient_id: str) -> Payload:
     """The patient is back in the group."""
     return {"type": "private_room", "open": False, "member_id": patient_id}

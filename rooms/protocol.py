@@ -203,6 +203,18 @@ class DropStep(_Message):
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
+class Handout(_Message):
+    """Show a handout to everyone (show), turn the shown page (page), or stop showing."""
+
+    type: Literal["handout"]
+    op: Literal["show", "page", "stop"]
+    handout_id: (
+        Annotated[str, StringConstraints(min_length=8, max_length=36, pattern=r"^[\w-]+$")] | None
+    ) = None
+    version: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    page: Annotated[int, Field(ge=0, le=200)] | None = None
+
+
 class Start(_Message):
     type: Literal["start"]
 
@@ -359,7 +371,8 @@ ClientMessage = Annotated[
     | BreakoutVisit
     | BreakoutBroadcast
     | BreakoutsRecall
-    | FacilitatorCall,
+    | FacilitatorCall
+    | Handout,
     Field(discriminator="type"),
 ]
 _PARSER: FrameParser[ClientMessage] = FrameParser(ClientMessage, MAX_FRAME_BYTES)

@@ -23,6 +23,7 @@ from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
 from server.crisis import oncall, safety_data
+from server.handouts import store as handout_store
 from server.homework import store as homework
 from server.outcomes import store as aftercare_store
 from server.phi import Keyring
@@ -194,6 +195,7 @@ async def seed_demo(
             )
             oncall_out.append({"role": role, "staff_id": staff_id, "id": shift["id"]})
         await seed_tech_checks(conn, [p["id"] for p in patients_out], now)
+        await seed_demo_handout(conn, program["id"], clinicians[0], now)
         await audit.record(
             conn,
             keyring,
@@ -331,6 +333,62 @@ async def _demo_homework(
     ):
         (mine,) = await homework.of_patient(conn, patient["id"])
         await homework.save(conn, keyring, mine, answers, hand_in=hand_in, now=now)
+
+
+DEMO_HANDOUT_TITLE = "Box breathing and the 5-4-3-2-1 grounding skill"
+DEMO_HANDOUT = """# Box breathing and the 5-4-3-2-1 grounding skill
+
+Two skills to bring yourself back to the present when feelings run high. Each takes
+about two minutes, and you can use them anywhere: nobody needs to know.
+
+## Box breathing
+
+1. Breathe **in** through your nose for a count of 4.
+2. **Hold** gently for 4.
+3. Breathe **out** slowly for 4.
+4. **Hold** for 4, then start again.
+
+Do four rounds. If you feel dizzy, stop and breathe normally.
+
+## 5-4-3-2-1 grounding
+
+Name, out loud or in your head:
+
+- **5** things you can see
+- **4** things you can touch
+- **3** things you can hear
+- **2** things you can smell
+- **1** thing you can taste
+
+## When to use them
+
+- Before a hard conversation or a craving peaks
+- When your thoughts race at night
+- During a check-in, if you notice your heart pounding
+
+If you are thinking about suicide or are in danger, call or text **988**, or call
+**911**.
+"""
+
+
+async def seed_demo_handout(
+    conn: AsyncConnection, program_id: str, clinician_id: str, now: dt.datetime
+) -> None:
+    """A Markdown handout attached to the evening template's skills phase."""
+    handout_id = await handout_store.create_handout(
+        conn, program_id, DEMO_HANDOUT_TITLE, "markdown", DEMO_HANDOUT.encode(), clinician_id, now
+    )
+    await handout_store.attach(
+        conn,
+        program_id=program_id,
+        handout_id=handout_id,
+        version=None,
+        template="evening-group-180",
+        session_id=None,
+        phase="Skills (CBT/DBT)",
+        by=clinician_id,
+        now=now,
+    )
 
 
 def describe(demo: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from rooms.ratelimit import Limits, Rate
 from server import audit
 from server.appkeys import CLOCK, ENGINE, ROOMS, SETTINGS
 from server.crisis import dropwatch, oncall
+from server.handouts import store as handout_store
 from server.logs import get_logger
 from server.roomsocket import media, placement
 from server.roomsocket.access import Entry
@@ -147,6 +148,7 @@ async def hub_for(request: web.Request, entry: Entry) -> RoomHub:
     async with app[ENGINE].connect() as conn:
         clock_state = await load_clock(conn, room_id)
         floats = await oncall.float_roster(conn, room_id, clock.now())
+        shelf = await handout_store.shelf_for_session(conn, room_id)
         saved_room = await conn.scalar(
             sa.select(sessions.c.room_state).where(sessions.c.id == room_id)
         )
@@ -179,6 +181,7 @@ async def hub_for(request: web.Request, entry: Entry) -> RoomHub:
             grace_s=settings.reconnect_grace_s,
             limits=limits,
             chat_kept=settings.room_chat_kept,
+            handouts=shelf,
         )
         ref.hub = hub
         if saved_room and hub.room.state is not RoomState.ENDED:

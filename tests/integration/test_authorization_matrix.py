@@ -167,6 +167,18 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/crisis/events/{event_id}/break-glass"): frozenset({ADMIN, SUPERVISOR}),
     ("GET", "/crisis/break-glass"): frozenset({ADMIN, SUPERVISOR}),
     ("POST", "/signout"): EVERYONE,
+    # Handouts: the library is kept by clinicians and admins; a handout is read by the
+    # program's staff and patients (another program's answers 404).
+    ("GET", "/handouts"): CARE,
+    ("POST", "/handouts"): CARE,
+    ("GET", "/handouts/{handout_id}"): CARE,
+    ("POST", "/handouts/{handout_id}/versions"): CARE,
+    ("POST", "/handouts/{handout_id}/attachments"): CARE,
+    ("POST", "/handouts/{handout_id}/attachments/{attachment_id}/delete"): CARE,
+    ("GET", "/handouts/{handout_id}/v/{version}"): EVERYONE - {ANON},
+    ("GET", "/handouts/{handout_id}/v/{version}/pages"): EVERYONE - {ANON},
+    ("GET", "/handouts/{handout_id}/v/{version}/file"): EVERYONE - {ANON},
+    ("GET", "/my/handouts"): frozenset({PATIENT}),
 }
 # Routes that end the caller's session run last for each caller.
 LAST = [
@@ -248,6 +260,9 @@ async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
         "event_id": "00000000-0000-0000-0000-000000000000",
         "shift_id": "00000000-0000-0000-0000-000000000000",
         "assignment_id": "00000000-0000-0000-0000-000000000000",
+        "handout_id": "00000000-0000-0000-0000-000000000000",
+        "attachment_id": "00000000-0000-0000-0000-000000000000",
+        "version": "1",
     }
     passwords = {m["role"]: m["password"] for m in demo["staff"]}
 

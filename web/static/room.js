@@ -1,6 +1,7 @@
 // Room client: one WebSocket to the server (protocol 1), reconnecting with backoff and
 // jitter and resuming from the last sequence number it saw. Everything is rendered with
 // textContent: chat text and names never become markup.
+import { handouts } from "./handouts.js";
 import { media } from "./media.js";
 import { session } from "./session.js";
 import { breakouts } from "./breakouts.js";
@@ -93,6 +94,7 @@ function roomPage(root) {
   function receive(message) {
     if (media && media.handle(message)) return;
     if (typeof message.seq === "number") state.seq = message.seq;
+    handouts.receive(message);
     switch (message.type) {
       case "snapshot":
         // A press not yet confirmed as stored goes again on every new connection (the
@@ -558,5 +560,6 @@ function roomPage(root) {
   setInterval(() => { if (isStaff && state.you) renderWaiting(); }, 30000);
   session.setup({ role, me, send, ping: () => socket.ping() });
   breakouts.setup({ role, me, send, notify, members: () => state.members, serverNow: session.serverNow });
+  handouts.setup({ role, send });
   socket.connect();
 }

@@ -33,6 +33,12 @@ from server.storage.tables.crisis import (
     oncall_shifts,
     safety_plans,
 )
+from server.storage.tables.handouts import (
+    HANDOUT_FORMATS,
+    handout_attachments,
+    handout_versions,
+    handouts,
+)
 from server.storage.tables.homework import homework_assignments
 from server.storage.tables.people import (
     appointments,
@@ -66,6 +72,7 @@ from server.storage.tables.techcheck import tech_checks
 
 __all__ = [
     "CRISIS_STATES",
+    "HANDOUT_FORMATS",
     "JOIN_LINK_MODES",
     "NAMING",
     "ONCALL_ROLES",
@@ -98,6 +105,9 @@ __all__ = [
     "group_members",
     "groups",
     "homework_assignments",
+    "handout_attachments",
+    "handout_versions",
+    "handouts",
     "join_links",
     "metadata",
     "notification_outbox",
