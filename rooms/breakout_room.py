@@ -37,6 +37,22 @@ class BreakoutRooms:
             return breakouts.view(now)
         return breakouts.view(now, viewer=viewer.id, hidden=self._hidden())
 
+    def room_chat(self, sender: Member, text: str) -> tuple[frozenset[str], outbound.Payload]:
+        """Who a `to: "room"` chat reaches, and the message: while breakouts are open, the
+        sender's own breakout (or the main room) plus every staff member in the room, with
+        `breakout` saying where it was said (null: the main room)."""
+        room = self._live.room
+        payload = outbound.chat_room(sender, text, self._live.now())
+        breakouts = room.breakouts
+        if breakouts is None:
+            return room.in_room_ids(), payload
+        where = breakouts.room_of(sender.id)
+        recipients = frozenset(
+            m.id for m in room.in_room() if m.is_staff or breakouts.room_of(m.id) == where
+        )
+        label = None if where is None else {"id": where, "name": breakouts.get(where).name}
+        return recipients, {**payload, "breakout": label}
+
     def _hidden(self) -> frozenset[str]:
         return frozenset(
             m.id for m in self._live.room.members.values() if not m.visible_to_patients

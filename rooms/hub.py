@@ -375,8 +375,9 @@ class RoomHub:
         now = self._clock()
         if message.to == "room":
             self.room.check(member, RoomAction.CHAT_ROOM)
-            entry = self.publish(self.room.in_room_ids(), outbound.chat_room(member, text, now))
-            self._chat.append(entry)
+            # While breakouts are open: the sender's breakout (or main room) and staff.
+            recipients, payload = self._breakouts.room_chat(member, text)
+            self._chat.append(self.publish(recipients, payload))
             return
         self.room.check(member, RoomAction.CHAT_PRIVATE)
         if member.is_staff:

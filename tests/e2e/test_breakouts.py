@@ -65,6 +65,16 @@ async def test_three_patients_in_two_breakouts_see_only_their_room_until_recalle
     await expect(cameron.locator("#tiles figure")).to_have_count(1)
     await expect(host.locator("#tiles figure")).to_have_count(1)  # the main room is empty
 
+    # Chat stays in the breakout; the host sees it labelled with the room.
+    await avery.get_by_label("Message your breakout").fill("My ask: one evening off")
+    await avery.locator("#chat-form").get_by_role("button", name="Send").click()
+    await expect(blake.locator("#chat")).to_contain_text("Avery (Room 1): My ask")
+    await expect(host.locator("#chat")).to_contain_text("Avery (Room 1): My ask")
+    await cameron.get_by_label("Message your breakout").fill("Alone in here")
+    await cameron.locator("#chat-form").get_by_role("button", name="Send").click()
+    await expect(cameron.locator("#chat")).to_contain_text("Alone in here")
+    await expect(cameron.locator("#chat")).not_to_contain_text("My ask")  # sent before
+
     # "Facilitator please" from Room 2; the host visits and is seen and heard there.
     await cameron.get_by_role("button", name="Facilitator please").click()
     await expect(cameron.get_by_text("A facilitator has been asked to join you.")).to_be_visible()
@@ -99,4 +109,5 @@ async def test_three_patients_in_two_breakouts_see_only_their_room_until_recalle
         await expect(page.locator("#breakout-news")).to_contain_text("back in the main room")
         await expect(page.locator("#tiles figure")).to_have_count(4)
     await expect(host.locator("#tiles figure")).to_have_count(4)
+    await expect(cameron.get_by_label("Message", exact=True)).to_be_visible()
     assert errors == []

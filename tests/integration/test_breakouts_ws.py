@@ -224,3 +224,83 @@ async def test_real_peers_hear_only_their_breakout_until_recalled(
     await host.send({"type": "breakouts_recall"})
     await until(lambda: any(m["type"] == "breakouts" and m.get("recalled") for m in ana.messages))
     assert await flowing() == {(a.me, b.me) for a in people for b in people if a is not b}
+
+
+def _chat(text: str) -> Any:
+    return lambda m: m["type"] == "chat" and m["text"] == text
+
+
+def _texts(messages: list[dict[str, Any]]) -> set[str]:
+    return {m["text"] for m in messages if m["type"] == "chat"}
+
+
+async def test_chat_stays_in_its_breakout_staff_see_every_one_labelled(
+    room: Room,  # noqa: F811
+) -> None:
+    host, ana, ben, cam = await _three_in_two(room)
+    supervisor = await room.staff("supervisor")
+    await cam.until(_open)
+    dev = await room.admitted(host, 3)  # a late arrival: the main room
+    await ana.send({"type": "chat", "to": "room", "text": "Room 1 practice"})
+    for person in (ana, ben, host, supervisor):
+        said = await person.until(_chat("Room 1 practice"))
+        assert said["breakout"] == {"id": "b1", "name": "Room 1"}
+    await cam.send({"type": "chat", "to": "room", "text": "Room 2 alone"})
+    for person in (cam, host, supervisor):
+        said = await person.until(_chat("Room 2 alone"))
+        assert said["breakout"] == {"id": "b2", "name": "Room 2"}
+    await dev.send({"type": "chat", "to": "room", "text": "Main room hello"})
+    for person in (dev, host, supervisor):
+        said = await person.until(_chat("Main room hello"))
+        assert said["breakout"] is None  # the main room while breakouts are open
+    # The host in the main room writes to the main room; visiting Room 2, to Room 2.
+    await host.send({"type": "chat", "to": "room", "text": "Host in the main room"})
+    await dev.until(_chat("Host in the main room"))
+    await host.send({"type": "breakout_visit", "breakout_id": "b2"})
+    await host.send({"type": "chat", "to": "room", "text": "Host visiting Room 2"})
+    for person in (cam, supervisor):
+        said = await person.until(_chat("Host visiting Room 2"))
+        assert said["breakout"] == {"id": "b2", "name": "Room 2"}
+    # Private chat to staff is unchanged.
+    await ben.send({"type": "chat", "to": "staff", "text": "Just for you"})
+    private = await host.until(_chat("Just for you"))
+    assert private["channel"] == "private" and "breakout" not in private
+    await supervisor.until(_chat("Just for you"))
+    others = {"Room 2 alone", "Main room hello", "Host in the main room", "Host visiting Room 2"}
+    for person, never in (
+        (ana, others),
+        (ben, others - {"Just for you"}),
+        (cam, {"Room 1 practice", "Main room hello", "Host in the main room", "Just for you"}),
+        (dev, {"Room 1 practice", "Room 2 alone", "Host visiting Room 2", "Just for you"}),
+    ):
+        assert not _texts(person.received + await person.quiet()) & never
+
+    # After recall, chat is the whole room's again, without a breakout label.
+    await host.send({"type": "breakouts_recall"})
+    for person in (ana, ben, cam, dev):
+        await person.until(lambda m: _breakouts(m) and m["breakouts"] is None)
+    await cam.send({"type": "chat", "to": "room", "text": "Back together"})
+    for person in (ana, ben, cam, dev, host, supervisor):
+        said = await person.until(_chat("Back together"))
+        assert "breakout" not in said
+
+
+async def test_a_reconnecting_patient_gets_only_their_own_breakouts_chat(
+    room: Room,  # noqa: F811
+) -> None:
+    host, ana, _ben, cam = await _three_in_two(room)
+    await cam.until(_open)
+    await ana.send({"type": "chat", "to": "room", "text": "Room 1 only"})
+    await cam.send({"type": "chat", "to": "room", "text": "Room 2 only"})
+    await host.until(_chat("Room 1 only"))
+    await host.until(_chat("Room 2 only"))
+    for person, mine in ((cam, "Room 2 only"), (ana, "Room 1 only")):
+        await person.ws.close()
+        again = await room._open(person.http)
+        snapshot = next(m for m in again.received if m["type"] == "snapshot")
+        assert _texts(snapshot["chat"]) == {mine}
+    await host.ws.close()
+    again = await room._open(host.http)
+    snapshot = next(m for m in again.received if m["type"] == "snapshot")
+    labels = {m["text"]: m["breakout"]["name"] for m in snapshot["chat"]}
+    assert labels == {"Room 1 only": "Room 1", "Room 2 only": "Room 2"}

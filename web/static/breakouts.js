@@ -1,8 +1,9 @@
 // Breakout practice rooms on the room page. Staff: the "Breakouts" panel (split, the
 // per-room list with Visit and one-tap moves, broadcast, recall all, facilitator calls).
 // Patients: a banner with their breakout's name, the prompt, the time left and a
-// "Facilitator please" button. The private "I need help" stays where it is. The timer is
-// counted down from the server's absolute end time, corrected by the room's clock offset.
+// "Facilitator please" button; the chat box says "Message your breakout". The private
+// "I need help" stays where it is. The timer is counted down from the server's absolute
+// end time, corrected by the room's clock offset.
 // room.js drives it (setup, update, handle, placed); text always goes in as textContent.
 import { mmss } from "./lib/clock.js";
 import { $, el, button } from "./lib/dom.js";
@@ -64,7 +65,25 @@ function news(text) {
 }
 
 // Patients ----------------------------------------------------------------------------------
+// In a breakout, "everyone" chat reaches only that breakout (and the facilitators).
+function renderChatBox() {
+  const text = $("chat-text");
+  const label = text && document.querySelector('label[for="chat-text"]');
+  if (!label) return;
+  if (!("plain" in label.dataset)) label.dataset.plain = label.textContent;
+  const inBreakout = Boolean(view && view.room);
+  label.textContent = inBreakout ? "Message your breakout" : label.dataset.plain;
+  if (inBreakout) text.placeholder = "Message your breakout";
+  else text.removeAttribute("placeholder");
+  const everyone = $("chat-to") && $("chat-to").querySelector('option[value="room"]');
+  if (everyone) {
+    if (!("plain" in everyone.dataset)) everyone.dataset.plain = everyone.textContent;
+    everyone.textContent = inBreakout ? "Everyone in your breakout" : everyone.dataset.plain;
+  }
+}
+
 function renderBanner() {
+  renderChatBox();
   const banner = $("breakout-banner");
   if (!banner) return;
   banner.hidden = !view;

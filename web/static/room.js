@@ -501,6 +501,9 @@ function roomPage(root) {
         label += isStaff ? " (private with " + (thread ? thread.name : "a patient") + ")" : " (private)";
       } else if (message.channel === "note") {
         label += " (staff note)";
+      } else if ("breakout" in message) {
+        // Said while breakouts were open: where (staff see every breakout's chat).
+        label += " (" + (message.breakout ? message.breakout.name : "main room") + ")";
       }
       const item = el("li", null, message.channel);
       item.append(el("strong", label + ": "), el("span", message.text));
