@@ -47,6 +47,8 @@ from server.directory import pages as directory_pages
 from server.directory import store as directory_store
 from server.logs import get_logger
 from server.middleware import request_context, same_origin
+from server.mood import pages as mood_pages
+from server.mood import reminders as mood_reminders
 from server.phi import Keyring
 from server.roomsocket import media, ws
 from server.roomsocket import pages as room_pages
@@ -106,11 +108,13 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     crisis_oncall_api.add_routes(app)
     crisis_pages.add_routes(app)
     safety_plan_pages.add_routes(app)
+    mood_pages.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)
     media.setup(app)
     app.cleanup_ctx.append(crisis_workers)
+    app.cleanup_ctx.append(mood_reminders.reminder_worker)
     ws.setup(app)
     crisis_bus.setup(app)
     staff_sockets.setup(app)

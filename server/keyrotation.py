@@ -24,6 +24,7 @@ from server.storage.tables import (
     crisis_requests,
     crisis_settings,
     crisis_steps,
+    mood_entries,
     patients,
     safety_checks,
     safety_plans,
@@ -63,6 +64,7 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(crisis_steps, "payload_enc", step_context, "seq"),
     SealedColumn(crisis_settings, "webhook_url_enc", webhook_url_context, "program_id"),
     SealedColumn(crisis_settings, "webhook_secret_enc", webhook_secret_context, "program_id"),
+    SealedColumn(mood_entries, "entry_enc", lambda rid: f"mood_entries/{rid}"),
 )
 
 

@@ -17,6 +17,7 @@ HELP_BACK = {
     "/consent": "consent",
     "/consent/receipts": "consent",
     "/checkin": "checkin",
+    "/mood": "mood",
 }
 
 

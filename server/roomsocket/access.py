@@ -22,6 +22,7 @@ from server.catalog import patients as catalog_patients
 from server.checkin.store import checkin_complete, staff_status
 from server.consent import ledger as consent_ledger
 from server.consent.templates import missing_for, session_terms
+from server.mood import store as mood_store
 from server.storage.tables import appointments, group_members, groups, sessions
 
 
@@ -158,6 +159,9 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
         names = await catalog_patients.display_names(conn, request.app[KEYRING], [link.patient_id])
         current = await consent_ledger.standing(conn, request.app[KEYRING], link.patient_id)
         checkin = await staff_status(conn, request.app[KEYRING], session_id, link.patient_id)
+        mood = await mood_store.since_last_session(
+            conn, request.app[KEYRING], link.patient_id, session_id
+        )
     consents = [
         {
             "kind": kind,
@@ -173,7 +177,7 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
         RoomRole.PARTICIPANT,
         names[link.patient_id],
         info,
-        {"consents": consents, "checkin": checkin},
+        {"consents": consents, "checkin": checkin, "mood": mood.to_json()},
         link_id=link.id,
     )
 

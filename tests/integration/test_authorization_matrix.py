@@ -147,6 +147,11 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/crisis/events/{event_id}/break-glass"): frozenset({ADMIN, SUPERVISOR}),
     ("GET", "/crisis/break-glass"): frozenset({ADMIN, SUPERVISOR}),
     ("POST", "/signout"): EVERYONE,
+    # The daily mood check: the patient's own page; its reminder setting is the program's.
+    ("GET", "/mood"): frozenset({PATIENT}),
+    ("POST", "/mood"): frozenset({PATIENT}),
+    ("GET", "/admin/programs/{program_id}/mood"): ADMIN_ONLY,
+    ("POST", "/admin/programs/{program_id}/mood"): ADMIN_ONLY,
 }
 # Routes that end the caller's session run last for each caller.
 LAST = [

@@ -1,6 +1,6 @@
 """The schema, in SQLAlchemy Core: one metadata for SQLite and PostgreSQL alike.
 
-The tables live in three modules by what they record; every name is importable from
+The tables live in modules by what they record; every name is importable from
 here, the one place the rest of the server and the migrations read the schema from.
 """
 
@@ -32,6 +32,7 @@ from server.storage.tables.crisis import (
     oncall_shifts,
     safety_plans,
 )
+from server.storage.tables.mood import mood_entries, mood_reminders, mood_settings
 from server.storage.tables.people import (
     appointments,
     auth_failures,
@@ -95,6 +96,9 @@ __all__ = [
     "groups",
     "join_links",
     "metadata",
+    "mood_entries",
+    "mood_reminders",
+    "mood_settings",
     "notification_outbox",
     "oncall_shifts",
     "patients",
