@@ -25,6 +25,8 @@ SLEEP_MAX_HOURS = 24.0
 NOTE_MAX = 500
 REMINDER_KIND = "mood_reminder"
 DEFAULT_REMINDER_TIME = dt.time(19, 0)
+# Before a patient's first session there is no "last session": staff see the last week.
+FIRST_SESSION_LOOK_BACK = dt.timedelta(days=7)
 
 
 class MoodInputError(ValueError):
@@ -168,14 +170,16 @@ class Summary:
     urges: Spread | None
     lowest_mood: tuple[int, dt.date] | None
     reviews: int
+    first_session: bool = False  # no earlier session: `since` starts a short look back
 
     def text(self) -> str:
         """One line for the staff room view: counts and numbers only, never the notes."""
-        start = (
-            "Since last session"
-            if self.since is None
-            else (f"Since last session ({self.since:%a %b} {self.since.day})")
-        )
+        if self.since is None:
+            start = "Daily check-ins so far"
+        elif self.first_session:
+            start = f"Since {self.since:%a %b} {self.since.day} (no earlier session)"
+        else:
+            start = f"Since last session ({self.since:%a %b} {self.since.day})"
         if self.count == 0:
             return f"{start}: no daily check-ins"
         parts = [f"{self.count} daily check-in{'s' if self.count != 1 else ''}"]
@@ -203,6 +207,7 @@ class Summary:
             "since": None if self.since is None else self.since.isoformat(),
             "count": self.count,
             "reviews": self.reviews,
+            "first_session": self.first_session,
             "text": self.text(),
         }
 
@@ -211,8 +216,11 @@ def _num(value: float) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.1f}"
 
 
-def summarize(entries: Iterable[MoodEntry], since: dt.date | None) -> Summary:
-    """The checks on days after `since` (the last session's day), or all when None."""
+def summarize(
+    entries: Iterable[MoodEntry], since: dt.date | None, *, first_session: bool = False
+) -> Summary:
+    """The checks on days after `since` (the last session's day), or all when None;
+    `first_session` when there was no earlier session and `since` only looks back a week."""
     chosen = sorted((e for e in entries if since is None or e.day > since), key=lambda e: e.day)
     lowest = min(chosen, key=lambda e: (e.mood, e.day), default=None)
     return Summary(
@@ -224,6 +232,7 @@ def summarize(entries: Iterable[MoodEntry], since: dt.date | None) -> Summary:
         urges=Spread.of([e.urges for e in chosen if e.urges is not None]),
         lowest_mood=None if lowest is None else (lowest.mood, lowest.day),
         reviews=sum(1 for e in chosen if review_reasons(e)),
+        first_session=first_session,
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from care.mood import (
     DEFAULT_REMINDER_TIME,
+    FIRST_SESSION_LOOK_BACK,
     MoodEntry,
     Summary,
     local_day,
@@ -236,12 +237,17 @@ async def last_session_day(
 
 
 async def since_last_session(
-    conn: AsyncConnection, keyring: Keyring, patient_id: str, session_id: str
+    conn: AsyncConnection, keyring: Keyring, patient_id: str, session_id: str, now: dt.datetime
 ) -> Summary:
-    """The daily checks since the patient's previous session (staff only)."""
+    """The daily checks since the patient's previous session, or over the last week before
+    their first (staff only)."""
     program = await patient_program(conn, patient_id)
     since = await last_session_day(conn, patient_id, session_id, program.time_zone)
-    return summarize(await entries(conn, keyring, patient_id, since), since)
+    if since is not None:
+        return summarize(await entries(conn, keyring, patient_id, since), since)
+    since = program.today(now) - FIRST_SESSION_LOOK_BACK
+    found = await entries(conn, keyring, patient_id, since)
+    return summarize(found, since, first_session=True)
 
 
 # The reminder setting ----------------------------------------------------------------------

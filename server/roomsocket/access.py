@@ -160,7 +160,7 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
         current = await consent_ledger.standing(conn, request.app[KEYRING], link.patient_id)
         checkin = await staff_status(conn, request.app[KEYRING], session_id, link.patient_id)
         mood = await mood_store.since_last_session(
-            conn, request.app[KEYRING], link.patient_id, session_id
+            conn, request.app[KEYRING], link.patient_id, session_id, now
         )
     consents = [
         {

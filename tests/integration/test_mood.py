@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from care.mood import MoodEntry
 from crisis.notify import SIGNATURE_HEADER, signature_matches
 from rooms.schedule import zone
+from server.accounts.joinlinks import patient_sessions
 from server.appkeys import CLOCK, CRISIS_STREAM, ENGINE
 from server.checkin import store as checkin_store
 from server.mood import reminders
@@ -224,7 +225,9 @@ async def test_the_since_last_session_line_reaches_staff_and_never_the_patient(
     assert "staff_info" not in own["you"] and "daily check-in" not in json.dumps(own)
     mood = message["member"]["staff_info"]["mood"]
     assert mood["count"] >= 1 and mood["reviews"] == 1
-    assert mood["text"].startswith("Since last session") and "1 review flag" in mood["text"]
+    # The demo group's first session: no earlier one, so the last week is summed up.
+    assert mood["first_session"] is True and "(no earlier session)" in mood["text"]
+    assert "1 review flag" in mood["text"] and "lowest mood 2" in mood["text"]
     assert "river" not in json.dumps(message)  # numbers only: notes stay on the history page
 
 
@@ -336,3 +339,20 @@ async def test_the_reminder_is_queued_once_a_day_without_phi_and_survives_a_rest
     text = json.dumps(sent)
     for phi in ("Avery", "Blake", "Example", "010-01", "Sacramento", "river"):
         assert phi not in text
+
+
+async def test_the_summary_for_a_later_session_starts_after_the_one_before(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    patient = _patient(demo, 2)
+    now = server.app[CLOCK].now()
+    async with server.app[ENGINE].connect() as conn:
+        first, second = (await patient_sessions(conn, patient["id"], now))[:2]
+        summary = await mood_store.since_last_session(
+            conn, server.keyring, patient["id"], second.session_id, now
+        )
+        everything = await mood_store.entries(conn, server.keyring, patient["id"])
+    first_day = first.starts_at.astimezone(zone("America/Los_Angeles")).date()
+    assert summary.since == first_day and summary.first_session is False
+    assert summary.count == sum(1 for e in everything if e.day > first_day)
+    assert summary.text().startswith(f"Since last session ({first_day:%a %b} {first_day.day})")

@@ -106,6 +106,9 @@ def test_the_summary_counts_only_days_after_the_last_session() -> None:
     assert "mood avg 5 (2-7)" in text and "sleep avg 6.8 h (5-8)" in text
     assert "1 review flag" in text
     assert summarize([], DAY).text() == "Since last session (Fri Dec 4): no daily check-ins"
+    first = summarize(entries, DAY - dt.timedelta(days=7), first_session=True)
+    assert first.count == 4 and first.text().startswith("Since Fri Nov 27 (no earlier session)")
+    assert summarize(entries, None).text().startswith("Daily check-ins so far: 4")
 
 
 def test_the_day_is_the_programs_calendar_day() -> None:
