@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
 from care.mood import (
     MOOD_REVIEW_AT_OR_BELOW,
@@ -104,34 +105,14 @@ async def mood_submit(request: web.Request) -> web.Response:
             request, link, program, values, existing=existing, errors=exc.errors, status=400
         )
     reasons = review_reasons(entry)
-    async with request.app[ENGINE].begin() as conn:
-        existing = await mood_store.entry_on(conn, keyring, link.patient_id, today)
-        if existing is not None and form.get("replace") != "yes":
-            confirm = True
-        else:
-            confirm = False
-            replaced = await mood_store.save_entry(conn, keyring, link.patient_id, entry, now)
-            if reasons:
-                await mood_store.raise_review(
-                    conn,
-                    keyring,
-                    patient_id=link.patient_id,
-                    link_session_id=link.session_id,
-                    entry=entry,
-                    reasons=reasons,
-                    now=now,
-                )
-            await audit_event(
-                request,
-                conn,
-                "patient.mood_check",
-                actor=audit.Actor("patient", link.patient_id),
-                target_type="patient",
-                target_id=link.patient_id,
-                outcome="replaced" if replaced else "ok",
-            )
-    if confirm:
-        # Another tab (or the back button) already checked in today: ask before replacing.
+    try:
+        replaced = await _store(request, link, entry, reasons, form.get("replace") == "yes")
+    except IntegrityError:
+        # Two first checks of the day at once (two tabs): one was stored; ask about this one.
+        replaced = None
+    if replaced is None:
+        async with request.app[ENGINE].connect() as conn:
+            existing = await mood_store.entry_on(conn, keyring, link.patient_id, today)
         return await _form_page(
             request, link, program, values, existing=existing, confirm=True, status=409
         )
@@ -142,6 +123,39 @@ async def mood_submit(request: web.Request) -> web.Response:
         "program_phone": link.program_phone,
     }
     return await render(request, "mood_done.html", context)
+
+
+async def _store(
+    request: web.Request, link: Any, entry: MoodEntry, reasons: tuple[str, ...], confirmed: bool
+) -> bool | None:
+    """Store the day's check and raise its review; None when one exists and the patient has
+    not confirmed replacing it, else whether it replaced one."""
+    keyring, now = request.app[KEYRING], request.app[CLOCK].now()
+    async with request.app[ENGINE].begin() as conn:
+        existing = await mood_store.entry_on(conn, keyring, link.patient_id, entry.day)
+        if existing is not None and not confirmed:
+            return None
+        replaced = await mood_store.save_entry(conn, keyring, link.patient_id, entry, now)
+        if reasons:
+            await mood_store.raise_review(
+                conn,
+                keyring,
+                patient_id=link.patient_id,
+                link_session_id=link.session_id,
+                entry=entry,
+                reasons=reasons,
+                now=now,
+            )
+        await audit_event(
+            request,
+            conn,
+            "patient.mood_check",
+            actor=audit.Actor("patient", link.patient_id),
+            target_type="patient",
+            target_id=link.patient_id,
+            outcome="replaced" if replaced else "ok",
+        )
+    return replaced
 
 
 # Admins: the daily reminder ------------------------------------------------------------------

@@ -141,8 +141,10 @@ async def test_only_a_patient_with_an_opened_link_reaches_the_check(
 
 
 async def test_a_very_low_mood_raises_one_review_task_and_a_staff_badge(
-    server: RunningServer, demo: dict[str, Any]
+    any_server: RunningServer,
 ) -> None:
+    server = any_server  # SQLite and PostgreSQL
+    demo = await server.seed_demo()
     patient = _patient(demo)
     async with await _phone(server, patient) as phone:
         status, page = await _submit(phone, {**CALM, "mood": "2"})
@@ -258,8 +260,10 @@ async def _set_reminder(
 
 
 async def test_the_reminder_is_queued_once_a_day_without_phi_and_survives_a_restart(
-    server: RunningServer, demo: dict[str, Any]
+    any_server: RunningServer,
 ) -> None:
+    server = any_server  # SQLite and PostgreSQL
+    demo = await server.seed_demo()
     clock = server.app[CLOCK]
     local = zone("America/Los_Angeles")
     now_local = clock.now().astimezone(local)
@@ -276,6 +280,8 @@ async def test_the_reminder_is_queued_once_a_day_without_phi_and_survives_a_rest
         assert status == 400 and 'id="e-reminder_time"' in page
         status, page = await _set_reminder(admin, demo, {**on, "reminder_time": "11:00"})
         assert status == 200 and 'value="11:00"' in page
+        program = await (await admin.get(f"/admin/programs/{demo['program']['id']}")).text()
+        assert f'href="/admin/programs/{demo["program"]["id"]}/mood"' in program
         response = await admin.put(
             f"/api/crisis/settings/{demo['program']['id']}",
             json={"webhook_url": receiver.url, "webhook_secret": SECRET},
