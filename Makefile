@@ -38,7 +38,7 @@ system-deps:
 test: $(VENV)/.installed-dev system-deps
 	$(PY) -m ruff check --quiet .
 	$(ESLINT) web/static
-	$(PY) -m pytest -q -p no:cacheprovider -n 2
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --durations=15
 
 lint: $(VENV)/.installed-dev system-deps
 	$(PY) -m ruff check .

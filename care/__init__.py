@@ -1,1 +1,5 @@
-"""Care between sessions: what patients do from their standing link, as plain domain rules."""
+"""Care between, around and after sessions (domain): handouts, homework worksheets,
+outcome measures, discharge and aftercare.
+
+Plain Python and dataclasses; it never imports aiohttp, aiortc or SQLAlchemy.
+"""

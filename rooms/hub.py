@@ -14,12 +14,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from care.handouts import Shelved
 from rooms import outbound
 from rooms import protocol as p
+from rooms.breakout_room import BreakoutRooms
 from rooms.clock import SessionClock
 from rooms.closecodes import CloseCode
 from rooms.connections import LOG_SIZE, Closing, Connections, Entry, Participant
 from rooms.events import DropSteps, MediaPort, MemberEvent, RoomEvents
+from rooms.handout_view import HandoutView
 from rooms.help_button import HelpButton
 from rooms.live import Clock, LiveRoom
 from rooms.media_signaling import MediaSignaling
@@ -61,6 +64,7 @@ class RoomHub:
         log_size: int = LOG_SIZE,
         limits: Limits | None = None,
         chat_kept: int = CHAT_KEPT,
+        handouts: list[Shelved] | None = None,
     ) -> None:
         self.room = room
         self._connections = Connections(log_size)
@@ -75,6 +79,8 @@ class RoomHub:
         self._session = SessionOps(self._live, clock_state)
         self._help = HelpButton(self._live, self._limits)
         self._private = PrivateRooms(self._live, self._session, float_roster or [])
+        self._breakouts = BreakoutRooms(self._live)
+        self.handouts = HandoutView(self._live, handouts or [])
         self._handlers: dict[type[Any], Handler] = {
             p.Ping: self._on_ping,
             p.Admit: self._on_admit,
@@ -96,6 +102,13 @@ class RoomHub:
             p.Plan: self._session.on_plan,
             p.Help: self._help.on_help,
             p.PrivateRoom: self._private.on_private_room,
+            p.BreakoutsStart: self._breakouts.on_start,
+            p.BreakoutMove: self._breakouts.on_move,
+            p.BreakoutVisit: self._breakouts.on_visit,
+            p.BreakoutBroadcast: self._breakouts.on_broadcast,
+            p.BreakoutsRecall: self._breakouts.on_recall,
+            p.FacilitatorCall: self._breakouts.on_call,
+            p.Handout: self.handouts.on_handout,
         }
         self._async_handlers: dict[type[Any], AsyncHandler] = {}
         if media is not None:
@@ -150,7 +163,7 @@ class RoomHub:
 
     def snapshot(self, viewer: Member) -> dict[str, Any]:
         """Everything `viewer` may see of the room now, to start or restart from."""
-        return outbound.snapshot(
+        snap = outbound.snapshot(
             seq=self._connections.seq,
             protocol=p.PROTOCOL_VERSION,
             you=outbound.member_view(viewer, staff=viewer.is_staff),
@@ -161,7 +174,12 @@ class RoomHub:
             clock=self._session.view() if viewer.in_room else None,
             server_time=self._clock().timestamp(),
             chat=[e.payload for e in self._chat if viewer.id in e.recipients],
+            breakouts=self._breakouts.view_for(viewer),
         )
+        if viewer.in_room:
+            snap["handouts"] = self.handouts.shelf_view()
+            snap["handout"] = self.handouts.view()
+        return snap
 
     def _send_snapshot(self, member: Member) -> None:
         if member.id in self._connections:
@@ -233,6 +251,11 @@ class RoomHub:
         if member is not None:
             self._events.presence(member, MemberEvent.LEFT, now)
             self._live.publish_member(member)
+
+    def tick(self) -> None:
+        """Act on what time has made due (the breakout timer), as of the injected clock."""
+        if self.room.state is not RoomState.ENDED:
+            self._breakouts.tick()
 
     def take_closing(self) -> list[Closing]:
         """Connections to close after a connect or disconnect."""

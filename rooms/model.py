@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from rooms.breakouts import Breakouts
+
 
 class RoomRole(StrEnum):
     """A person's role in one room."""
@@ -61,6 +63,10 @@ class RoomAction(StrEnum):
     ALLOW_SCREEN = "allow_screen"
     MEDIA = "media"  # join, answer, update and leave one's own media
     LOG_DROP_STEP = "log_drop_step"  # a step of a dropped-connection prompt
+    RUN_BREAKOUTS = "run_breakouts"  # split, move, broadcast, recall
+    VISIT_BREAKOUT = "visit_breakout"
+    CALL_FACILITATOR = "call_facilitator"  # a patient in a breakout asks for staff
+    SHOW_HANDOUT = "show_handout"  # show a handout to everyone, on the host's page
 
 
 _STAFF_CONTROLS = frozenset(
@@ -83,6 +89,9 @@ _STAFF_CONTROLS = frozenset(
         RoomAction.MEDIA,
         # The dropped-connection prompt goes to the facilitators only; they log its steps.
         RoomAction.LOG_DROP_STEP,
+        RoomAction.RUN_BREAKOUTS,
+        RoomAction.VISIT_BREAKOUT,
+        RoomAction.SHOW_HANDOUT,
     }
 )
 PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
@@ -91,7 +100,14 @@ PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
     # An observer watches and writes staff notes; a private message would reveal them.
     # A supervisor may also take a patient aside during a crisis (the private room).
     RoomRole.OBSERVER: frozenset(
-        {RoomAction.STAFF_NOTE, RoomAction.SEE_WAITING, RoomAction.PRIVATE_ROOM, RoomAction.MEDIA}
+        {
+            RoomAction.STAFF_NOTE,
+            RoomAction.SEE_WAITING,
+            RoomAction.PRIVATE_ROOM,
+            RoomAction.MEDIA,
+            # A supervisor may look in on a breakout, unseen like in the group.
+            RoomAction.VISIT_BREAKOUT,
+        }
     ),
     RoomRole.PARTICIPANT: frozenset(
         {
@@ -102,6 +118,7 @@ PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
             RoomAction.ASK_UNMUTE,
             RoomAction.ASK_HELP,
             RoomAction.MEDIA,
+            RoomAction.CALL_FACILITATOR,
         }
     ),
 }
@@ -110,6 +127,9 @@ REFUSALS: dict[RoomAction, str] = {
     RoomAction.ASK_HELP: "only patients use the help button",
     RoomAction.ALLOW_SCREEN: "only the clinicians can allow screen sharing",
     RoomAction.LOG_DROP_STEP: "only the host and co-host log these steps",
+    RoomAction.RUN_BREAKOUTS: "only the host and co-host run breakout rooms",
+    RoomAction.CALL_FACILITATOR: "only patients call a facilitator to their breakout",
+    RoomAction.SHOW_HANDOUT: "only the host and co-host show a handout to everyone",
 }
 STAFF_ROLES = frozenset({RoomRole.HOST, RoomRole.COHOST, RoomRole.OBSERVER})
 
@@ -190,6 +210,9 @@ class Room:
     locked: bool = False
     observers_visible: bool = False  # program policy: may patients see a supervisor?
     members: dict[str, Member] = field(default_factory=dict)
+    breakouts: Breakouts | None = None  # breakout practice rooms running now
+    # The handout shown to everyone (care.handouts.SharedView as JSON), or None.
+    handout: dict[str, Any] | None = None
 
     # Membership -------------------------------------------------------------------------
 
@@ -235,6 +258,8 @@ class Room:
         """What another process needs to take this room over: ids, roles and flags only."""
         return {
             "locked": self.locked,
+            "breakouts": None if self.breakouts is None else self.breakouts.to_json(),
+            "handout": self.handout,
             "members": [
                 {
                     "kind": m.identity.kind,
@@ -257,6 +282,9 @@ class Room:
         straight back in the room with their role and mute state, not in the waiting room.
         """
         self.locked = bool(saved.get("locked", False))
+        if saved.get("breakouts"):
+            self.breakouts = Breakouts.from_json(saved["breakouts"])
+        self.handout = saved.get("handout")
         restored: list[Member] = []
         for item in saved.get("members", []):
             presence = Presence(item["presence"])
@@ -405,6 +433,17 @@ class Room:
         if member is None:
             raise RoomError("unknown_member", "no such member in this room")
         return member
+
+    def media_space(self, member: Member) -> str | None:
+        """Where a member's media flows: a private room first, then their breakout, else
+        the group (the SFU forwards only between members of the same space)."""
+        if member.space is not None:
+            return member.space
+        if self.breakouts is not None:
+            where = self.breakouts.room_of(member.id)
+            if where is not None:
+                return f"breakout-{where}"
+        return None
 
     def in_room_ids(self) -> frozenset[str]:
         """Members in the room now (admitted, or reconnecting)."""

@@ -59,6 +59,7 @@ def snapshot(
     clock: Payload | None,
     server_time: float,
     chat: list[Payload],
+    breakouts: Payload | None = None,
 ) -> Payload:
     """Everything a viewer may see of the room now, to start or restart from."""
     return {
@@ -78,6 +79,7 @@ def snapshot(
         "clock": clock,
         "server_time": server_time,
         "chat": chat,
+        "breakouts": breakouts,
     }
 
 
@@ -169,6 +171,16 @@ def clock(view: Payload | None, server_time: float) -> Payload:
     return {"type": "clock", "clock": view, "server_time": server_time}
 
 
+def handouts(shelf: list[Payload]) -> Payload:
+    """The handouts this session offers (each with the phase it belongs to, or none)."""
+    return {"type": "handouts", "handouts": shelf}
+
+
+def handout_view(view: Payload | None) -> Payload:
+    """The handout shown to everyone and its page, or None when nothing is shown."""
+    return {"type": "handout_view", "view": view}
+
+
 def private_room_closed(patient_id: str) -> Payload:
     """The patient is back in the group."""
     return {"type": "private_room", "open": False, "member_id": patient_id}
@@ -255,5 +267,38 @@ def drop_step_logged(
         "outcome": outcome,
         "step_no": step_no,
         "by": by,
+        "at": at.isoformat(),
+    }
+
+
+def breakouts(view: Payload | None, server_time: float, recalled: str | None = None) -> Payload:
+    """The breakout rooms as one audience may see them; None once everyone is back."""
+    payload: Payload = {"type": "breakouts", "breakouts": view, "server_time": server_time}
+    if recalled is not None:
+        payload["recalled"] = recalled
+    return payload
+
+
+def breakout_broadcast(sender: Member, text: str, at: dt.datetime) -> Payload:
+    """A facilitator's message to every breakout and the main room."""
+    return {
+        "type": "breakout_broadcast",
+        "from": sender.id,
+        "from_name": sender.name,
+        "text": text,
+        "at": at.isoformat(),
+    }
+
+
+def facilitator_call(
+    patient: Member, breakout_id: str, breakout_name: str, at: dt.datetime
+) -> Payload:
+    """A patient in a breakout asks for a facilitator (staff only)."""
+    return {
+        "type": "facilitator_call",
+        "member_id": patient.id,
+        "name": patient.name,
+        "breakout_id": breakout_id,
+        "breakout_name": breakout_name,
         "at": at.isoformat(),
     }

@@ -203,6 +203,18 @@ class DropStep(_Message):
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
+class Handout(_Message):
+    """Show a handout to everyone (show), turn the shown page (page), or stop showing."""
+
+    type: Literal["handout"]
+    op: Literal["show", "page", "stop"]
+    handout_id: (
+        Annotated[str, StringConstraints(min_length=8, max_length=36, pattern=r"^[\w-]+$")] | None
+    ) = None
+    version: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    page: Annotated[int, Field(ge=0, le=200)] | None = None
+
+
 class Start(_Message):
     type: Literal["start"]
 
@@ -260,6 +272,69 @@ class PrivateRoom(_Message):
     open: bool
 
 
+BreakoutId = Annotated[str, StringConstraints(pattern=r"^b[0-9]{1,2}$")]
+
+
+class BreakoutsStart(_Message):
+    """Split the admitted patients into breakout rooms with a prompt and a timer."""
+
+    type: Literal["breakouts_start"]
+    mode: Literal["hand", "random", "pairs", "triads"]
+    rooms: Annotated[int, Field(ge=1, le=20)] | None = None
+    assign: (
+        Annotated[
+            list[Annotated[list[MemberId], Field(max_length=40)]],
+            Field(min_length=1, max_length=20),
+        ]
+        | None
+    ) = None
+    prompt: Annotated[str, StringConstraints(max_length=500)] = ""
+    minutes: Annotated[int, Field(ge=1, le=120)]
+
+
+class BreakoutMove(_Message):
+    """Move one patient to another breakout (`breakout_id` null: the main room)."""
+
+    type: Literal["breakout_move"]
+    member_id: MemberId
+    breakout_id: BreakoutId | None
+
+
+class BreakoutVisit(_Message):
+    """A staff member goes to a breakout (`breakout_id` null: back to the main room)."""
+
+    type: Literal["breakout_visit"]
+    breakout_id: BreakoutId | None
+
+
+class BreakoutBroadcast(_Message):
+    """A message from the facilitators to every breakout and the main room."""
+
+    type: Literal["breakout_broadcast"]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class BreakoutsRecall(_Message):
+    """Bring everyone back to the main room now."""
+
+    type: Literal["breakouts_recall"]
+
+
+class FacilitatorCall(_Message):
+    """A patient in a breakout asks a facilitator to come ("facilitator please")."""
+
+    type: Literal["facilitator_call"]
+
+
+BREAKOUT_MESSAGES = (
+    BreakoutsStart,
+    BreakoutMove,
+    BreakoutVisit,
+    BreakoutBroadcast,
+    BreakoutsRecall,
+    FacilitatorCall,
+)
+
 MediaMessage = MediaJoin | MediaAnswer | MediaUpdate | MediaLeave | ScreenAllow
 MEDIA_MESSAGES = (MediaJoin, MediaAnswer, MediaUpdate, MediaLeave, ScreenAllow)
 
@@ -290,7 +365,14 @@ ClientMessage = Annotated[
     | MediaUpdate
     | MediaLeave
     | ScreenAllow
-    | PrivateRoom,
+    | PrivateRoom
+    | BreakoutsStart
+    | BreakoutMove
+    | BreakoutVisit
+    | BreakoutBroadcast
+    | BreakoutsRecall
+    | FacilitatorCall
+    | Handout,
     Field(discriminator="type"),
 ]
 _PARSER: FrameParser[ClientMessage] = FrameParser(ClientMessage, MAX_FRAME_BYTES)

@@ -162,4 +162,15 @@ SHIPPED: tuple[Template, ...] = (
             Phase("closing", "Plan and safety check", 3),
         ),
     ),
+    # A clinician walks a new patient through camera, sound and connection before a first
+    # group (the patient's own guided check is /techcheck).
+    Template(
+        "tech-test-10",
+        "Technology test (10 min)",
+        (
+            Phase("arrival", "Welcome and location check", 2),
+            Phase("individual", "Camera, sound and connection check", 6),
+            Phase("closing", "Tips and the first group", 2),
+        ),
+    ),
 )

@@ -45,10 +45,14 @@ from server.crisis.workers import crisis_workers
 from server.dashboard import hub as dashboard
 from server.directory import pages as directory_pages
 from server.directory import store as directory_store
+from server.handouts import pages as handout_pages
+from server.homework import pages as homework_pages
 from server.logs import get_logger
 from server.middleware import request_context, same_origin
 from server.mood import pages as mood_pages
 from server.mood import reminders as mood_reminders
+from server.outcomes import aftercare_pages
+from server.outcomes import pages as outcome_pages
 from server.phi import Keyring
 from server.roomsocket import media, ws
 from server.roomsocket import pages as room_pages
@@ -56,6 +60,8 @@ from server.storage.engine import create_engine
 from server.storage.migrate import startup_lock, upgrade
 from server.structure import pages as template_pages
 from server.structure.store import ensure_shipped as ensure_shipped_templates
+from server.techcheck import echo as techcheck_echo
+from server.techcheck import pages as techcheck_pages
 
 log = get_logger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -108,6 +114,11 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     crisis_oncall_api.add_routes(app)
     crisis_pages.add_routes(app)
     safety_plan_pages.add_routes(app)
+    outcome_pages.add_routes(app)
+    aftercare_pages.add_routes(app)
+    techcheck_pages.add_routes(app)
+    homework_pages.add_routes(app)
+    handout_pages.add_routes(app)
     mood_pages.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
@@ -116,6 +127,7 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     app.cleanup_ctx.append(crisis_workers)
     app.cleanup_ctx.append(mood_reminders.reminder_worker)
     ws.setup(app)
+    techcheck_echo.setup(app)
     crisis_bus.setup(app)
     staff_sockets.setup(app)
     link_sockets.setup(app)

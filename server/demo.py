@@ -10,8 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from care.aftercare import parse_plan as parse_aftercare
 from care.mood import MoodEntry
+from care.worksheets import worksheet
+from crisis.safety_plan import parse_plan as parse_safety_plan
 from rooms.schedule import zone
+from rooms.techcheck import Thresholds, parse_result
 from server import audit
 from server.accounts import joinlinks, mfa
 from server.accounts import store as accounts
@@ -20,10 +24,14 @@ from server.catalog import patients as catalog_patients
 from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
-from server.crisis import oncall
+from server.crisis import oncall, safety_data
+from server.handouts import store as handout_store
+from server.homework import store as homework
 from server.mood import store as mood_store
+from server.outcomes import store as aftercare_store
 from server.phi import Keyring
-from server.storage.tables import programs
+from server.storage.tables import programs, sessions
+from server.techcheck import store as tech_checks
 
 DEMO_PROGRAM = "Demo Evening IOP (example data)"
 DEMO_TIME_ZONE = "America/Los_Angeles"
@@ -166,6 +174,8 @@ async def seed_demo(
             )
             patient["join_url"] = f"{base_url}/j/{link.token}"
             patient["join_session_id"] = link.session_id or ""
+        await seed_demo_aftercare(conn, keyring, patients_out[-1]["id"], clinicians[0], now)
+        await _demo_homework(conn, keyring, program["id"], group, patients_out, clinicians[0], now)
         await seed_mood_entries(conn, keyring, patients_out, local_today, now)
         # An on-call roster so crisis events page someone. The demo has one supervisor, so
         # the clinicians stand in as backup and medical director.
@@ -188,6 +198,8 @@ async def seed_demo(
                 now=now,
             )
             oncall_out.append({"role": role, "staff_id": staff_id, "id": shift["id"]})
+        await seed_tech_checks(conn, [p["id"] for p in patients_out], now)
+        await seed_demo_handout(conn, program["id"], clinicians[0], now)
         await audit.record(
             conn,
             keyring,
@@ -213,6 +225,174 @@ async def seed_demo(
             }
         ],
     }
+
+
+async def seed_demo_aftercare(
+    conn: AsyncConnection, keyring: Keyring, patient_id: str, clinician_id: str, now: dt.datetime
+) -> None:
+    """A safety plan and an aftercare plan for one demo patient (fictional numbers only)."""
+    today = now.astimezone(zone(DEMO_TIME_ZONE)).date()
+    safety = parse_safety_plan(
+        {
+            "warning_signs": "Staying in bed past noon; skipping meals; not answering texts.",
+            "internal_coping": "Box breathing; a walk around the block; a shower and music.",
+            "distraction": "The library; coffee with my cousin.",
+            "ask_for_help": "My sister (555) 555-0131 (example).",
+            "professionals": "988; the program (555) 010-0100; the nearest emergency department.",
+            "safe_environment": "Medicines kept by my sister for now.",
+        }
+    )
+    version = await safety_data.save_plan(conn, keyring, patient_id, safety, clinician_id, now)
+    plan = parse_aftercare(
+        {
+            "step_down": "standard_outpatient",
+            "step_down_note": "Weekly individual therapy at the example clinic (fictional).",
+            "fu1_date": (today + dt.timedelta(days=14)).isoformat(),
+            "fu1_provider": "Example Outpatient Clinic, individual therapy (fictional)",
+            "fu1_phone": "(555) 555-0142",
+            "fu2_date": (today + dt.timedelta(days=28)).isoformat(),
+            "fu2_provider": "Example psychiatry follow-up (fictional)",
+            "fu2_phone": "(555) 555-0143",
+            "triggers": "Arguments at home; payday weekends; being alone in the evening.",
+            "warning_signs": "Cancelling plans; sleeping badly for three nights in a row.",
+            "coping": "The thought record from group; the morning walk; calling my sister.",
+            "people": "My sister; the alumni group on Thursdays.",
+        },
+        today,
+        program_phone="(555) 010-0100",
+        safety_plan=safety.steps,
+        safety_plan_version=version,
+    )
+    await aftercare_store.save_plan(conn, keyring, patient_id, plan, clinician_id, now)
+
+
+async def seed_tech_checks(conn: AsyncConnection, patient_ids: list[str], now: dt.datetime) -> None:
+    """Two earlier technology checks: one passed, one with a slow connection (the first
+    patient has none yet, so the demo shows all three badges)."""
+    good = {
+        "step_browser": "pass",
+        "step_camera": "pass",
+        "step_microphone": "pass",
+        "step_speaker": "pass",
+        "rtt_ms": "48",
+        "loss_pct": "0.4",
+        "kbps": "460",
+        "browser": "safari",
+    }
+    slow = good | {"rtt_ms": "620", "loss_pct": "7.5", "kbps": "120", "browser": "chrome"}
+    for patient_id, data, days in zip(patient_ids[1:3], (good, slow), (3, 2), strict=False):
+        result = parse_result(data, Thresholds(), relay_configured=False)
+        await tech_checks.save(conn, patient_id, result, now - dt.timedelta(days=days))
+
+
+async def _demo_homework(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    program_id: str,
+    group: dict[str, Any],
+    patients: list[dict[str, str]],
+    clinician_id: str,
+    now: dt.datetime,
+) -> None:
+    """A thought record for the whole group, due at its next session: Avery has handed
+    it in, Blake has a draft, everyone else still has it to do."""
+    due = await conn.scalar(
+        sa.select(sessions.c.id)
+        .where(
+            sessions.c.group_id == group["id"],
+            sessions.c.ends_at > now,
+            sessions.c.state != "cancelled",
+        )
+        .order_by(sessions.c.starts_at)
+        .limit(1)
+    )
+    if due is None:
+        return
+    sheet = worksheet("thought_record")
+    await homework.assign(
+        conn,
+        keyring,
+        program_id=program_id,
+        patient_ids=[p["id"] for p in patients],
+        group_id=group["id"],
+        sheet=sheet,
+        instructions="Fill one in this week when you notice your mood drop (example task).",
+        due_session_id=due,
+        by=clinician_id,
+        now=now,
+    )
+    handed_in = {
+        "situation": "Sitting at home after a text from a friend went unanswered (example).",
+        "thought": "Nobody wants to hear from me.",
+        "emotion": "Sad",
+        "intensity_before": 70,
+        "evidence_for": "She did not reply all evening.",
+        "evidence_against": "She told me she works late on Tuesdays.",
+        "balanced": "She is probably busy; I can check in tomorrow.",
+        "intensity_after": 35,
+    }
+    for patient, answers, hand_in in (
+        (patients[0], handed_in, True),
+        (patients[1], {"situation": "On the bus to work (example)."}, False),
+    ):
+        (mine,) = await homework.of_patient(conn, patient["id"])
+        await homework.save(conn, keyring, mine, answers, hand_in=hand_in, now=now)
+
+
+DEMO_HANDOUT_TITLE = "Box breathing and the 5-4-3-2-1 grounding skill"
+DEMO_HANDOUT = """# Box breathing and the 5-4-3-2-1 grounding skill
+
+Two skills to bring yourself back to the present when feelings run high. Each takes
+about two minutes, and you can use them anywhere: nobody needs to know.
+
+## Box breathing
+
+1. Breathe **in** through your nose for a count of 4.
+2. **Hold** gently for 4.
+3. Breathe **out** slowly for 4.
+4. **Hold** for 4, then start again.
+
+Do four rounds. If you feel dizzy, stop and breathe normally.
+
+## 5-4-3-2-1 grounding
+
+Name, out loud or in your head:
+
+- **5** things you can see
+- **4** things you can touch
+- **3** things you can hear
+- **2** things you can smell
+- **1** thing you can taste
+
+## When to use them
+
+- Before a hard conversation or a craving peaks
+- When your thoughts race at night
+- During a check-in, if you notice your heart pounding
+
+If you are thinking about suicide or are in danger, call or text **988**, or call
+**911**.
+"""
+
+
+async def seed_demo_handout(
+    conn: AsyncConnection, program_id: str, clinician_id: str, now: dt.datetime
+) -> None:
+    """A Markdown handout attached to the evening template's skills phase."""
+    handout_id = await handout_store.create_handout(
+        conn, program_id, DEMO_HANDOUT_TITLE, "markdown", DEMO_HANDOUT.encode(), clinician_id, now
+    )
+    await handout_store.attach(
+        conn,
+        program_id=program_id,
+        handout_id=handout_id,
+        version=None,
+        template="evening-group-180",
+        session_id=None,
+        phase="Skills (CBT/DBT)",
+        by=clinician_id,
+        now=now,
+    )
 
 
 async def seed_mood_entries(

@@ -16,14 +16,18 @@ from server.consent.ledger import SEALED, context_for
 from server.crisis.oncall import webhook_secret_context, webhook_url_context
 from server.crisis.safety_data import plan_context
 from server.crisis.timeline import step_context
+from server.homework.store import answers_context, instructions_context
+from server.outcomes.store import plan_context as aftercare_context
 from server.phi import Keyring
 from server.storage.tables import (
+    aftercare_plans,
     break_glass,
     checkin_progress,
     consent_events,
     crisis_requests,
     crisis_settings,
     crisis_steps,
+    homework_assignments,
     mood_entries,
     patients,
     safety_checks,
@@ -64,6 +68,9 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(crisis_steps, "payload_enc", step_context, "seq"),
     SealedColumn(crisis_settings, "webhook_url_enc", webhook_url_context, "program_id"),
     SealedColumn(crisis_settings, "webhook_secret_enc", webhook_secret_context, "program_id"),
+    SealedColumn(aftercare_plans, "plan_enc", aftercare_context),
+    SealedColumn(homework_assignments, "instructions_enc", instructions_context),
+    SealedColumn(homework_assignments, "answers_enc", answers_context),
     SealedColumn(mood_entries, "entry_enc", lambda rid: f"mood_entries/{rid}"),
 )
 

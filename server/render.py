@@ -17,6 +17,9 @@ HELP_BACK = {
     "/consent": "consent",
     "/consent/receipts": "consent",
     "/checkin": "checkin",
+    "/my/aftercare": "aftercare",
+    "/my/safety-plan": "safety_plan",
+    "/techcheck": "techcheck",
     "/mood": "mood",
 }
 

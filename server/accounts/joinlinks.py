@@ -194,9 +194,7 @@ async def bind_device(
     )
     device_id = secrets.token_hex(16)
     bound = await conn.execute(
-        join_links.update()
-        .where(_open(link_id, now))
-        .values(device_id=device_id, last_used_at=now)
+        join_links.update().where(_open(link_id, now)).values(device_id=device_id, last_used_at=now)
     )
     if bound.rowcount != 1:
         return None

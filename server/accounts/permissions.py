@@ -47,6 +47,8 @@ class Action(StrEnum):
     CRISIS_BREAK_GLASS = "crisis.break_glass"
     ONCALL_READ = "oncall.read"
     ONCALL_MANAGE = "oncall.manage"
+    # The program's handout library: upload, version, attach (program material, not PHI).
+    HANDOUTS_MANAGE = "handouts.manage"
 
 
 # Clinicians' reads are further narrowed to their own groups and patients
@@ -87,6 +89,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.CRISIS_READ,
             Action.CRISIS_ACT,
             Action.ONCALL_READ,
+            Action.HANDOUTS_MANAGE,
         }
     ),
 }

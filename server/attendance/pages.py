@@ -237,59 +237,11 @@ async def weekly_page(request: web.Request) -> web.Response:
     except ValueError:
         raise web.HTTPBadRequest(reason="week must be a date like 2026-11-23") from None
     monday = anchor - dt.timedelta(days=anchor.weekday())
-    # Sessions are listed by UTC start; widen by a day each side, then keep those whose
-    # local date (in their program's zone) falls in the week.
-    start = dt.datetime.combine(monday, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
-    end = start + dt.timedelta(days=9)
     async with request.app[ENGINE].begin() as conn:
-        listed = await catalog_schedule.list_sessions(
-            conn, program_scope(who), start, end, clinician_scope(who)
-        )
-        programs_rows = {
-            r.id: r
-            for r in await conn.execute(
-                sa.select(programs.c.id, programs.c.kind, programs.c.time_zone)
-            )
-        }
-        per_program: dict[str, list[tuple[dt.date, dict[str, rules.Presence]]]] = {}
-        for s in listed:
-            program = programs_rows[s["program_id"]]
-            day = (
-                dt.datetime.fromisoformat(s["starts_at"]).astimezone(zone(program.time_zone)).date()
-            )
-            if not monday <= day < monday + dt.timedelta(days=7):
-                continue
-            _, table = await session_figures(request, conn, s["id"], now)
-            presences = {
-                r["person"]: rules.Presence(r["person"], total_s=r["minutes"] * 60)
-                for r in table
-                if r["role"] == "participant"
-            }
-            per_program.setdefault(s["program_id"], []).append((day, presences))
-        adolescent = {
-            f"patient:{r.id}": bool(r.adolescent)
-            for r in await conn.execute(sa.select(patients.c.id, patients.c.adolescent))
-        }
-        enrolled = await _enrolled(conn, who, monday, listed)
-        results = []
-        for program_id in sorted(set(per_program) | set(enrolled.values())):
-            minutes = rules.by_day(per_program.get(program_id, []))
-            # A patient enrolled this week with no minutes at all is the one most below the
-            # threshold: listed (first) with 0 hours, never left out.
-            for person, home in enrolled.items():
-                if home == program_id:
-                    minutes.setdefault(person, {})
-            totals = rules.weekly(
-                minutes,
-                adolescent=adolescent,
-                substance_use=programs_rows[program_id].kind == "substance_use",
-            )
-            results.extend(totals)
-        names = await _names(request, conn, {t.patient_id for t in results})
+        results, names = await week_totals(request, conn, who, monday, now)
         await audit_event(
             request, conn, "attendance.weekly_viewed", detail={"week": monday.isoformat()}
         )
-    results.sort(key=lambda t: (not t.below, t.hours, names.get(t.patient_id, "")))
     context = {
         "monday": monday,
         "previous": (monday - dt.timedelta(days=7)).isoformat(),
@@ -297,6 +249,60 @@ async def weekly_page(request: web.Request) -> web.Response:
         "rows": [{"total": t, "name": names.get(t.patient_id, "unknown")} for t in results],
     }
     return await render(request, "attendance_weekly.html", context)
+
+
+async def week_totals(
+    request: web.Request, conn: AsyncConnection, who: Any, monday: dt.date, now: dt.datetime
+) -> tuple[list[rules.WeeklyTotal], dict[str, str]]:
+    """The weekly roll-up of the week starting `monday` in the caller's scope: everyone
+    enrolled (those below the threshold first, fewest hours first) and their display names
+    by person key. The caller audits the read."""
+    # Sessions are listed by UTC start; widen by a day each side, then keep those whose
+    # local date (in their program's zone) falls in the week.
+    start = dt.datetime.combine(monday, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
+    end = start + dt.timedelta(days=9)
+    listed = await catalog_schedule.list_sessions(
+        conn, program_scope(who), start, end, clinician_scope(who)
+    )
+    programs_rows = {
+        r.id: r
+        for r in await conn.execute(sa.select(programs.c.id, programs.c.kind, programs.c.time_zone))
+    }
+    per_program: dict[str, list[tuple[dt.date, dict[str, rules.Presence]]]] = {}
+    for s in listed:
+        program = programs_rows[s["program_id"]]
+        day = dt.datetime.fromisoformat(s["starts_at"]).astimezone(zone(program.time_zone)).date()
+        if not monday <= day < monday + dt.timedelta(days=7):
+            continue
+        _, table = await session_figures(request, conn, s["id"], now)
+        presences = {
+            r["person"]: rules.Presence(r["person"], total_s=r["minutes"] * 60)
+            for r in table
+            if r["role"] == "participant"
+        }
+        per_program.setdefault(s["program_id"], []).append((day, presences))
+    adolescent = {
+        f"patient:{r.id}": bool(r.adolescent)
+        for r in await conn.execute(sa.select(patients.c.id, patients.c.adolescent))
+    }
+    enrolled = await _enrolled(conn, who, monday, listed)
+    results = []
+    for program_id in sorted(set(per_program) | set(enrolled.values())):
+        minutes = rules.by_day(per_program.get(program_id, []))
+        # A patient enrolled this week with no minutes at all is the one most below the
+        # threshold: listed (first) with 0 hours, never left out.
+        for person, home in enrolled.items():
+            if home == program_id:
+                minutes.setdefault(person, {})
+        totals = rules.weekly(
+            minutes,
+            adolescent=adolescent,
+            substance_use=programs_rows[program_id].kind == "substance_use",
+        )
+        results.extend(totals)
+    names = await _names(request, conn, {t.patient_id for t in results})
+    results.sort(key=lambda t: (not t.below, t.hours, names.get(t.patient_id, "")))
+    return results, names
 
 
 async def _enrolled(

@@ -19,8 +19,10 @@ from server.catalog import patients as catalog_patients
 from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.consent.pages import staff_consents
+from server.homework.pages import group_section, patient_section
 from server.logs import get_logger
 from server.render import render
+from server.techcheck import store as techcheck_store
 
 log = get_logger(__name__)
 DASHBOARD_DAYS = 7
@@ -79,17 +81,23 @@ async def group_page(request: web.Request) -> web.Response:
             )
             if s["group_id"] == group["id"] and s["state"] != "cancelled"
         ]
-    members: list[dict[str, str]] = []
+    members: list[dict[str, Any]] = []
+    homework: dict[str, Any] | None = None
     if who.role is not Role.SUPERVISOR:
         async with request.app[ENGINE].begin() as conn:
             names = await catalog_patients.display_names(
                 conn, request.app[KEYRING], group["member_ids"]
             )
+            checks = await techcheck_store.latest_for(conn, group["member_ids"])
             await audit_event(
                 request, conn, "group.roster_viewed", target_type="group", target_id=group["id"]
             )
+            homework = await group_section(conn, group, now)
         members = sorted(
-            ({"id": pid, "display_name": name} for pid, name in names.items()),
+            (
+                {"id": pid, "display_name": name, "techcheck": checks.get(pid)}
+                for pid, name in names.items()
+            ),
             key=lambda m: m["display_name"].lower(),
         )
     context = {
@@ -99,6 +107,8 @@ async def group_page(request: web.Request) -> web.Response:
         "cofacilitator": staff.get(group["cofacilitator_id"] or ""),
         "members": members,
         "member_count": len(group["member_ids"]),
+        "homework": homework,
+        "csrf": await csrf_token(request),
         "sessions": [
             {**s, "local": local_time(s["starts_at"], group["time_zone"])} for s in sessions
         ],
@@ -126,6 +136,8 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         links = await joinlinks.links_of_patient(conn, patient_id)
         upcoming = await joinlinks.patient_sessions(conn, patient_id, now)
         consents = await staff_consents(request, conn, patient_id)
+        techcheck = (await techcheck_store.latest_for(conn, [patient_id])).get(patient_id)
+        homework = await patient_section(conn, patient_id, now)
         colleagues = [
             s
             for s in await catalog.list_staff(conn, who.program_id)
@@ -143,6 +155,12 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         ],
         "can_issue": who.role in (Role.ADMIN, Role.CLINICIAN),
         "consents": consents,
+        "techcheck": techcheck,
+        "techcheck_local": techcheck.checked_at.astimezone(zone(patient["time_zone"]))
+        if techcheck is not None
+        else None,
+        "clinicians": [s for s in colleagues if s["role"] == "clinician"],
+        "homework": homework,
         "colleagues": colleagues,
         "csrf": await csrf_token(request),
     }

@@ -18,6 +18,7 @@ from rooms.ratelimit import Limits, Rate
 from server import audit
 from server.appkeys import CLOCK, ENGINE, ROOMS, SETTINGS
 from server.crisis import dropwatch, oncall
+from server.handouts import store as handout_store
 from server.logs import get_logger
 from server.roomsocket import media, placement
 from server.roomsocket.access import Entry
@@ -57,9 +58,11 @@ class RoomSocketEvents:
 
     def member_changed(self, member: Member) -> None:
         """Media follows who may send; a flagged patient's drop prompts the facilitators."""
-        media.member_changed(self._app, self._room_id, member)
-        if self._hub.hub is not None:
-            self._app[dropwatch.DROPS].member_changed(self._hub.hub, member)
+        hub = self._hub.hub
+        space = member.space if hub is None else hub.room.media_space(member)
+        media.member_changed(self._app, self._room_id, member, space)
+        if hub is not None:
+            self._app[dropwatch.DROPS].member_changed(hub, member)
 
     def room_saved(self, persisted: dict[str, Any]) -> None:
         """Membership, for the node that takes the room over."""
@@ -145,6 +148,7 @@ async def hub_for(request: web.Request, entry: Entry) -> RoomHub:
     async with app[ENGINE].connect() as conn:
         clock_state = await load_clock(conn, room_id)
         floats = await oncall.float_roster(conn, room_id, clock.now())
+        shelf = await handout_store.shelf_for_session(conn, room_id)
         saved_room = await conn.scalar(
             sa.select(sessions.c.room_state).where(sessions.c.id == room_id)
         )
@@ -177,6 +181,7 @@ async def hub_for(request: web.Request, entry: Entry) -> RoomHub:
             grace_s=settings.reconnect_grace_s,
             limits=limits,
             chat_kept=settings.room_chat_kept,
+            handouts=shelf,
         )
         ref.hub = hub
         if saved_room and hub.room.state is not RoomState.ENDED:

@@ -27,13 +27,31 @@ class MediaRooms(dict[str, MediaRoom]):
 MEDIA = web.AppKey("media", MediaRooms)
 
 
+def media_settings(app: web.Application) -> MediaSettings:
+    """The codecs and bitrate caps every room's SFU negotiates, from the settings."""
+    settings = app[SETTINGS]
+    codecs = tuple(f"video/{'VP8' if c == 'vp8' else 'H264'}" for c in settings.video_codecs)
+    return MediaSettings(
+        video_codecs=codecs,
+        camera_bps=settings.video_kbps * 1000,
+        screen_bps=settings.screen_kbps * 1000,
+    )
+
+
+def ice_servers_now(app: web.Application) -> list[dict[str, Any]]:
+    """Fresh short-lived TURN credentials for one browser connection (empty without TURN)."""
+    settings = app[SETTINGS]
+    return turn.ice_servers(
+        settings.turn_urls, settings.turn_secret, app[CLOCK].now().timestamp(), settings.turn_ttl_s
+    )
+
+
 def media_for(app: web.Application, hub: RoomHub) -> MediaRoom:
     """The room's SFU, created with the hub's hooks on first use."""
     rooms = app[MEDIA]
     existing = rooms.get(hub.room.id)
     if existing is not None:
         return existing
-    settings = app[SETTINGS]
 
     def signal(member_id: str, message: dict[str, Any]) -> None:
         hub.broadcast(frozenset({member_id}), message)
@@ -41,30 +59,21 @@ def media_for(app: web.Application, hub: RoomHub) -> MediaRoom:
     def on_speaker(member_id: str) -> None:
         hub.broadcast(hub.in_room_ids(), outbound.speaker(member_id))
 
-    codecs = tuple(f"video/{'VP8' if c == 'vp8' else 'H264'}" for c in settings.video_codecs)
-    media = MediaRoom(
-        hub.room.id,
-        signal,
-        settings=MediaSettings(
-            video_codecs=codecs,
-            camera_bps=settings.video_kbps * 1000,
-            screen_bps=settings.screen_kbps * 1000,
-        ),
-        on_speaker=on_speaker,
-    )
+    media = MediaRoom(hub.room.id, signal, settings=media_settings(app), on_speaker=on_speaker)
     for member in hub.room.members.values():
-        media.set_space(member.id, member.space)
+        media.set_space(member.id, hub.room.media_space(member))
     rooms[hub.room.id] = media
     return media
 
 
-def member_changed(app: web.Application, room_id: str, member: Member) -> None:
-    """Keep media in step with the room: who may send, and who has gone."""
+def member_changed(app: web.Application, room_id: str, member: Member, space: str | None) -> None:
+    """Keep media in step with the room: who may send, where they are (`space`: a private
+    room, a breakout, or None for the group), and who has gone."""
     room = app[MEDIA].get(room_id)
     if room is None:
         return
     room.set_blocked(member.id, audio=member.audio_blocked, video=member.video_blocked)
-    room.set_space(member.id, member.space)
+    room.set_space(member.id, space)
     if member.presence in (Presence.LEFT, Presence.REMOVED, Presence.WAITING):
         room.spawn_leave(member.id)
 
@@ -91,13 +100,7 @@ class RoomMedia:
         self, member_id: str, *, publishes: bool, may_share_screen: bool, receive_video: bool
     ) -> None:
         """Start (or replace) a member's media connection, with fresh TURN credentials."""
-        settings = self._app[SETTINGS]
-        ice_servers = turn.ice_servers(
-            settings.turn_urls,
-            settings.turn_secret,
-            self._app[CLOCK].now().timestamp(),
-            settings.turn_ttl_s,
-        )
+        ice_servers = ice_servers_now(self._app)
         with _refusals():
             await self._room().join(
                 member_id,

@@ -20,7 +20,7 @@ from server.accounts.auth import STAFF_KEY
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SOCKETS
 from server.crisis import dropwatch
 from server.logs import get_logger
-from server.roomsocket import media, placement
+from server.roomsocket import media, placement, timers
 from server.roomsocket import origin as wsorigin
 from server.roomsocket.access import Entry, resolve
 from server.roomsocket.events import hub_for
@@ -174,5 +174,6 @@ def setup(app: web.Application) -> None:
     # leases are freed, so the node taking a room over reads its latest clock.
     app.cleanup_ctx.append(placement.cluster_ctx)
     app.cleanup_ctx.append(journal_ctx(ROOM_JOURNAL, ENGINE, KEYRING))
+    app.cleanup_ctx.append(timers.room_timers)
     dropwatch.setup(app)
     app.on_shutdown.append(_close_sockets)

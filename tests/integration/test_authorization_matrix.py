@@ -39,10 +39,23 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/checkin/safety"): frozenset({PATIENT}),
     ("POST", "/checkin/answer"): frozenset({PATIENT}),
     ("POST", "/help"): frozenset({PATIENT}),
+    # The technology check: the patient's link on this device, no session needed.
+    ("GET", "/techcheck"): frozenset({PATIENT}),
+    ("POST", "/techcheck/result"): frozenset({PATIENT}),
+    ("GET", "/ws/techcheck"): frozenset({PATIENT}),
+    ("POST", "/patients/{patient_id}/tech-test"): CARE,
     ("POST", "/patients/{patient_id}/safety-check"): CARE,
     ("GET", "/patients/{patient_id}/measures"): CARE,
     ("GET", "/patients/{patient_id}/safety-plan"): CARE,
     ("POST", "/patients/{patient_id}/safety-plan"): CARE,
+    # Homework: patients their own (by their link), staff who open the patient's record.
+    ("GET", "/homework"): frozenset({PATIENT}),
+    ("GET", "/homework/{assignment_id}"): frozenset({PATIENT}),
+    ("POST", "/homework/{assignment_id}"): frozenset({PATIENT}),
+    ("POST", "/patients/{patient_id}/homework"): CARE,
+    ("POST", "/groups/{group_id}/homework"): CARE,
+    ("GET", "/patients/{patient_id}/homework/{assignment_id}"): CARE,
+    ("POST", "/patients/{patient_id}/homework/{assignment_id}/reviewed"): CARE,
     ("POST", "/consent/{kind}"): frozenset({PATIENT}),
     ("GET", "/consent/receipts"): frozenset({PATIENT}),
     ("GET", "/consent/receipt/{seq}"): frozenset({PATIENT}),
@@ -55,6 +68,13 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/sessions/{session_id}/attendance.csv"): CARE,
     ("POST", "/sessions/{session_id}/attendance/attest"): frozenset({CLINICIAN}),
     ("GET", "/attendance/weekly"): CARE,
+    # Outcomes and aftercare are patient records: supervisors are refused, as for attendance.
+    ("GET", "/outcomes"): CARE,
+    ("GET", "/patients/{patient_id}/aftercare"): CARE,
+    ("POST", "/patients/{patient_id}/aftercare"): CARE,
+    ("GET", "/my/aftercare"): frozenset({PATIENT}),
+    ("GET", "/my/aftercare/download"): frozenset({PATIENT}),
+    ("GET", "/my/safety-plan"): frozenset({PATIENT}),
     ("GET", "/admin/templates"): ADMIN_ONLY,
     ("GET", "/admin/templates/{name}"): ADMIN_ONLY,
     ("POST", "/admin/templates/{name}"): ADMIN_ONLY,
@@ -147,6 +167,18 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/crisis/events/{event_id}/break-glass"): frozenset({ADMIN, SUPERVISOR}),
     ("GET", "/crisis/break-glass"): frozenset({ADMIN, SUPERVISOR}),
     ("POST", "/signout"): EVERYONE,
+    # Handouts: the library is kept by clinicians and admins; a handout is read by the
+    # program's staff and patients (another program's answers 404).
+    ("GET", "/handouts"): CARE,
+    ("POST", "/handouts"): CARE,
+    ("GET", "/handouts/{handout_id}"): CARE,
+    ("POST", "/handouts/{handout_id}/versions"): CARE,
+    ("POST", "/handouts/{handout_id}/attachments"): CARE,
+    ("POST", "/handouts/{handout_id}/attachments/{attachment_id}/delete"): CARE,
+    ("GET", "/handouts/{handout_id}/v/{version}"): EVERYONE - {ANON},
+    ("GET", "/handouts/{handout_id}/v/{version}/pages"): EVERYONE - {ANON},
+    ("GET", "/handouts/{handout_id}/v/{version}/file"): EVERYONE - {ANON},
+    ("GET", "/my/handouts"): frozenset({PATIENT}),
     # The daily mood check: the patient's own page; its reminder setting is the program's.
     ("GET", "/mood"): frozenset({PATIENT}),
     ("POST", "/mood"): frozenset({PATIENT}),
@@ -232,6 +264,10 @@ async def test_every_route_allows_and_refuses_each_role_as_the_matrix_says(
         "token": "not-a-real-token-but-long-enough-0000",
         "event_id": "00000000-0000-0000-0000-000000000000",
         "shift_id": "00000000-0000-0000-0000-000000000000",
+        "assignment_id": "00000000-0000-0000-0000-000000000000",
+        "handout_id": "00000000-0000-0000-0000-000000000000",
+        "attachment_id": "00000000-0000-0000-0000-000000000000",
+        "version": "1",
     }
     passwords = {m["role"]: m["password"] for m in demo["staff"]}
 

@@ -203,9 +203,10 @@ def test_key_rotation_command_reencrypts_and_leaves_the_audit_chain_intact(
     env = _env(tmp_path, 9443)
     assert _run(["demo", "--json"], env).returncode == 0
     rotated = _run(["keys", "rotate", "--batch", "3"], env)
-    # 8 patients x 5 sealed fields in the demo, and 4 staff TOTP secrets.
+    # 8 patients x 5 sealed fields in the demo, 4 staff TOTP secrets, and one patient's
+    # safety plan and aftercare plan.
     assert rotated.returncode == 0, rotated.stderr
-    assert "new key k2 is current; re-encrypted 44 values" in rotated.stdout
+    assert "new key k2 is current; re-encrypted 46 values" in rotated.stdout
     again = _run(["keys", "rotate"], env)
     assert "new key k3 is current" in again.stdout
     verified = _run(["audit", "verify"], env)

@@ -27,7 +27,12 @@ from server.consent import ledger as consent_ledger
 from server.crisis import timeline as crisis_timeline
 from server.phi import Keyring, ensure_keyring
 from server.storage.engine import create_engine
-from server.storage.migrate import MigrationRefusedError, current_revision, head_revision, upgrade
+from server.storage.migrate import (
+    MigrationRefusedError,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from server.storage.tables import (
     audit_head,
     audit_log,

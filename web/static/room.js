@@ -1,8 +1,11 @@
 // Room client: one WebSocket to the server (protocol 1), reconnecting with backoff and
 // jitter and resuming from the last sequence number it saw. Everything is rendered with
 // textContent: chat text and names never become markup.
+import { handouts } from "./handouts.js";
 import { media } from "./media.js";
 import { session } from "./session.js";
+import { breakouts } from "./breakouts.js";
+import { homeworkMarker } from "./homework.js";
 import { mmss } from "./lib/clock.js";
 import { $, bind, button, el, statusLine } from "./lib/dom.js";
 import { ReconnectingSocket, socketUrl } from "./lib/socket.js";
@@ -66,7 +69,8 @@ function roomPage(root) {
   let mediaStarted = false;
   function syncMedia(you) {
     if (!media) return;
-    media.members([...state.members.values()], you);
+    // In a breakout, only the people there are shown (their media is all that arrives).
+    media.members([...state.members.values()].map(breakouts.placed), breakouts.placed(you));
     if (you.presence === "admitted" && mediaSocket !== socket.ws) {
       mediaSocket = socket.ws;
       media.start(send, mediaStarted);
@@ -90,6 +94,7 @@ function roomPage(root) {
   function receive(message) {
     if (media && media.handle(message)) return;
     if (typeof message.seq === "number") state.seq = message.seq;
+    handouts.receive(message);
     switch (message.type) {
       case "snapshot":
         // A press not yet confirmed as stored goes again on every new connection (the
@@ -100,6 +105,12 @@ function roomPage(root) {
         state.members = new Map(message.members.map((m) => [m.id, m]));
         state.chat = message.chat;
         state.clock = message.clock;
+        breakouts.update(message.breakouts);
+        break;
+      case "breakouts":
+      case "breakout_broadcast":
+      case "facilitator_call":
+        breakouts.handle(message);
         break;
       case "clock":
         state.clock = message.clock;
@@ -375,6 +386,7 @@ function roomPage(root) {
     renderPeople();
     renderChat();
     session.update(state.clock, state.members);
+    breakouts.render();
   }
 
   function person(member, actions) {
@@ -400,6 +412,8 @@ function roomPage(root) {
         badges.append(el("span", open.kind === "event" ? "escalation open" : "review before the end", "badge alert"));
       }
     }
+    const homework = isStaff && homeworkMarker(member);
+    if (homework) badges.append(homework);
     item.append(badges);
     // Staff-only: the daily mood check-ins since the patient's last session (numbers, no notes).
     const mood = isStaff && member.staff_info && member.staff_info.mood;
@@ -424,6 +438,12 @@ function roomPage(root) {
       const minutes = Math.max(0, Math.round((Date.now() - Date.parse(member.since)) / 60000));
       const item = person(member, canModerate ? [["Admit", { type: "admit", member_id: member.id }]] : []);
       item.querySelector(".badges").append(el("span", "waiting " + minutes + " min", "badge"));
+      if (member.staff_info && member.role === "participant") {
+        // The patient's latest technology check (no PHI): passed, or which steps need help.
+        const tech = member.staff_info.techcheck;
+        const badge = tech ? tech.summary + " · " + new Date(tech.at).toLocaleDateString([], { month: "short", day: "numeric" }) : "No tech check yet";
+        item.querySelector(".badges").append(el("span", badge, "badge techcheck-badge" + (tech && !tech.passed ? " alert" : "")));
+      }
       const consents = (member.staff_info && member.staff_info.consents) || [];
       if (consents.length) {
         const text = "Consents: " + consents.map((c) => c.kind.replace(/_/g, " ") + " v" + c.version + " (" + c.at.slice(0, 10) + ")").join(", ");
@@ -542,5 +562,7 @@ function roomPage(root) {
   // Waiting times count up while nothing else changes.
   setInterval(() => { if (isStaff && state.you) renderWaiting(); }, 30000);
   session.setup({ role, me, send, ping: () => socket.ping() });
+  breakouts.setup({ role, me, send, notify, members: () => state.members, serverNow: session.serverNow });
+  handouts.setup({ role, send });
   socket.connect();
 }

@@ -4,10 +4,12 @@
 // script drives it (setup, connected, update, onPong); it sends through the room's socket.
 import { ServerClock, mmss } from "./lib/clock.js";
 import { $, el, button as plainButton } from "./lib/dom.js";
+import { homeworkMarker } from "./homework.js";
 
 const serverClock = new ServerClock();
 let clock = null;
 let names = new Map();
+let people = new Map();
 let role = "participant";
 let me = null;
 let send = () => {};
@@ -107,11 +109,15 @@ function renderCheckin(phase, staff) {
   if (box.hidden) return;
   const current = round.current;
   $("speaker").textContent = current ? (names.get(current) || "A member") + " is sharing" : "Everyone has had a turn";
+  const speakerHomework = staff && current && homeworkMarker(people.get(current));
+  if (speakerHomework) $("speaker").append(" ", speakerHomework);
   const queue = $("queue");
   queue.replaceChildren();
   round.queue.forEach((id, at) => {
     const name = names.get(id) || "A member";
     const item = el("li", name);
+    const homework = staff && homeworkMarker(people.get(id));
+    if (homework) item.append(" ", homework);
     if (staff) {
       if (at > 0) {
         const order = [...round.queue];
@@ -229,6 +235,7 @@ export const session = {
   update(state, members) {
     clock = state;
     names = new Map([...members.values()].map((m) => [m.id, m.name]));
+    people = members;
     if (clock && clock.phases[clock.index].kind !== "grounding") selfStep = null;
     render();
   },

@@ -6,6 +6,7 @@ here, the one place the rest of the server and the migrations read the schema fr
 
 from __future__ import annotations
 
+from server.storage.tables.aftercare import aftercare_plans
 from server.storage.tables.base import (
     JOIN_LINK_MODES,
     NAMING,
@@ -32,6 +33,13 @@ from server.storage.tables.crisis import (
     oncall_shifts,
     safety_plans,
 )
+from server.storage.tables.handouts import (
+    HANDOUT_FORMATS,
+    handout_attachments,
+    handout_versions,
+    handouts,
+)
+from server.storage.tables.homework import homework_assignments
 from server.storage.tables.mood import mood_entries, mood_reminders, mood_settings
 from server.storage.tables.people import (
     appointments,
@@ -61,9 +69,11 @@ from server.storage.tables.records import (
     session_clocks,
     session_templates,
 )
+from server.storage.tables.techcheck import tech_checks
 
 __all__ = [
     "CRISIS_STATES",
+    "HANDOUT_FORMATS",
     "JOIN_LINK_MODES",
     "NAMING",
     "ONCALL_ROLES",
@@ -73,6 +83,7 @@ __all__ = [
     "SESSION_STATES",
     "STAFF_ROLES",
     "UTCDateTime",
+    "aftercare_plans",
     "appointments",
     "attendance_attestations",
     "attendance_events",
@@ -94,6 +105,10 @@ __all__ = [
     "emergency_directory",
     "group_members",
     "groups",
+    "homework_assignments",
+    "handout_attachments",
+    "handout_versions",
+    "handouts",
     "join_links",
     "metadata",
     "mood_entries",
@@ -112,4 +127,5 @@ __all__ = [
     "sessions",
     "staff",
     "staff_invites",
+    "tech_checks",
 ]

@@ -1,7 +1,7 @@
 """daily mood checks: entries, reminder settings, reminder markers; event-less notices
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0016
 Create Date: 2026-12-04 19:00:00
 
 A daily reminder is a notification about no crisis event, so the outbox's event_id becomes
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
