@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from crisis.levels import EVENT_LEVELS, LEVELS, Level
 
-TRIGGERS = ("screening", "clinician_flag", "help_button", "silence", "dropped")
+TRIGGERS = ("screening", "clinician_flag", "help_button", "silence", "dropped", "mood_check")
 
 
 @dataclass(frozen=True, slots=True)

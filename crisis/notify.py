@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,6 +59,21 @@ class Notification:
     def body(self) -> bytes:
         """The exact bytes sent and signed: compact JSON with sorted keys."""
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A notification about no crisis event (a patient's daily reminder), sent as queued.
+
+    Whoever queues one builds its body without PHI: opaque ids, a kind, a time, a link.
+    """
+
+    id: str
+    payload: Mapping[str, Any]
+
+    def body(self) -> bytes:
+        """The exact bytes sent and signed: compact JSON with sorted keys."""
+        return json.dumps(dict(self.payload), sort_keys=True, separators=(",", ":")).encode()
 
 
 class DeliveryError(Exception):

@@ -49,6 +49,8 @@ from server.handouts import pages as handout_pages
 from server.homework import pages as homework_pages
 from server.logs import get_logger
 from server.middleware import request_context, same_origin
+from server.mood import pages as mood_pages
+from server.mood import reminders as mood_reminders
 from server.outcomes import aftercare_pages
 from server.outcomes import pages as outcome_pages
 from server.phi import Keyring
@@ -117,11 +119,13 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     techcheck_pages.add_routes(app)
     homework_pages.add_routes(app)
     handout_pages.add_routes(app)
+    mood_pages.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)
     media.setup(app)
     app.cleanup_ctx.append(crisis_workers)
+    app.cleanup_ctx.append(mood_reminders.reminder_worker)
     ws.setup(app)
     techcheck_echo.setup(app)
     crisis_bus.setup(app)

@@ -81,6 +81,7 @@ class Settings:
     break_glass_minutes: int = 60
     checkin_location_window_minutes: int = 120
     help_presses_per_minute: int = 3
+    mood_reminder_poll_s: float = 60.0
     node_id: str = "local"
     node_url: str = "https://localhost:8443"
     lease_s: float = 10.0
@@ -172,6 +173,7 @@ class Settings:
             "IOP_CHECKIN_LOCATION_WINDOW_MINUTES", 120, _int_between(15, 14 * 24 * 60)
         )
         help_presses = reader.get("IOP_HELP_PRESSES_PER_MINUTE", 3, _int_between(1, 60))
+        mood_poll = reader.get("IOP_MOOD_REMINDER_POLL_SECONDS", 60.0, _float_between(0.05, 3600))
         node_id = reader.get("IOP_NODE_ID", _default_node_id(port), _node_id)
         node_url = reader.get("IOP_NODE_URL", public_url, _https_url)
         lease_s = reader.get("IOP_LEASE_SECONDS", 10, _int_between(1, 300))
@@ -232,6 +234,7 @@ class Settings:
             break_glass_minutes=break_glass,
             checkin_location_window_minutes=location_window,
             help_presses_per_minute=help_presses,
+            mood_reminder_poll_s=mood_poll,
             node_id=node_id,
             node_url=node_url.rstrip("/"),
             lease_s=float(lease_s),

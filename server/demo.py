@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import secrets
 from typing import Any
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from care.aftercare import parse_plan as parse_aftercare
+from care.mood import MoodEntry
 from care.worksheets import worksheet
 from crisis.safety_plan import parse_plan as parse_safety_plan
 from rooms.schedule import zone
@@ -25,6 +27,7 @@ from server.catalog.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn,
 from server.crisis import oncall, safety_data
 from server.handouts import store as handout_store
 from server.homework import store as homework
+from server.mood import store as mood_store
 from server.outcomes import store as aftercare_store
 from server.phi import Keyring
 from server.storage.tables import programs, sessions
@@ -173,6 +176,7 @@ async def seed_demo(
             patient["join_session_id"] = link.session_id or ""
         await seed_demo_aftercare(conn, keyring, patients_out[-1]["id"], clinicians[0], now)
         await _demo_homework(conn, keyring, program["id"], group, patients_out, clinicians[0], now)
+        await seed_mood_entries(conn, keyring, patients_out, local_today, now)
         # An on-call roster so crisis events page someone. The demo has one supervisor, so
         # the clinicians stand in as backup and medical director.
         by_email = {member["email"]: member["id"] for member in staff_out}
@@ -389,6 +393,37 @@ async def seed_demo_handout(
         by=clinician_id,
         now=now,
     )
+
+
+async def seed_mood_entries(
+    conn: AsyncConnection,
+    keyring: Keyring,
+    patients_out: list[dict[str, str]],
+    local_today: dt.date,
+    now: dt.datetime,
+) -> None:
+    """Two weeks of daily mood check-ins (not today's), varied, a few days skipped.
+
+    Each patient has a baseline that drifts a little upwards, as in a program that helps;
+    no day is low enough to ask for a review, so the demo opens without review tasks.
+    """
+    for number, patient in enumerate(patients_out, start=1):
+        rand = random.Random(number)
+        base = 4 + number % 4
+        for back in range(14, 0, -1):
+            if rand.random() < 0.2:
+                continue  # a day without a check-in
+            drift = (14 - back) / 7
+            mood = min(10, max(3, round(base + drift + rand.uniform(-1.5, 1.5))))
+            anxiety = min(10, max(0, round(9 - mood + rand.uniform(-1.5, 1.5))))
+            entry = MoodEntry(
+                day=local_today - dt.timedelta(days=back),
+                mood=mood,
+                anxiety=anxiety,
+                sleep_hours=rand.choice((5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5)),
+                note=rand.choice(("", "", "", "Walked after dinner.", "Hard day at work.")),
+            )
+            await mood_store.save_entry(conn, keyring, patient["id"], entry, now)
 
 
 def describe(demo: dict[str, Any]) -> str:

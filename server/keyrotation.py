@@ -28,6 +28,7 @@ from server.storage.tables import (
     crisis_settings,
     crisis_steps,
     homework_assignments,
+    mood_entries,
     patients,
     safety_checks,
     safety_plans,
@@ -70,6 +71,7 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn(aftercare_plans, "plan_enc", aftercare_context),
     SealedColumn(homework_assignments, "instructions_enc", instructions_context),
     SealedColumn(homework_assignments, "answers_enc", answers_context),
+    SealedColumn(mood_entries, "entry_enc", lambda rid: f"mood_entries/{rid}"),
 )
 
 

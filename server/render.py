@@ -20,6 +20,7 @@ HELP_BACK = {
     "/my/aftercare": "aftercare",
     "/my/safety-plan": "safety_plan",
     "/techcheck": "techcheck",
+    "/mood": "mood",
 }
 
 

@@ -32,6 +32,7 @@ from server.checkin import store as checkin_store
 from server.crisis import publish as crisis_publish
 from server.directory import store as directory_store
 from server.logs import get_logger
+from server.mood import store as mood_store
 from server.render import render
 from server.roomsocket.access import patient_session
 
@@ -404,7 +405,17 @@ async def measures_page(request: web.Request) -> web.Response:
             target_id=patient_id,
             detail={"fields": "screenings_and_safety_checks"},
         )
+        mood = await mood_store.history(conn, keyring, patient_id)
+        await audit_event(
+            request,
+            conn,
+            "patient.phi_read",
+            target_type="patient",
+            target_id=patient_id,
+            detail={"fields": "mood_checks"},
+        )
     context = {
+        **mood,
         "patient_id": patient_id,
         "screenings": history["screenings"],
         "checks": history["checks"],

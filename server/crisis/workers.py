@@ -29,6 +29,7 @@ from crisis.notify import (
     SIGNATURE_HEADER,
     DeliveryError,
     EventStream,
+    Notice,
     Notification,
     retry_delay,
     signature,
@@ -66,7 +67,7 @@ class WebhookNotifier:
         self._webhook = webhook
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
-    async def deliver(self, notification: Notification) -> None:
+    async def deliver(self, notification: Notification | Notice) -> None:
         """POST once; any answer but 2xx, or no answer, is a DeliveryError."""
         body = notification.body()
         headers = {
@@ -188,11 +189,16 @@ async def deliver_outbox(
         rows = await _claim(conn, clock.now())
     delivered = 0
     for row in rows:
-        notification = _notification(settings, row)
-        if row.attempts == 0:
-            # In-process listeners hear each notification once, from the process that
-            # claims it first; they are not retried like the webhook.
-            stream.publish(notification)
+        notification: Notification | Notice
+        if row.event_id is None:
+            # A reminder or other notice about no event: the webhook only, never dashboards.
+            notification = Notice(row.id, row.body)
+        else:
+            notification = _notification(settings, row)
+            if row.attempts == 0:
+                # In-process listeners hear each notification once, from the process that
+                # claims it first; they are not retried like the webhook.
+                stream.publish(notification)
         async with engine.connect() as conn:
             webhook = await oncall.webhook_for(conn, keyring, row.program_id)
         values: dict[str, Any]

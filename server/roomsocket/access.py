@@ -23,6 +23,7 @@ from server.checkin.store import checkin_complete, staff_status
 from server.consent import ledger as consent_ledger
 from server.consent.templates import missing_for, session_terms
 from server.homework.store import staff_badge as homework_badge
+from server.mood import store as mood_store
 from server.storage.tables import appointments, group_members, groups, sessions
 from server.techcheck import store as techcheck_store
 
@@ -162,6 +163,9 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
         checkin = await staff_status(conn, request.app[KEYRING], session_id, link.patient_id)
         tech = (await techcheck_store.latest_for(conn, [link.patient_id])).get(link.patient_id)
         homework = await homework_badge(conn, session_id, link.patient_id)
+        mood = await mood_store.since_last_session(
+            conn, request.app[KEYRING], link.patient_id, session_id, now
+        )
     consents = [
         {
             "kind": kind,
@@ -181,8 +185,9 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
             "consents": consents,
             "checkin": checkin,
             "techcheck": tech.staff_info() if tech is not None else None,
+            "homework": homework,
+            "mood": mood.to_json(),
         },
-        {"consents": consents, "checkin": checkin, "homework": homework},
         link_id=link.id,
     )
 

@@ -179,6 +179,11 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/handouts/{handout_id}/v/{version}/pages"): EVERYONE - {ANON},
     ("GET", "/handouts/{handout_id}/v/{version}/file"): EVERYONE - {ANON},
     ("GET", "/my/handouts"): frozenset({PATIENT}),
+    # The daily mood check: the patient's own page; its reminder setting is the program's.
+    ("GET", "/mood"): frozenset({PATIENT}),
+    ("POST", "/mood"): frozenset({PATIENT}),
+    ("GET", "/admin/programs/{program_id}/mood"): ADMIN_ONLY,
+    ("POST", "/admin/programs/{program_id}/mood"): ADMIN_ONLY,
 }
 # Routes that end the caller's session run last for each caller.
 LAST = [

@@ -415,6 +415,9 @@ function roomPage(root) {
     const homework = isStaff && homeworkMarker(member);
     if (homework) badges.append(homework);
     item.append(badges);
+    // Staff-only: the daily mood check-ins since the patient's last session (numbers, no notes).
+    const mood = isStaff && member.staff_info && member.staff_info.mood;
+    if (mood && mood.text) item.append(el("span", mood.text, "muted mood-since"));
     if (actions.length) {
       const row = el("span", null, "person-actions");
       for (const [label, message] of actions) {

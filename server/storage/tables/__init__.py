@@ -40,6 +40,7 @@ from server.storage.tables.handouts import (
     handouts,
 )
 from server.storage.tables.homework import homework_assignments
+from server.storage.tables.mood import mood_entries, mood_reminders, mood_settings
 from server.storage.tables.people import (
     appointments,
     auth_failures,
@@ -110,6 +111,9 @@ __all__ = [
     "handouts",
     "join_links",
     "metadata",
+    "mood_entries",
+    "mood_reminders",
+    "mood_settings",
     "notification_outbox",
     "oncall_shifts",
     "patients",

@@ -181,7 +181,8 @@ notification_outbox = sa.Table(
     "notification_outbox",
     metadata,
     _id(),
-    sa.Column("event_id", sa.ForeignKey("crisis_events.id", ondelete="RESTRICT"), nullable=False),
+    # NULL for a notice about no event (a patient's daily mood reminder, care/mood.py).
+    sa.Column("event_id", sa.ForeignKey("crisis_events.id", ondelete="RESTRICT"), nullable=True),
     sa.Column("program_id", sa.String(36), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("body", sa.JSON(), nullable=False),
