@@ -162,4 +162,13 @@ SHIPPED: tuple[Template, ...] = (
             Phase("closing", "Plan and safety check", 3),
         ),
     ),
+    Template(
+        "family-50",
+        "Family session (50 min)",
+        (
+            Phase("arrival", "Arrival and introductions", 5),
+            Phase("individual", "Family session", 40),
+            Phase("closing", "Closing and next steps", 5),
+        ),
+    ),
 )

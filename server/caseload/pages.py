@@ -19,6 +19,7 @@ from server.catalog import patients as catalog_patients
 from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.consent.pages import staff_consents
+from server.family.panel import family_context
 from server.logs import get_logger
 from server.render import render
 
@@ -126,6 +127,8 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         links = await joinlinks.links_of_patient(conn, patient_id)
         upcoming = await joinlinks.patient_sessions(conn, patient_id, now)
         consents = await staff_consents(request, conn, patient_id)
+        assert patient is not None
+        family = await family_context(conn, request.app[KEYRING], patient, now)
         colleagues = [
             s
             for s in await catalog.list_staff(conn, who.program_id)
@@ -143,6 +146,7 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         ],
         "can_issue": who.role in (Role.ADMIN, Role.CLINICIAN),
         "consents": consents,
+        "family": family,
         "colleagues": colleagues,
         "csrf": await csrf_token(request),
     }

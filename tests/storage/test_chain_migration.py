@@ -186,7 +186,7 @@ async def test_rows_written_under_the_old_hashes_verify_under_the_keyed_scheme_a
     old_database: tuple[AsyncEngine, Keyring],
 ) -> None:
     engine, keyring = old_database
-    assert await upgrade(engine, keyring=keyring) == "0013"
+    assert await upgrade(engine, keyring=keyring) == "0020"
     async with engine.connect() as conn:
         assert (await audit.verify(conn, keyring)).rows == 4
         assert (await crisis_timeline.verify(conn, keyring)).rows == 3

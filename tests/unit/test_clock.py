@@ -28,6 +28,7 @@ def test_shipped_templates_have_the_planned_lengths() -> None:
         ("group-90", 90),
         ("individual-50", 50),
         ("psychiatry-25", 25),
+        ("family-50", 50),
     ]
     assert [p.kind for p in EVENING.phases] == [
         "arrival",

@@ -32,6 +32,7 @@ from server.storage.tables.crisis import (
     oncall_shifts,
     safety_plans,
 )
+from server.storage.tables.family import family_sessions, support_links
 from server.storage.tables.people import (
     appointments,
     auth_failures,
@@ -91,6 +92,7 @@ __all__ = [
     "crisis_steps",
     "crisis_timers",
     "emergency_directory",
+    "family_sessions",
     "group_members",
     "groups",
     "join_links",
@@ -108,4 +110,5 @@ __all__ = [
     "sessions",
     "staff",
     "staff_invites",
+    "support_links",
 ]
