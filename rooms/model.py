@@ -450,6 +450,4 @@ class Room:
 
     def support_ids(self) -> frozenset[str]:
         """Support people in the room (a family session's guests)."""
-        return frozenset(
-            m.id for m in self.members.values() if m.role is RoomRole.SUPPORT_PERSON
-        )
+        return frozenset(m.id for m in self.members.values() if m.role is RoomRole.SUPPORT_PERSON)
