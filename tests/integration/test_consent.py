@@ -120,7 +120,14 @@ async def test_every_box_and_a_name_are_needed_and_refusal_is_recorded_not_conse
         assert refused.status == 200
         assert "(555) 010-0100" in await refused.text()
     async with server.app[ENGINE].connect() as conn:
-        events = [r.event for r in await conn.execute(sa.select(consent_events.c.event))]
+        events = [
+            r.event
+            for r in await conn.execute(
+                sa.select(consent_events.c.event).where(
+                    consent_events.c.patient_id == _patient(demo)["id"]
+                )
+            )
+        ]
     assert events == ["refused"]
 
 

@@ -28,6 +28,7 @@ def test_templates_json_prints_every_shipped_template(tmp_path: Path) -> None:
         "group-90": 90,
         "individual-50": 50,
         "psychiatry-25": 25,
+        "family-50": 50,
     }
     evening = found["evening-group-180"]
     assert set(evening) == {"name", "minutes", "phases"}
