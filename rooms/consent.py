@@ -10,7 +10,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("telehealth", "group_confidentiality", "emergency_plan", "part2", "recording")
+KINDS = (
+    "telehealth",
+    "group_confidentiality",
+    "emergency_plan",
+    "part2",
+    "recording",
+    "family_release",
+    "family_participant",
+)
+# Family sessions: the patient's release for their support person, and the support
+# person's own consent (signed by them, kept in the patient's ledger with their role).
+FAMILY_KINDS = ("family_release", "family_participant")
+SUPPORT_PERSON_KINDS = frozenset({"family_participant"})
+PATIENT_KINDS = tuple(kind for kind in KINDS if kind not in SUPPORT_PERSON_KINDS)
 METHODS = ("e_signature", "verbal_attested", "paper_scanned")
 KIND_TITLES = {
     "telehealth": "Telehealth",
@@ -18,6 +31,8 @@ KIND_TITLES = {
     "emergency_plan": "Emergency plan and support person",
     "part2": "Sharing substance use treatment information (42 CFR Part 2)",
     "recording": "Recording",
+    "family_release": "Family session release for my support person",
+    "family_participant": "Support person joining a family session",
 }
 _PLACEHOLDER = re.compile(r"\{(program_name|program_phone|clinician_name|clinician_licence)\}")
 _ACK = re.compile(r"^- \[ \] (.+)$")
@@ -96,7 +111,10 @@ def required_kinds(session_kind: str, configured: Sequence[str] | None) -> tuple
         kinds = ["telehealth", "group_confidentiality", "emergency_plan"]
     else:
         kinds = ["telehealth", "emergency_plan"]
-    return tuple(k for k in kinds if k not in OPTIONAL)
+    if session_kind == "family" and "family_release" not in kinds:
+        # A family session never opens without the patient's release for the support person.
+        kinds.append("family_release")
+    return tuple(k for k in kinds if k not in OPTIONAL and k not in SUPPORT_PERSON_KINDS)
 
 
 def offered_kinds(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from rooms import outbound
 from rooms.connections import Connections
 from rooms.events import RoomEvents
-from rooms.model import Member, Presence, Room
+from rooms.model import SUPPORT_PERSON_SEES, Member, Presence, Room
 
 Clock = Callable[[], dt.datetime]
 
@@ -38,6 +38,9 @@ class LiveRoom:
             others: frozenset[str] = frozenset()
         else:
             others = self.room.in_room_ids() - staff
+            if member.role not in SUPPORT_PERSON_SEES:
+                # A support person hears of the patient and the clinician, nobody else.
+                others -= self.room.support_ids() - {member.id}
         if member.presence is Presence.REMOVED:
             # Other patients see someone leave; only staff and the person know why.
             others -= {member.id}

@@ -18,6 +18,7 @@ class RoomRole(StrEnum):
     COHOST = "cohost"  # the co-facilitator
     PARTICIPANT = "participant"  # a patient
     OBSERVER = "observer"  # a supervisor
+    SUPPORT_PERSON = "support_person"  # a patient's support person, in a family session
 
 
 class RoomState(StrEnum):
@@ -121,7 +122,12 @@ PERMISSIONS: dict[RoomRole, frozenset[RoomAction]] = {
             RoomAction.CALL_FACILITATOR,
         }
     ),
+    # A family session's guest: talks, listens and writes to the room, nothing else (no
+    # help button, check-in, private messages or other patients: CLINICAL.md section 3).
+    RoomRole.SUPPORT_PERSON: frozenset({RoomAction.CHAT_ROOM, RoomAction.MEDIA}),
 }
+# What a support person may see of the others: the patient and the clinician only.
+SUPPORT_PERSON_SEES = frozenset({RoomRole.HOST, RoomRole.PARTICIPANT})
 # What a refusal says where it says more than "<role> may not <action>".
 REFUSALS: dict[RoomAction, str] = {
     RoomAction.ASK_HELP: "only patients use the help button",
@@ -204,7 +210,7 @@ class Room:
 
     id: str
     title: str
-    kind: str  # "group" | "individual"
+    kind: str  # "group" | "individual" | "family"
     starts_at: dt.datetime
     state: RoomState = RoomState.OPEN
     locked: bool = False
@@ -234,7 +240,7 @@ class Room:
             member.since = now
             member.readmitted = False
             return member
-        if role is RoomRole.PARTICIPANT:
+        if role in (RoomRole.PARTICIPANT, RoomRole.SUPPORT_PERSON):
             if self.locked and member is None:
                 raise RoomError("locked", "the session is not taking new arrivals")
             presence = Presence.WAITING
@@ -471,6 +477,16 @@ class Room:
             return list(self.members.values())
         if not viewer.in_room:
             return [viewer]
-        return [
-            m for m in self.members.values() if m.in_room and (m.visible_to_patients or m is viewer)
-        ]
+        return [m for m in self.members.values() if m.in_room and self.sees(viewer, m)]
+
+    def sees(self, viewer: Member, member: Member) -> bool:
+        """Whether a patient or support person may see `member` listed (staff see all)."""
+        if member is viewer or viewer.is_staff:
+            return True
+        if viewer.role is RoomRole.SUPPORT_PERSON:
+            return member.role in SUPPORT_PERSON_SEES and member.visible_to_patients
+        return member.visible_to_patients
+
+    def support_ids(self) -> frozenset[str]:
+        """Support people in the room (a family session's guests)."""
+        return frozenset(m.id for m in self.members.values() if m.role is RoomRole.SUPPORT_PERSON)

@@ -31,7 +31,8 @@ class PrivateRooms:
         room = self._live.room
         room.check(member, RoomAction.PRIVATE_ROOM)
         patient = room.members.get(message.member_id)
-        if patient is None or patient.is_staff or not patient.in_room:
+        # Only a patient: the private room opens a crisis event in that patient's name.
+        if patient is None or patient.role is not RoomRole.PARTICIPANT or not patient.in_room:
             raise RoomError("invalid", "choose a patient who is in the room")
         if message.open:
             self._open(member, patient)

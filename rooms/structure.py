@@ -173,4 +173,13 @@ SHIPPED: tuple[Template, ...] = (
             Phase("closing", "Tips and the first group", 2),
         ),
     ),
+    Template(
+        "family-50",
+        "Family session (50 min)",
+        (
+            Phase("arrival", "Arrival and introductions", 5),
+            Phase("individual", "Family session", 40),
+            Phase("closing", "Closing and next steps", 5),
+        ),
+    ),
 )

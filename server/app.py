@@ -45,6 +45,8 @@ from server.crisis.workers import crisis_workers
 from server.dashboard import hub as dashboard
 from server.directory import pages as directory_pages
 from server.directory import store as directory_store
+from server.family import pages as family_pages
+from server.family import release as family_release
 from server.handouts import pages as handout_pages
 from server.homework import pages as homework_pages
 from server.logs import get_logger
@@ -120,6 +122,8 @@ def create_app(settings: Settings, keyring: Keyring, clock: Clock | None = None)
     homework_pages.add_routes(app)
     handout_pages.add_routes(app)
     mood_pages.add_routes(app)
+    family_pages.add_routes(app)
+    family_release.add_routes(app)
     app.router.add_static("/static/", web_assets.STATIC, name="static", append_version=True)
     app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_schedule_refresher)

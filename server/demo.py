@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import secrets
 from typing import Any
@@ -24,13 +25,17 @@ from server.catalog import patients as catalog_patients
 from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.catalog.schemas import AppointmentIn, GroupIn, PatientIn, ProgramIn, SlotIn, StaffIn
+from server.consent import ledger as consent_ledger
+from server.consent.templates import document_for, session_terms
+from server.consent.templates import ensure_shipped as ensure_consent_templates
+from server.consent.templates import latest as latest_consent
 from server.crisis import oncall, safety_data
 from server.handouts import store as handout_store
 from server.homework import store as homework
 from server.mood import store as mood_store
 from server.outcomes import store as aftercare_store
 from server.phi import Keyring
-from server.storage.tables import programs, sessions
+from server.storage.tables import patients, programs, sessions
 from server.techcheck import store as tech_checks
 
 DEMO_PROGRAM = "Demo Evening IOP (example data)"
@@ -215,6 +220,7 @@ async def seed_demo(
         "staff": staff_out,
         "groups": [{"id": group["id"], "name": group["name"], "patients": patients_out}],
         "oncall": oncall_out,
+        "family": await seed_family(engine, keyring, patients_out[-1], clinicians[0], now),
         "appointments": [
             {
                 "id": appointment["id"],
@@ -424,6 +430,76 @@ async def seed_mood_entries(
                 note=rand.choice(("", "", "", "Walked after dinner.", "Hard day at work.")),
             )
             await mood_store.save_entry(conn, keyring, patient["id"], entry, now)
+async def seed_family(
+    engine: AsyncEngine,
+    keyring: Keyring,
+    patient: dict[str, str],
+    clinician_id: str,
+    now: dt.datetime,
+) -> dict[str, str]:
+    """A family session for a demo patient with a support person and a signed release, so
+    the clinician can issue the support person's link straight away."""
+    local_today = now.astimezone(zone(DEMO_TIME_ZONE)).date()
+    # Four days on: always after the group's next meeting (never more than three days
+    # away), so the patient's printed link stays the one for the group.
+    starts = dt.datetime.combine(
+        local_today + dt.timedelta(days=4), dt.time(16, 0), tzinfo=zone(DEMO_TIME_ZONE)
+    )
+    person = {"name": "Jamie Example", "relationship": "sister", "phone": "(555) 010-0150"}
+    async with engine.begin() as conn:
+        await ensure_consent_templates(conn, now)
+        program_id = await conn.scalar(
+            sa.select(patients.c.program_id).where(patients.c.id == patient["id"])
+        )
+        await conn.execute(
+            patients.update()
+            .where(patients.c.id == patient["id"])
+            .values(
+                support_person_enc=keyring.seal(
+                    json.dumps(person),
+                    context=catalog_patients.patient_context(patient["id"], "support_person"),
+                )
+            )
+        )
+        appointment = await catalog_schedule.create_appointment(
+            conn,
+            AppointmentIn(
+                program_id=program_id,
+                patient_id=patient["id"],
+                clinician_id=clinician_id,
+                kind="family",
+                starts_at=starts,
+            ),
+            now,
+        )
+        terms = await session_terms(conn, appointment["session_id"])
+        template = await latest_consent(conn, "family_release")
+        assert terms is not None and template is not None
+        document = await document_for(conn, template, terms.values)
+        await consent_ledger.append(
+            conn,
+            keyring,
+            patient_id=patient["id"],
+            kind="family_release",
+            event="consented",
+            template_id=template.id,
+            template_version=template.version,
+            text_sha256=document.sha256(),
+            language=template.language,
+            session_id=terms.session_id,
+            presented_at=now,
+            consented_at=now,
+            method="e_signature",
+            signer_role="patient",
+            signature=f"{patient['display_name']} Example",
+            recorded_at=now,
+        )
+    return {
+        "session_id": appointment["session_id"],
+        "patient_id": patient["id"],
+        "clinician_id": clinician_id,
+        "support_phone_last4": "0150",
+    }
 
 
 def describe(demo: dict[str, Any]) -> str:

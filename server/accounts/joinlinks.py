@@ -14,6 +14,7 @@ from server.accounts.store import new_token, token_hash
 from server.catalog.store import CatalogError, new_id
 from server.storage.tables import (
     appointments,
+    family_sessions,
     group_members,
     groups,
     join_links,
@@ -46,6 +47,12 @@ class SessionSlot:
     state: str
 
 
+def _title(group_name: str | None, family_session_id: str | None) -> str:
+    if group_name:
+        return group_name
+    return "Family session" if family_session_id is not None else "One-on-one session"
+
+
 def link_state(row: Any, now: dt.datetime) -> str:
     """ "active", "revoked" or "expired"."""
     if row.revoked_at is not None:
@@ -71,8 +78,9 @@ async def patient_sessions(
         )
     )
     one_on_one = await conn.execute(
-        sa.select(sessions)
+        sa.select(sessions, family_sessions.c.session_id.label("family_session_id"))
         .join(appointments, appointments.c.id == sessions.c.appointment_id)
+        .outerjoin(family_sessions, family_sessions.c.session_id == sessions.c.id)
         .where(
             appointments.c.patient_id == patient_id,
             sessions.c.ends_at > after,
@@ -80,7 +88,8 @@ async def patient_sessions(
         )
     )
     found = [SessionSlot(r.id, r.title, r.starts_at, r.ends_at, r.state) for r in group_rows] + [
-        SessionSlot(r.id, "One-on-one session", r.starts_at, r.ends_at, r.state) for r in one_on_one
+        SessionSlot(r.id, _title(None, r.family_session_id), r.starts_at, r.ends_at, r.state)
+        for r in one_on_one
     ]
     return sorted(found, key=lambda slot: slot.starts_at)
 
@@ -89,14 +98,19 @@ async def session_slot(conn: AsyncConnection, session_id: str) -> SessionSlot | 
     """One session as a patient sees it."""
     row = (
         await conn.execute(
-            sa.select(sessions, groups.c.name.label("title"))
+            sa.select(
+                sessions,
+                groups.c.name.label("title"),
+                family_sessions.c.session_id.label("family_session_id"),
+            )
             .outerjoin(groups, groups.c.id == sessions.c.group_id)
+            .outerjoin(family_sessions, family_sessions.c.session_id == sessions.c.id)
             .where(sessions.c.id == session_id)
         )
     ).first()
     if row is None:
         return None
-    title = row.title or "One-on-one session"
+    title = _title(row.title, row.family_session_id)
     return SessionSlot(row.id, title, row.starts_at, row.ends_at, row.state)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict
 
-from rooms.consent import KIND_TITLES, KINDS, OPTIONAL
+from rooms.consent import FAMILY_KINDS, KIND_TITLES, KINDS, OPTIONAL
 from server.accounts.auth import audit_event, csrf_token, read_form, requires
 from server.accounts.permissions import Action
 from server.admin.forms import (
@@ -120,7 +120,7 @@ async def _program_view(
         "values": values,
         "errors": errors,
         "time_zones": TIME_ZONES,
-        "consent_kinds": [k for k in KINDS if k not in OPTIONAL],
+        "consent_kinds": [k for k in KINDS if k not in OPTIONAL and k not in FAMILY_KINDS],
         "consent_titles": KIND_TITLES,
         "csrf": await csrf_token(request),
     }

@@ -22,6 +22,7 @@ from server.appkeys import CLOCK, ENGINE, KEYRING
 from server.catalog import patients as catalog_patients
 from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
+from server.family import links as family_links
 from server.render import render
 from server.roomsocket.access import room_info, staff_role
 from server.storage.tables import (
@@ -61,6 +62,10 @@ async def _names(request: web.Request, conn: AsyncConnection, people: set[str]) 
         sa.select(staff.c.id, staff.c.display_name).where(staff.c.id.in_(staff_ids))
     )
     names |= {f"staff:{row.id}": row.display_name for row in rows}
+    # A family session's support person: "Support person (relationship)", never a name.
+    support_ids = [p.split(":", 1)[1] for p in people if p.startswith("support:")]
+    labels = await family_links.labels(conn, request.app[KEYRING], support_ids)
+    names |= {f"support:{link_id}": label for link_id, label in labels.items()}
     return names
 
 

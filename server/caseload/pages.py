@@ -19,6 +19,7 @@ from server.catalog import patients as catalog_patients
 from server.catalog import schedule as catalog_schedule
 from server.catalog import store as catalog
 from server.consent.pages import staff_consents
+from server.family.panel import family_context
 from server.homework.pages import group_section, patient_section
 from server.logs import get_logger
 from server.render import render
@@ -138,6 +139,8 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         consents = await staff_consents(request, conn, patient_id)
         techcheck = (await techcheck_store.latest_for(conn, [patient_id])).get(patient_id)
         homework = await patient_section(conn, patient_id, now)
+        assert patient is not None
+        family = await family_context(conn, request.app[KEYRING], patient, now)
         colleagues = [
             s
             for s in await catalog.list_staff(conn, who.program_id)
@@ -161,6 +164,7 @@ async def _patient_context(request: web.Request, patient_id: str) -> dict[str, A
         else None,
         "clinicians": [s for s in colleagues if s["role"] == "clinician"],
         "homework": homework,
+        "family": family,
         "colleagues": colleagues,
         "csrf": await csrf_token(request),
     }

@@ -23,6 +23,7 @@ from server.catalog.store import (
 )
 from server.storage.tables import (
     appointments,
+    family_sessions,
     group_members,
     groups,
     patients,
@@ -299,12 +300,13 @@ async def create_appointment(
     if ends <= now:
         raise CatalogError("starts_at", "this appointment would already be over")
     appointment_id = new_id()
+    template = data.template or ("family-50" if data.kind == "family" else "individual-50")
     row = {
         "id": appointment_id,
         "program_id": data.program_id,
         "patient_id": data.patient_id,
         "clinician_id": data.clinician_id,
-        "template": data.template,
+        "template": template,
         "starts_at": starts,
         "ends_at": ends,
         "created_at": now,
@@ -317,14 +319,20 @@ async def create_appointment(
             program_id=data.program_id,
             kind="individual",
             appointment_id=appointment_id,
-            template=data.template,
+            template=template,
             starts_at=starts,
             ends_at=ends,
             state="scheduled",
             created_at=now,
         )
     )
-    return {key: json_value(v) for key, v in row.items()} | {"session_id": session_id}
+    if data.kind == "family":
+        # Stored as an appointment's session; the family marker makes its room `family`.
+        await conn.execute(family_sessions.insert().values(session_id=session_id, created_at=now))
+    return {key: json_value(v) for key, v in row.items()} | {
+        "session_id": session_id,
+        "kind": data.kind,
+    }
 
 
 async def list_appointments(

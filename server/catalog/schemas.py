@@ -187,7 +187,9 @@ class AppointmentIn(Strict):
     program_id: Id
     patient_id: Id
     clinician_id: Id
-    template: Slug = "individual-50"
+    # "family": the patient's support person may join too, by their own link.
+    kind: Literal["individual", "family"] = "individual"
+    template: Slug | None = None  # None: the kind's default ("individual-50", "family-50")
     starts_at: dt.datetime
     minutes: Annotated[int, Field(ge=5, le=240)] = 50
 

@@ -9,7 +9,16 @@ from aiohttp import web
 from aiohttp_session import get_session
 from markdown_it import MarkdownIt
 
-from rooms.consent import KIND_TITLES, KINDS, Document, TemplateError, parse_document
+from rooms.consent import (
+    KIND_TITLES,
+    KINDS,
+    PATIENT_KINDS,
+    SUPPORT_PERSON_KINDS,
+    Document,
+    TemplateError,
+    parse_document,
+)
+from server.accounts import linksockets as link_sockets
 from server.accounts.auth import audit_event, csrf_token, identity, read_form, requires
 from server.accounts.joinlinks import patient_sessions
 from server.accounts.permissions import Action
@@ -25,6 +34,7 @@ from server.consent.templates import (
     publish,
     session_terms,
 )
+from server.family import links as family_links
 from server.logs import get_logger
 from server.render import render
 from server.roomsocket.access import patient_session
@@ -84,7 +94,7 @@ async def consent_submit(request: web.Request) -> web.StreamResponse:
     kind = request.match_info["kind"]
     session = await get_session(request)
     presented = (session.get(PRESENTED) or {}).get(kind)
-    if kind not in KINDS or not presented:
+    if kind not in PATIENT_KINDS or not presented:
         raise web.HTTPSeeOther("/consent")
     template_id, presented_at = presented
     now = request.app[CLOCK].now()
@@ -177,7 +187,16 @@ async def _own_event(request: web.Request, link: Any, seq: int) -> tuple[dict[st
         events = await consent_ledger.events_of(
             conn, request.app[KEYRING], link.patient_id, reveal=True
         )
-        event = next((e for e in events if e["seq"] == seq and e["event"] == "consented"), None)
+        event = next(
+            (
+                e
+                for e in events
+                if e["seq"] == seq
+                and e["event"] == "consented"
+                and e["kind"] not in SUPPORT_PERSON_KINDS  # the support person's, not hers
+            ),
+            None,
+        )
         if event is None:
             raise web.HTTPNotFound(reason="There is no such consent of yours.")
         text = await conn.scalar(
@@ -216,7 +235,7 @@ async def receipts(request: web.Request) -> web.Response:
     signed = [
         {**e, "title": KIND_TITLES[e["kind"]], "revoked": e["seq"] in revoked}
         for e in events
-        if e["event"] == "consented"
+        if e["event"] == "consented" and e["kind"] not in SUPPORT_PERSON_KINDS
     ]
     return await render(request, "consent_receipts.html", {"signed": signed})
 
@@ -259,6 +278,7 @@ async def revoke_own(request: web.Request) -> web.StreamResponse:
     link, _ = await patient_session(request)
     form = await read_form(request)
     event, _ = await _own_event(request, link, int(request.match_info["seq"]))
+    closed: list[str] = []
     if not event["revoked"]:
         async with request.app[ENGINE].begin() as conn:
             await consent_ledger.append(
@@ -272,7 +292,12 @@ async def revoke_own(request: web.Request) -> web.StreamResponse:
                 reason=form.get("reason", "").strip()[:500] or None,
                 recorded_at=request.app[CLOCK].now(),
             )
+            if event["kind"] == family_links.RELEASE:
+                closed = await family_links.revoke_all_of_patient(
+                    conn, link.patient_id, None, request.app[CLOCK].now()
+                )
         log.info("consent.revoked", patient_id=link.patient_id)
+    await _support_links_closed(request, closed)
     raise web.HTTPSeeOther("/consent/receipts")
 
 
@@ -283,7 +308,8 @@ async def staff_consents(request: web.Request, conn: Any, patient_id: str) -> li
     """Each kind's current state for the patient page."""
     current = await consent_ledger.standing(conn, request.app[KEYRING], patient_id)
     return [
-        {"kind": kind, "title": KIND_TITLES[kind], "standing": current.get(kind)} for kind in KINDS
+        {"kind": kind, "title": KIND_TITLES[kind], "standing": current.get(kind)}
+        for kind in PATIENT_KINDS
     ]
 
 
@@ -299,7 +325,7 @@ async def attest_verbal(request: web.Request) -> web.StreamResponse:
     async with request.app[ENGINE].begin() as conn:
         if not await patient_visible(conn, who, patient_id):
             raise web.HTTPNotFound(reason="There is no such patient on your caseload.")
-        if kind not in KINDS:
+        if kind not in PATIENT_KINDS:
             raise web.HTTPBadRequest(reason="Choose which consent was given.")
         witness = (
             await conn.execute(
@@ -392,7 +418,19 @@ async def revoke_for_patient(request: web.Request) -> web.StreamResponse:
             target_id=patient_id,
             detail={"consent_seq": seq, "kind": kind},
         )
+        closed: list[str] = []
+        if kind == family_links.RELEASE:
+            closed = await family_links.revoke_all_of_patient(
+                conn, patient_id, who.id, request.app[CLOCK].now()
+            )
+    await _support_links_closed(request, closed)
     raise web.HTTPSeeOther(f"/patients/{patient_id}")
+
+
+async def _support_links_closed(request: web.Request, link_ids: list[str]) -> None:
+    """A withdrawn family-session release takes the room from the support person at once."""
+    for link_id in link_ids:
+        await link_sockets.link_revoked(request.app, link_id)
 
 
 # Admin: versions ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from server.storage.tables import (
     appointments,
     consent_templates,
     consent_texts,
+    family_sessions,
     groups,
     programs,
     sessions,
@@ -168,10 +169,12 @@ async def session_terms(conn: AsyncConnection, session_id: str) -> SessionTerms 
                 sa.func.coalesce(groups.c.lead_clinician_id, appointments.c.clinician_id).label(
                     "clinician_id"
                 ),
+                family_sessions.c.session_id.label("family_session_id"),
             )
             .join(programs, programs.c.id == sessions.c.program_id)
             .outerjoin(groups, groups.c.id == sessions.c.group_id)
             .outerjoin(appointments, appointments.c.id == sessions.c.appointment_id)
+            .outerjoin(family_sessions, family_sessions.c.session_id == sessions.c.id)
             .where(sessions.c.id == session_id)
         )
     ).first()
@@ -183,7 +186,8 @@ async def session_terms(conn: AsyncConnection, session_id: str) -> SessionTerms 
         )
     ).first()
     configured = row.consent_group if row.kind == "group" else row.consent_individual
-    required = required_kinds(row.kind, configured)
+    kind = "family" if row.family_session_id is not None else row.kind
+    required = required_kinds(kind, configured)
     offered = offered_kinds(row.program_kind, configured, row.recording_enabled)
     values = {
         "program_name": row.program_name,

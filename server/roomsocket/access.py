@@ -22,9 +22,17 @@ from server.catalog import patients as catalog_patients
 from server.checkin.store import checkin_complete, staff_status
 from server.consent import ledger as consent_ledger
 from server.consent.templates import missing_for, session_terms
+from server.family import links as family_links
+from server.family.session import current_support_link
 from server.homework.store import staff_badge as homework_badge
 from server.mood import store as mood_store
-from server.storage.tables import appointments, group_members, groups, sessions
+from server.storage.tables import (
+    appointments,
+    family_sessions,
+    group_members,
+    groups,
+    sessions,
+)
 from server.techcheck import store as techcheck_store
 
 
@@ -52,6 +60,7 @@ class Entry:
     room: RoomInfo
     staff_info: dict[str, Any] | None = None
     link_id: str | None = None  # the join link a patient came in by
+    support_link_id: str | None = None  # the link a support person came in by
 
 
 class CheckinRequired(web.HTTPForbidden):
@@ -59,6 +68,13 @@ class CheckinRequired(web.HTTPForbidden):
 
     def __init__(self) -> None:
         super().__init__(reason="check-in required before joining")
+
+
+class SupportConsentRequired(web.HTTPForbidden):
+    """The gate: a support person gives their own consent before the family session."""
+
+    def __init__(self) -> None:
+        super().__init__(reason="the support person's consent is required before joining")
 
 
 class ConsentRequired(web.HTTPForbidden):
@@ -82,19 +98,22 @@ async def room_info(conn: AsyncConnection, session_id: str) -> tuple[RoomInfo, A
                 groups.c.time_zone.label("group_tz"),
                 appointments.c.clinician_id,
                 appointments.c.patient_id.label("appointment_patient_id"),
+                family_sessions.c.session_id.label("family_session_id"),
             )
             .outerjoin(groups, groups.c.id == sessions.c.group_id)
             .outerjoin(appointments, appointments.c.id == sessions.c.appointment_id)
+            .outerjoin(family_sessions, family_sessions.c.session_id == sessions.c.id)
             .where(sessions.c.id == session_id)
         )
     ).first()
     if row is None:
         return None
+    family = row.family_session_id is not None
     info = RoomInfo(
         id=row.id,
         program_id=row.program_id,
-        title=row.group_name or "One-on-one session",
-        kind=row.kind,
+        title=row.group_name or ("Family session" if family else "One-on-one session"),
+        kind="family" if family else row.kind,
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         state=row.state,
@@ -144,6 +163,9 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
             return Entry(Identity("staff", who.id), role, who.display_name, info)
         link = await current_link(request, conn)
         if link is None:
+            support = await current_support_link(request, conn)
+            if support is not None:
+                return await _support_entry(request, conn, info, support)
             raise web.HTTPUnauthorized(reason="Open the link your program sent you.")
         if link.session_id not in (None, session_id) or not await _patient_in_session(
             conn, row, link.patient_id
@@ -189,6 +211,28 @@ async def resolve(request: web.Request, session_id: str) -> Entry:
             "mood": mood.to_json(),
         },
         link_id=link.id,
+    )
+
+
+async def _support_entry(
+    request: web.Request, conn: AsyncConnection, info: RoomInfo, support: Any
+) -> Entry:
+    """A support person's way into their family session: the patient's release still
+    current, their own consent given; they are named by relationship, never by name."""
+    if support.session_id != info.id or info.kind != "family":
+        raise web.HTTPForbidden(reason="Your link is for a different session.")
+    keyring = request.app[KEYRING]
+    if await family_links.current_release(conn, keyring, support.patient_id) is None:
+        raise web.HTTPForbidden(reason="This family session is not open to you any more.")
+    if not await family_links.participant_consent_current(conn, support.consent_seq):
+        raise SupportConsentRequired()
+    person = family_links.support_person(keyring, support.patient_id, support.support_person_enc)
+    return Entry(
+        Identity("support", support.id),
+        RoomRole.SUPPORT_PERSON,
+        person.label if person else "Support person",
+        info,
+        support_link_id=support.id,
     )
 
 

@@ -161,13 +161,14 @@ async def hub_for(request: web.Request, entry: Entry) -> RoomHub:
 
     def make() -> RoomHub:
         info = entry.room
-        # A supervisor may watch a group unseen; a one-on-one is never observed silently.
+        # A supervisor may watch a group unseen; a one-on-one (or family session) is never
+        # observed silently.
         room = Room(
             info.id,
             info.title,
             info.kind,
             info.starts_at,
-            observers_visible=info.kind == "individual",
+            observers_visible=info.kind != "group",
         )
         ref = _HubRef()
         hub = RoomHub(

@@ -108,7 +108,8 @@ def node_url(node: NodeInfo, path: str, query: dict[str, str] | None = None) -> 
 def redirect_message(node: NodeInfo, room_id: str, member_kind: str) -> dict[str, Any]:
     """What a socket is told before it is closed with CloseCode.REDIRECT."""
     ws = URL(node_url(node, f"/ws/rooms/{room_id}"))
-    page = node_url(node, f"/rooms/{room_id}" if member_kind == "staff" else "/room")
+    pages = {"staff": f"/rooms/{room_id}", "support": "/family/room"}
+    page = node_url(node, pages.get(member_kind, "/room"))
     return {
         "type": "redirect",
         "url": str(ws.with_scheme("wss" if ws.scheme == "https" else "ws")),

@@ -19,6 +19,7 @@ from server.accounts import livesockets as staff_sockets
 from server.accounts.auth import STAFF_KEY
 from server.appkeys import CLOCK, ENGINE, KEYRING, ROOMS, SOCKETS
 from server.crisis import dropwatch
+from server.family import links as family_links
 from server.logs import get_logger
 from server.roomsocket import media, placement, timers
 from server.roomsocket import origin as wsorigin
@@ -51,6 +52,12 @@ async def _link_active(request: web.Request, link_id: str) -> bool:
     async with request.app[ENGINE].connect() as conn:
         link = await joinlinks.get(conn, link_id)
     return link is not None and joinlinks.link_state(link, request.app[CLOCK].now()) == "active"
+
+
+async def _support_link_active(request: web.Request, link_id: str) -> bool:
+    async with request.app[ENGINE].connect() as conn:
+        link = await family_links.get(conn, link_id)
+    return link is not None and family_links.link_state(link, request.app[CLOCK].now()) == "active"
 
 
 async def _close_all(closing: list[tuple[Any, int, str]]) -> None:
@@ -122,6 +129,13 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
             with link_sockets.tracked(request.app, entry.link_id, ws):
                 # Revoked since the upgrade was let in (while saying hello, say)?
                 if not await _link_active(request, entry.link_id):
+                    await participant.close(CloseCode.LINK_REVOKED, link_sockets.REASON)
+                    return ws
+                await _read_loop(request.app, ws, hub, participant)
+        elif entry.support_link_id is not None:
+            # A support person's link: revoking it (or the patient's release) closes this.
+            with link_sockets.tracked(request.app, entry.support_link_id, ws):
+                if not await _support_link_active(request, entry.support_link_id):
                     await participant.close(CloseCode.LINK_REVOKED, link_sockets.REASON)
                     return ws
                 await _read_loop(request.app, ws, hub, participant)

@@ -92,6 +92,17 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/patients/{patient_id}"): CARE,
     ("POST", "/patients/{patient_id}/join-links"): CARE,
     ("POST", "/join-links/{link_id}/revoke"): CARE,
+    # Family sessions: clinicians issue a support person's link; the support person's own
+    # pages open only through that link (no caller here holds one); patients see the release.
+    ("POST", "/patients/{patient_id}/support-links"): CARE,
+    ("POST", "/support-links/{link_id}/revoke"): CARE,
+    ("GET", "/s/{token}"): EVERYONE,
+    ("POST", "/s/{token}"): EVERYONE,
+    ("GET", "/family"): frozenset(),
+    ("POST", "/family/consent"): frozenset(),
+    ("GET", "/family/room"): frozenset(),
+    ("GET", "/family/release"): frozenset({PATIENT}),
+    ("POST", "/family/release"): frozenset({PATIENT}),
     ("GET", "/admin"): ADMIN_ONLY,
     ("GET", "/admin/programs"): ADMIN_ONLY,
     ("POST", "/admin/programs"): ADMIN_ONLY,

@@ -89,7 +89,11 @@ async def test_each_required_document_is_its_own_step_then_the_room_opens(
         assert after.headers["Location"] == "/room"
         assert await _gate_open(server, phone, patient["join_session_id"])
     async with server.app[ENGINE].connect() as conn:
-        rows = (await conn.execute(sa.select(consent_events))).all()
+        rows = (
+            await conn.execute(
+                sa.select(consent_events).where(consent_events.c.patient_id == patient["id"])
+            )
+        ).all()
     assert [(r.kind, r.event, r.method, r.signer_role) for r in rows] == [
         (kind, "consented", "e_signature", "patient") for kind in GROUP_KINDS
     ]
@@ -116,7 +120,14 @@ async def test_every_box_and_a_name_are_needed_and_refusal_is_recorded_not_conse
         assert refused.status == 200
         assert "(555) 010-0100" in await refused.text()
     async with server.app[ENGINE].connect() as conn:
-        events = [r.event for r in await conn.execute(sa.select(consent_events.c.event))]
+        events = [
+            r.event
+            for r in await conn.execute(
+                sa.select(consent_events.c.event).where(
+                    consent_events.c.patient_id == _patient(demo)["id"]
+                )
+            )
+        ]
     assert events == ["refused"]
 
 
@@ -253,7 +264,11 @@ async def test_verbal_consent_needs_a_witness_and_records_both(
             )
             assert recorded.status == 200
     async with server.app[ENGINE].connect() as conn:
-        rows = (await conn.execute(sa.select(consent_events))).all()
+        rows = (
+            await conn.execute(
+                sa.select(consent_events).where(consent_events.c.patient_id == patient["id"])
+            )
+        ).all()
     assert {(r.method, r.obtained_by, r.witness_id) for r in rows} == {
         ("verbal_attested", lead["id"], witness["id"])
     }

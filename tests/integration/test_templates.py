@@ -29,6 +29,7 @@ def test_templates_json_prints_every_shipped_template(tmp_path: Path) -> None:
         "individual-50": 50,
         "psychiatry-25": 25,
         "tech-test-10": 10,
+        "family-50": 50,
     }
     evening = found["evening-group-180"]
     assert set(evening) == {"name", "minutes", "phases"}

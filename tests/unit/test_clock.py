@@ -29,6 +29,7 @@ def test_shipped_templates_have_the_planned_lengths() -> None:
         ("individual-50", 50),
         ("psychiatry-25", 25),
         ("tech-test-10", 10),
+        ("family-50", 50),
     ]
     assert [p.kind for p in EVENING.phases] == [
         "arrival",

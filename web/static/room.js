@@ -16,7 +16,8 @@ if (page) roomPage(page);
 function roomPage(root) {
   const role = root.dataset.role;
   const me = root.dataset.me;
-  const isStaff = role !== "participant";
+  // A family session's support person is a guest like a patient: never shown staff views.
+  const isStaff = role !== "participant" && role !== "support_person";
   const canModerate = role === "host" || role === "cohost";
   const state = { seq: null, members: new Map(), room: null, you: null, chat: [], closed: false, clock: null };
   const setStatus = statusLine("status");
@@ -365,14 +366,20 @@ function roomPage(root) {
       const inRoom = you.presence === "admitted" || you.presence === "reconnecting";
       $("waiting-view").hidden = inRoom;
       $("room-view").hidden = !inRoom;
-      $("hand").textContent = you.hand_raised ? "Lower hand" : "Raise hand";
-      $("hand").setAttribute("aria-pressed", String(you.hand_raised));
+      const hand = $("hand");
+      if (hand) {
+        hand.textContent = you.hand_raised ? "Lower hand" : "Raise hand";
+        hand.setAttribute("aria-pressed", String(you.hand_raised));
+      }
       const muted = you.audio_blocked || you.video_blocked;
-      $("ask-unmute").hidden = !muted;
-      $("ask-unmute").disabled = you.unmute_requested;
+      const askUnmute = $("ask-unmute");
+      if (askUnmute) {
+        askUnmute.hidden = !muted;
+        askUnmute.disabled = you.unmute_requested;
+      }
       const notice = $("notice");
       notice.hidden = !muted;
-      notice.textContent = muted ? ("A clinician has " + [you.audio_blocked ? "muted your microphone" : null, you.video_blocked ? "turned off your camera" : null].filter(Boolean).join(" and ") + ". You can ask to be unmuted.") : "";
+      notice.textContent = muted ? ("A clinician has " + [you.audio_blocked ? "muted your microphone" : null, you.video_blocked ? "turned off your camera" : null].filter(Boolean).join(" and ") + "." + (askUnmute ? " You can ask to be unmuted." : "")) : "";
     } else {
       const lock = $("lock");
       if (lock && state.room) {
@@ -394,7 +401,7 @@ function roomPage(root) {
     item.dataset.member = member.id;
     item.append(el("span", member.name + (member.id === me ? " (you)" : ""), "person-name"));
     const badges = el("span", null, "badges");
-    if (member.role !== "participant") badges.append(el("span", { host: "Clinician", cohost: "Co-facilitator", observer: "Observer" }[member.role], "badge"));
+    if (member.role !== "participant") badges.append(el("span", { host: "Clinician", cohost: "Co-facilitator", observer: "Observer", support_person: "Family session guest" }[member.role], "badge"));
     if (member.presence === "reconnecting") badges.append(el("span", "reconnecting…", "badge alert"));
     if (member.hand_raised) badges.append(el("span", "✋ hand raised", "badge alert"));
     if (member.audio_blocked) badges.append(el("span", "muted", "badge"));
@@ -477,10 +484,10 @@ function roomPage(root) {
     present.sort((a, b) => (a.role === "participant") - (b.role === "participant") || a.name.localeCompare(b.name));
     for (const member of present) {
       const actions = [];
-      if (canModerate && member.role === "participant") {
+      if (canModerate && (member.role === "participant" || member.role === "support_person")) {
         actions.push([member.audio_blocked ? "Allow audio" : "Mute", { type: "mute", member_id: member.id, audio: !member.audio_blocked }]);
         actions.push([member.video_blocked ? "Allow video" : "Stop video", { type: "mute", member_id: member.id, video: !member.video_blocked }]);
-        if (member.hand_raised) actions.push(["Lower hand", { type: "lower_hand", member_id: member.id }]);
+        if (member.hand_raised && member.role === "participant") actions.push(["Lower hand", { type: "lower_hand", member_id: member.id }]);
         actions.push(["Remove", { type: "remove", member_id: member.id }]);
       }
       if ((canModerate || role === "observer") && member.role === "participant") {

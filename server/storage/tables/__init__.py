@@ -33,6 +33,7 @@ from server.storage.tables.crisis import (
     oncall_shifts,
     safety_plans,
 )
+from server.storage.tables.family import family_sessions, support_links
 from server.storage.tables.handouts import (
     HANDOUT_FORMATS,
     handout_attachments,
@@ -103,6 +104,7 @@ __all__ = [
     "crisis_steps",
     "crisis_timers",
     "emergency_directory",
+    "family_sessions",
     "group_members",
     "groups",
     "homework_assignments",
@@ -128,4 +130,5 @@ __all__ = [
     "staff",
     "staff_invites",
     "tech_checks",
+    "support_links",
 ]
