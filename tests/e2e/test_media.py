@@ -60,6 +60,28 @@ async def refused_connections(page: Any, origin: str) -> list[str]:
     return sorted(await page.evaluate("window.refused"))
 
 
+async def test_the_camera_test_works_when_tapped_before_the_page_script_has_loaded(
+    server: RunningServer, demo: dict[str, Any], browser: Any
+) -> None:
+    # On a slow phone the button is on screen before the room's script runs: a tap then
+    # must not be lost (the button waits, disabled, until the script can act on it).
+    await consent_group(server, demo)
+    errors: list[str] = []
+    patient = demo["groups"][0]["patients"][0]
+    page = await browser_window(browser, errors, phone=True)
+
+    async def slow_script(route: Any) -> None:
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route("**/static/media.js*", slow_script)
+    await page.goto(patient["join_url"])
+    await page.get_by_role("link", name="Go to the waiting room").click()
+    await page.get_by_role("button", name="Test camera and microphone").click()
+    await expect(page.get_by_text("Your camera and microphone work.")).to_be_visible()
+    assert errors == []
+
+
 async def test_three_browsers_in_a_group_each_decode_the_other_two(
     server: RunningServer, demo: dict[str, Any], browser: Any
 ) -> None:

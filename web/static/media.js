@@ -305,6 +305,9 @@ function mediaClient(host) {
   }
   for (const id of ["mic-select", "cam-select"]) { const s = $(id); if (s) s.addEventListener("change", changeDevice); }
   bind("test-media", deviceCheck);
+  // The page shows the button disabled until this script can act on a tap: on a slow
+  // phone a tap before then would otherwise be lost with no word of why.
+  if ($("test-media")) $("test-media").disabled = false;
 
   function handle(message) {
     switch (message.type) {
