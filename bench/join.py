@@ -5,13 +5,14 @@ program and one group, seeded with consents and a check-in through the server's 
 functions. The clinician hosts over the room WebSocket and admits 11 patients; those 12
 are aiortc peers in this process that publish VP8 (~500 kbps, 30 fps, encoded once and
 replayed; a keyframe again whenever a PLI arrives, as a browser answers one) and Opus.
-Then, `--joins` times, one more patient (a different one each time, so the room holds 13)
-opens their join link in headless Chromium with a fake camera and microphone, goes to the
-waiting room and is admitted by the host; the page reports (requestVideoFrameCallback)
+Then, `--joins` times, one more patient (a different one each time, so the room holds 13;
+at most 19 joins with a 13-person room, as a group lists at most 30 patients) opens their
+join link in headless Chromium with a fake camera and microphone, goes to the waiting room
+and is admitted by the host; the page reports (requestVideoFrameCallback)
 when the first remote video frame is presented and when all 12 are. Each joiner is
 removed again before the next.
 
-    python bench/join.py [--joins 20] [--room-size 13] [--db postgresql] [--json]
+    python bench/join.py [--joins 19] [--room-size 13] [--db postgresql] [--json]
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ROOM_SIZE = 13  # the host, 11 patients already in, and the one who joins (by default)
+GROUP_MEMBERS = 30  # a group's patient list holds at most this many (server/catalog/schemas.py)
 FRAME_TIMEOUT_S = 15.0
 PSFB, PLI_FMT = 206, 1
 
@@ -370,11 +372,17 @@ async def _one_join(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--joins", type=int, default=20, help="patients admitted one after another")
+    parser.add_argument(
+        "--joins", type=int, default=19, help="patients admitted one after another"
+    )
     parser.add_argument("--room-size", type=int, default=ROOM_SIZE, help="with the joiner")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    # Every joiner is a different patient of the one group, beside those already in.
+    most = GROUP_MEMBERS - (args.room_size - 2)
+    if not 1 <= args.joins <= most:
+        parser.error(f"--joins must be 1-{most} with --room-size {args.room_size}")
     result = asyncio.run(run(args.joins, args.db, args.room_size))
     if args.json:
         print(json.dumps(result))

@@ -74,6 +74,11 @@ class Leg:
     payload_types: dict[str, int] = field(default_factory=dict)  # mime -> leg's PT
     ext_ids: dict[str, int] = field(default_factory=dict)  # uri -> leg's id
     negotiated: bool = False  # the subscriber's answer accepted this m-line
+    # The subscriber has not asked for a keyframe on this leg since it (re)started. The
+    # keyframe requested when the server's side of DTLS completes often reaches the
+    # browser before its own side has the SRTP keys and is lost; the browser's first PLI
+    # says it can decrypt now, so that one goes out at once, past the rate limit.
+    first_request_owed: bool = True
     wanted: bool = True  # the subscriber wants it (audio-only mode turns video off)
     track: Track | None = None  # the publisher's track feeding it, while there is one
     map: PacketMap = field(init=False)
@@ -299,7 +304,8 @@ class Forwarder:
             ):
                 leg = self.legs.get((subscriber, packet.media_ssrc))
                 if leg is not None:
-                    self.request_keyframe(self._track_of(leg))
+                    urgent, leg.first_request_owed = leg.first_request_owed, False
+                    self.request_keyframe(self._track_of(leg), urgent=urgent)
             elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
                 leg = self.legs.get((subscriber, packet.media_ssrc))
                 if leg is not None:
@@ -343,12 +349,12 @@ class Forwarder:
             )
             track.sink.send_rtcp(bytes(nack))
 
-    def request_keyframe(self, track: Track | None) -> bool:
-        """Ask a video publisher for a keyframe, at most once per 500 ms."""
+    def request_keyframe(self, track: Track | None, *, urgent: bool = False) -> bool:
+        """Ask a video publisher for a keyframe, at most once per 500 ms unless urgent."""
         if track is None or track.kind != "video" or track.ssrc is None:
             return False
         now = self._now()
-        if now - track.last_keyframe_request < KEYFRAME_INTERVAL_S:
+        if not urgent and now - track.last_keyframe_request < KEYFRAME_INTERVAL_S:
             # Not dropped: a newcomer still needs it, so it goes out when the window ends.
             self.keyframe_pending.add(track)
             return False

@@ -75,6 +75,8 @@ class Peer:
     offered_at: float = 0.0
     receive_video: bool = True
     live_sources: set[str] = field(default_factory=set)
+    # Sources the member's answer turned on before their connection was up (see answer).
+    pending_live: set[str] = field(default_factory=set)
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False
 
@@ -294,10 +296,19 @@ class MediaRoom:
             for leg, _t in peer.legs.values():
                 leg.sink = peer.wire
         self._sync(peer)
+        connected = peer.wire is not None and peer.wire.ready
         for source, transceiver in peer.publish.items():
             sending = transceiver.currentDirection in ("recvonly", "sendrecv")
             if source == "screen" and self.screen_sharer != member_id:
                 sending = False
+            if sending and not connected:
+                # Nothing of theirs can flow before their connection is up. Offering their
+                # tracks to everyone else now would renegotiate every other member while
+                # this member's DTLS handshake waits behind that work on the same loop,
+                # which delays their first picture; _sync offers them once connected.
+                peer.pending_live.add(source)
+                continue
+            peer.pending_live.discard(source)
             self._set_live(member_id, source, sending)
         if peer.dirty:
             await self._negotiate(peer)
@@ -314,6 +325,9 @@ class MediaRoom:
             _, receive = hooks.negotiated(peer.pc, transceiver)
             if receive is not None:
                 self._receiver_ready(peer, source)(receive)
+        pending, peer.pending_live = peer.pending_live, set()
+        for source in sorted(pending):
+            self._set_live(peer.member_id, source, True)
 
     def _receiver_ready(self, peer: Peer, source: str) -> Callable[[RTCRtpReceiveParameters], None]:
         def ready(parameters: RTCRtpReceiveParameters) -> None:
@@ -337,6 +351,10 @@ class MediaRoom:
 
     def _sender_ready(self, peer: Peer, leg: Leg) -> Callable[[RTCRtpSendParameters], None]:
         def ready(parameters: RTCRtpSendParameters) -> None:
+            # Every renegotiation re-applies the parameters of every leg; only a leg that
+            # starts (or starts again) needs a keyframe. Asking on each one made every
+            # publisher send a keyframe to everyone whenever anyone joined.
+            starting = not leg.negotiated
             leg.payload_types = {
                 c.mimeType.lower(): c.payloadType
                 for c in parameters.codecs
@@ -349,9 +367,11 @@ class MediaRoom:
             if peer.wire is not None:
                 leg.sink = peer.wire
             self._relink(leg.owner, leg.source)
-            # A newcomer (or a re-enabled leg) needs a keyframe to show anything.
-            self.forwarder.request_keyframe(leg.track)
-            self.forwarder.request_keyframe_later(leg.track, 1.0)
+            if starting:
+                leg.first_request_owed = True
+                # A newcomer (or a re-enabled leg) needs a keyframe to show anything.
+                self.forwarder.request_keyframe(leg.track)
+                self.forwarder.request_keyframe_later(leg.track, 1.0)
 
         return ready
 

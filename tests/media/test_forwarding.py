@@ -83,3 +83,45 @@ async def test_three_peers_each_receive_everyone_elses_audio_and_video(harness: 
     assert harness.room.forwarder.forwarded > 0
     # Nothing decodes or encodes on the server: no decoder thread, encoder or RTCP task.
     assert all(hooks.pipeline_idle(peer.pc) for peer in harness.room.peers.values())
+
+
+async def test_members_are_offered_a_newcomers_tracks_once_the_newcomer_is_connected(
+    harness: Harness,
+) -> None:
+    # Renegotiating everyone while the newcomer's DTLS handshake runs on the same loop
+    # delays the newcomer's first picture; their tracks cannot flow before then anyway.
+    ana = await harness.join("ana")
+    await until(lambda: harness.room.peers["ana"].pc.connectionState == "connected")
+    offered_while: list[str] = []
+    answer = ana.on_offer
+
+    async def on_offer(message: dict[str, Any]) -> str:
+        if any(t["member_id"] == "ben" for t in message["tracks"].values()):
+            offered_while.append(harness.room.peers["ben"].pc.connectionState)
+        return await answer(message)
+
+    ana.on_offer = on_offer  # type: ignore[method-assign]
+    await harness.join("ben")
+    await until(lambda: ana.frames[("ben", "video")] >= 5, within=30)
+    assert offered_while and offered_while[0] == "connected"
+
+
+async def test_renegotiating_a_member_does_not_ask_publishers_for_keyframes_again(
+    harness: Harness,
+) -> None:
+    # Every join or leave renegotiates everyone; only a leg that starts needs a keyframe.
+    await harness.join("ana")
+    await harness.join("ben")
+    await until(lambda: harness.peers["ana"].frames[("ben", "video")] >= 5, within=30)
+    await asyncio.sleep(1.5)  # the newcomer's follow-up request (after 1 s) has gone out
+    forwarder = harness.room.forwarder
+    forwarder.flush_keyframe_requests()
+    before = forwarder.keyframe_requests
+    offers = harness.peers["ana"].offers
+    ana = harness.room.peers["ana"]
+    await harness.room._negotiate(ana)
+    await until(lambda: harness.peers["ana"].offers > offers and not ana.negotiating)
+    await asyncio.sleep(1.2)
+    forwarder.flush_keyframe_requests()
+    assert forwarder.keyframe_requests == before
+    assert harness.peers["ana"].frames[("ben", "video")] > 5

@@ -121,6 +121,27 @@ def test_keyframe_requests_reach_the_publisher_at_most_every_500_ms() -> None:
     assert isinstance(sent, RtcpPsfbPacket) and sent.media_ssrc == 5555
 
 
+def test_a_new_legs_first_keyframe_request_goes_out_at_once_within_the_window() -> None:
+    # The keyframe asked for when the server's side of the connection came up is often
+    # lost before the browser has its keys; the browser's first PLI must not wait 500 ms.
+    forwarder, track, leg, pub, _sub, time = setup()
+    leg.first_request_owed = False
+    forwarder.request_keyframe(track)
+    assert len(pub.rtcp) == 1
+    newcomer = Leg("patient:a", "video", "patient:c", Sink(), ssrc=888, clock_rate=90000)
+    newcomer.payload_types, newcomer.negotiated, newcomer.track = {"video/vp8": 120}, True, track
+    track.legs.append(newcomer)
+    forwarder.legs[("patient:c", 888)] = newcomer
+    time.now += 0.1
+    pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=888)
+    forwarder.on_rtcp("patient:c", bytes(pli), {})
+    assert len(pub.rtcp) == 2
+    forwarder.on_rtcp("patient:c", bytes(pli), {})  # its later ones keep to the window
+    first_leg_pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=777)
+    forwarder.on_rtcp("patient:b", bytes(first_leg_pli), {})
+    assert len(pub.rtcp) == 2
+
+
 def test_sender_reports_follow_the_publishers_timeline_with_real_counts() -> None:
     forwarder, track, leg, _pub, _sub, time = setup()
     for seq in range(1, 4):
