@@ -166,12 +166,21 @@ async def seed_demo(
             ),
             now,
         )
+        # Every demo link opens the group's next session: it is what the demo shows, and
+        # patient 1's one-on-one at 10:00 tomorrow comes first from Friday night to Sunday.
+        next_group_session = (
+            await conn.execute(
+                sa.select(sessions.c.id)
+                .where(sessions.c.group_id == group["id"], sessions.c.ends_at > now)
+                .order_by(sessions.c.starts_at)
+                .limit(1)
+            )
+        ).scalar()
         for patient in patients_out:
-            slots = await joinlinks.patient_sessions(conn, patient["id"], now)
             link = await joinlinks.issue(
                 conn,
                 patient_id=patient["id"],
-                session_id=slots[0].session_id if slots else None,
+                session_id=next_group_session,
                 issued_by=clinicians[0],
                 now=now,
                 grace=dt.timedelta(minutes=link_grace_minutes),
