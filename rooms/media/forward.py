@@ -319,7 +319,9 @@ class Forwarder:
         if track is None or track.ssrc is None or leg.map.source != track.ssrc:
             return
         missing: list[int] = []
-        for leg_seq in lost:
+        # The RTCP parser adds bitmask offsets without wrapping (65535 + 1 is 65536), and a
+        # receiver may list a sequence twice: answer each 16-bit sequence once.
+        for leg_seq in dict.fromkeys(seq % SEQ_MOD for seq in lost):
             source_seq = leg.map.source_sequence(leg_seq)
             packet = track.recall(source_seq) if source_seq is not None else None
             if packet is None:

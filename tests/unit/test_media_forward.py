@@ -108,6 +108,20 @@ def test_a_nack_is_answered_from_the_cache_and_what_is_gone_goes_to_the_publishe
     assert isinstance(asked, RtcpRtpfbPacket) and asked.media_ssrc == 5555
 
 
+def test_a_nack_whose_bitmask_crosses_the_sequence_wrap_is_answered() -> None:
+    forwarder, track, _leg, pub, sub, _time = setup()
+    for seq in (65532, 65533, 65534, 65535, 0, 1, 2):
+        forwarder.on_rtp(track, video_packet(seq, seq))
+    sub.rtp.clear()
+    # Packet ID 65534 with bits for +1, +2 and +3: 65535, 0 and 1 (the parser returns
+    # 65536 and 65537 for the last two).
+    nack = struct.pack("!BBHIIHH", 0x81, 205, 3, 1, 777, 65534, 0b111)
+    forwarder.on_rtcp("patient:b", nack, {})
+    assert [rtp.parse(p).sequence for p in sub.rtp] == [65534, 65535, 0, 1]
+    assert forwarder.retransmitted == 4
+    assert pub.rtcp == []
+
+
 def test_keyframe_requests_reach_the_publisher_at_most_every_500_ms() -> None:
     forwarder, _track, _leg, pub, _sub, time = setup()
     pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=777)
