@@ -166,7 +166,7 @@ class MediaRoom:
                 peer.publish[source] = transceiver
             self._apply_blocks(member_id)
         for (owner, source), _track in list(self._tracks.items()):
-            if owner != member_id and self._is_live(owner, source):
+            if owner != member_id and self._is_offered(owner, source):
                 self._add_leg(peer, owner, source)
         peer.wire = None
         if self._loop_task is None:
@@ -380,6 +380,12 @@ class MediaRoom:
     def _is_live(self, owner: str, source: str) -> bool:
         peer = self.peers.get(owner)
         return peer is not None and source in peer.live_sources
+
+    def _is_offered(self, owner: str, source: str) -> bool:
+        # A newcomer's offer is being made anyway: it includes the tracks of a member whose
+        # connection is still coming up, so nobody renegotiates again once it is.
+        peer = self.peers.get(owner)
+        return peer is not None and source in peer.live_sources | peer.pending_live
 
     def _set_live(self, owner: str, source: str, live: bool) -> None:
         owner_peer = self.peers.get(owner)

@@ -23,7 +23,8 @@ async def test_a_low_daily_check_on_a_phone_reaches_the_clinicians_room_and_hist
     server: RunningServer, demo: dict[str, Any], browser: Any
 ) -> None:
     errors: list[str] = []
-    patient = demo["groups"][0]["patients"][0]
+    # A group member only (the first patient also has a one-on-one, which may come first).
+    patient = demo["groups"][0]["patients"][1]
     await give_consents(server, patient["id"], patient["join_session_id"])
     await give_checkin(server, patient["id"], patient["join_session_id"])
     phone = await browser_window(browser, errors, phone=True)
@@ -70,7 +71,7 @@ async def test_a_low_daily_check_on_a_phone_reaches_the_clinicians_room_and_hist
     await browser_sign_in(clinician, server, demo)
     await clinician.goto(server.base_url + f"/rooms/{patient['join_session_id']}")
     waiting = clinician.get_by_role("region", name="Waiting")
-    await expect(waiting.get_by_text("Avery")).to_be_visible()
+    await expect(waiting.get_by_text("Blake")).to_be_visible()
     since = waiting.locator(".mood-since")
     await expect(since).to_contain_text("(no earlier session)")
     await expect(since).to_contain_text("lowest mood 2")

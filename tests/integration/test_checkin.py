@@ -112,7 +112,8 @@ async def test_same_as_last_time_is_offered_but_never_assumed(
     patient = _patient(demo)
     async with server.app[ENGINE].begin() as conn:
         upcoming = await patient_sessions(conn, patient["id"], server.app[CLOCK].now())
-        earlier = upcoming[1].session_id  # another session's check-in stands for "last time"
+        # Another session's check-in stands for "last time".
+        earlier = next(s.session_id for s in upcoming if s.session_id != patient["join_session_id"])
         await checkin_safety.save_safety_check(
             conn,
             server.keyring,

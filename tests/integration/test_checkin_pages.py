@@ -125,7 +125,9 @@ async def test_same_as_last_time_shows_and_keeps_that_addresss_zip_code(
         await checkin_safety.save_safety_check(
             conn,
             server.keyring,
-            session_id=upcoming[1].session_id,
+            session_id=next(
+                s.session_id for s in upcoming if s.session_id != patient["join_session_id"]
+            ),
             patient_id=patient["id"],
             # A check from before the ZIP field: its ZIP is read from the address's end.
             answers={**SAFETY, "private_space": True, "same_as_last_time": False},

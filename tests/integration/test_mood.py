@@ -206,7 +206,7 @@ async def test_staff_see_the_trends_on_the_audited_history_page(
 async def test_the_since_last_session_line_reaches_staff_and_never_the_patient(
     server: RunningServer, demo: dict[str, Any]
 ) -> None:
-    patient = _patient(demo)
+    patient = _patient(demo, 1)  # a group member only: the group's session is their first
     room_id = patient["join_session_id"]
     await give_consents(server, patient["id"], room_id)
     await give_checkin(server, patient["id"], room_id)
