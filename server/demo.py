@@ -439,6 +439,8 @@ async def seed_mood_entries(
                 note=rand.choice(("", "", "", "Walked after dinner.", "Hard day at work.")),
             )
             await mood_store.save_entry(conn, keyring, patient["id"], entry, now)
+
+
 async def seed_family(
     engine: AsyncEngine,
     keyring: Keyring,
