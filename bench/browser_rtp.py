@@ -506,9 +506,7 @@ class InStream:
         if self.sr_ntp is not None:
             lsr = (self.sr_ntp >> 16) & 0xFFFFFFFF
             dlsr = int((wall - self.sr_arrived) * 65536)
-        return ReportBlock(
-            self.ssrc, fraction, lost, extended, int(self.jitter), lsr, dlsr
-        )
+        return ReportBlock(self.ssrc, fraction, lost, extended, int(self.jitter), lsr, dlsr)
 
 
 class BrowserRtp:
@@ -582,10 +580,10 @@ class BrowserRtp:
             if delta == 0:
                 pass  # a duplicate
             elif delta < 0x8000:
-                if seq < stream.max_seq:
-                    stream.cycles += 1 << 16
                 if delta > 1 and stream.kind == "video":
                     self._gap(stream, stream.cycles + stream.max_seq + 1, delta - 1, wall)
+                if seq < stream.max_seq:
+                    stream.cycles += 1 << 16
                 stream.max_seq = seq
             elif stream.missing:
                 back = 0x10000 - delta  # how far behind the highest: a retransmission
