@@ -5,8 +5,10 @@ seeds K groups of N-1 patients (consented, checked in) and drives each room from
 load-generator processes: one real aiortc peer per participant, joined over the room
 WebSocket (hello, admit, media_join, media_offer/media_answer). Every peer publishes
 VP8 (~500 kbps, 30 fps) and Opus (20 ms) encoded once before the run and replayed as
-raw SRTP, and counts what it receives without decoding, so the server is what is
-measured. The same scenario then runs against a baseline relay that decodes and
+SRTP, and counts what it receives without decoding, so the server is what is measured.
+`--peer browser` (the default) peers also send and answer RTCP as Chromium does (sender
+and receiver reports, NACK, PLI, REMB, the MID extension until the server's first
+report; bench/browser_rtp.py); `--peer raw` peers send media only. The same scenario then runs against a baseline relay that decodes and
 re-encodes (aiortc's MediaRelay used the default way) for a CPU ratio.
 
     python bench/sfu.py [--participants 13] [--groups 1] [--seconds 20] [--peer browser|raw]
