@@ -8,8 +8,9 @@ VP8 (~500 kbps, 30 fps) and Opus (20 ms) encoded once before the run and replaye
 SRTP, and counts what it receives without decoding, so the server is what is measured.
 `--peer browser` (the default) peers also send and answer RTCP as Chromium does (sender
 and receiver reports, NACK, PLI, REMB, the MID extension until the server's first
-report; bench/browser_rtp.py); `--peer raw` peers send media only. The same scenario then runs against a baseline relay that decodes and
-re-encodes (aiortc's MediaRelay used the default way) for a CPU ratio.
+report; bench/browser_rtp.py); `--peer raw` peers send media only. The same scenario
+then runs against a baseline relay that decodes and re-encodes (aiortc's MediaRelay used
+the default way) for a CPU ratio.
 
     python bench/sfu.py [--participants 13] [--groups 1] [--seconds 20] [--peer browser|raw]
                         [--no-baseline] [--pin] [--json]
@@ -120,12 +121,6 @@ def encode_media() -> dict[str, Any]:
 
 
 # Load generator (runs in worker processes) ---------------------------------------------
-
-
-def _sdp_streams(sdp: str) -> tuple[set[int], dict[str, dict[str, int]]]:
-    """Video SSRCs the offer announces, and each m-line's extension ids by mid."""
-    streams, ext = _sdp_ssrcs(sdp)
-    return {ssrc for ssrc, (kind, _mid) in streams.items() if kind == "video"}, ext
 
 
 def _sdp_ssrcs(sdp: str) -> tuple[dict[int, tuple[str, str]], dict[str, dict[str, int]]]:
