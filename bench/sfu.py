@@ -581,7 +581,13 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
                     "latency": _sample(stats.latency),
                     "latency_audio": _sample(stats.latency_audio),
                     "members": [
-                        {"name": p.name, "member": p.member_id, "room": s.get("session_id", "")}
+                        {
+                            "name": p.name,
+                            "member": p.member_id,
+                            "room": s.get("session_id", ""),
+                            "connected": p.wire is not None and p.wire.ready,
+                            "publishing": len(p.send),
+                        }
                         for p, s in zip(participants, config["specs"], strict=True)
                     ],
                     "pairs": pairs,
@@ -992,13 +998,16 @@ def _reach(results: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
                     packets = pair["packets"] if pair else 0
                     per_pair[kind].append(packets)
                     per_stream[(publisher, kind)] = per_stream.get((publisher, kind), 0) + packets
-                    name = f"{publisher[:8]}->{subscriber[:8]}:{kind}"
+                    name = f"{publisher}->{subscriber}:{kind}"
                     if packets == 0:
                         none.append(name)
                     elif pair and pair["max_gap"] > SILENT_GAP_S:
                         silent.append(name)
     streams = {k: [v for (_p, kind), v in per_stream.items() if kind == k] for k in per_pair}
+    everyone = [m for r in results for m in r["members"]]
     return {
+        "peers_connected": sum(m["connected"] for m in everyone),
+        "peers_publishing_both": sum(m["publishing"] == 2 for m in everyone),
         "pairs_expected": sum(len(v) for v in per_pair.values()),
         "pairs_without_packets": len(none),
         "pairs_silent": len(silent),  # got packets, but none for over SILENT_GAP_S at a time
