@@ -1131,6 +1131,9 @@ async def run_sfu(
                 ready_within=60.0,
                 pin=pin,
             )
+            if result["pairs_without_packets"] or result["pairs_silent"]:
+                # What the server logged (warnings and up) says why media did not flow.
+                sys.stderr.write(b"".join(tail).decode(errors="replace"))
         except Exception:
             sys.stderr.write(b"".join(tail).decode(errors="replace"))
             raise
