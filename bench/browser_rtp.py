@@ -413,7 +413,7 @@ class OutStream:
     frame: int = 0  # position in the pre-encoded loop (video)
     last_sent_wall: float | None = None
     next_report: float = 0.0
-    history: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
+    history: OrderedDict[int, tuple[bytes, int]] = field(default_factory=OrderedDict)
 
     def packetize(self, payloads: list[bytes], ts_step: int, wall: float) -> list[bytes]:
         """One frame's RTP packets: the marker on the last, extensions as negotiated."""
@@ -429,6 +429,9 @@ class OutStream:
         if abs_id is not None:
             elements.append((abs_id, abs_send_time(wall)))
         ext = one_byte_extensions(elements)
+        # Where abs-send-time's value sits in each packet: a retransmission is stamped
+        # anew, as Chromium's pacer stamps every packet it sends.
+        abs_at = 16 + sum(1 + len(v) for _i, v in elements[:-1]) + 1 if abs_id is not None else 0
         first = 0x90 if ext else 0x80
         last = len(payloads) - 1
         seq = self.sequence
@@ -439,7 +442,7 @@ class OutStream:
             packet += ext + payload
             out.append(packet)
             if self.kind == "video":
-                self.history[seq] = packet
+                self.history[seq] = (packet, abs_at)
                 if len(self.history) > HISTORY:
                     self.history.popitem(last=False)
             self.octets += len(payload)
@@ -649,7 +652,7 @@ class BrowserRtp:
                         stream.sr_rtp = packet.rtp_timestamp
                         stream.sr_arrived = wall
             elif isinstance(packet, Nack):
-                self._retransmit(packet.media_ssrc, packet.lost)
+                self._retransmit(packet.media_ssrc, packet.lost, wall)
             elif isinstance(packet, Pli):
                 self._keyframe(packet.media_ssrc)
             elif isinstance(packet, Fir):
@@ -662,13 +665,20 @@ class BrowserRtp:
                 if stream.ssrc == block.ssrc:
                     stream.mid_acked = True
 
-    def _retransmit(self, ssrc: int, lost: tuple[int, ...]) -> None:
+    def _retransmit(self, ssrc: int, lost: tuple[int, ...], wall: float) -> None:
         for stream in self.out.values():
             if stream.ssrc != ssrc:
                 continue
             for seq in lost:
-                packet = stream.history.get(seq)
-                if packet is not None and self._send_rtp(packet):
+                kept = stream.history.get(seq)
+                if kept is None:
+                    continue
+                packet, abs_at = kept
+                if abs_at:
+                    copy = bytearray(packet)
+                    copy[abs_at : abs_at + 3] = abs_send_time(wall)
+                    packet = bytes(copy)
+                if self._send_rtp(packet):
                     self.retransmitted += 1
 
     def _keyframe(self, ssrc: int) -> None:

@@ -210,6 +210,19 @@ def test_nack_is_answered_from_history_and_pli_restarts_the_loop_at_its_keyframe
     assert peer.rtcp_received == {"nack": 1, "pli": 1}
 
 
+def test_a_retransmission_is_stamped_with_its_own_send_time() -> None:
+    peer, rtp, _ = _peer()
+    peer.add_stream(_video_stream())
+    peer.send_frame("video", [b"f" * 50], 3000, WALL)
+    (original,) = rtp
+    peer.on_rtcp(br.build_nack(1, 0x1111, [100]), WALL + 2.0)
+    again = rtp[-1]
+    assert br.read_extensions(again)[3] == br.abs_send_time(WALL + 2.0)
+    assert br.read_extensions(original)[3] == br.abs_send_time(WALL)
+    assert again[:12] == original[:12] and again[-50:] == original[-50:]
+    assert br.read_extensions(again)[1] == b"1"  # the MID as first sent
+
+
 def test_audio_send_time_comes_from_the_servers_sender_report() -> None:
     peer, _, _ = _peer()
     stream = peer.on_rtp(_rtp(0x7777, 10, ts=48000), WALL)
