@@ -15,9 +15,10 @@ browser makes, not on bare media:
 - the MID header extension (RFC 8843 15) on each outgoing packet until a report block
   from the server covers that SSRC, then no more (Chromium's `ssrc_has_acked`); the
   audio level (RFC 6464) on every audio packet and abs-send-time on every video packet;
-- NACKs for its own video answered from a history of recent packets (same SSRC and
-  sequence number: the benchmark's peers negotiate no RTX), and a PLI answered with a
-  keyframe by restarting the pre-encoded loop at its keyframe.
+- NACKs for its own video answered from the last second of sent packets (same SSRC and
+  sequence number, abs-send-time stamped anew: the benchmark's peers negotiate no RTX),
+  at most at the stream's own bitrate, and a PLI answered with a keyframe by restarting
+  the pre-encoded loop at its keyframe.
 
 Everything is built and parsed with `struct` on bytes, not with aiortc's packet
 classes, so the unit test can check one against the other.
@@ -56,7 +57,10 @@ NACK_MAX_RETRIES = 10  # Chromium's kMaxNackRetries
 NACK_MAX_AGE_S = 1.0
 NACK_LIST_MAX = 1000  # Chromium's kMaxNackPackets: beyond this, ask for a keyframe
 KEYFRAME_REQUEST_INTERVAL_S = 0.5
-HISTORY = 600  # video packets kept for NACK (~2 s at 300 packets/s)
+HISTORY_S = 1.0  # how long sent video stays retransmittable (Chromium's minimum, 1 s)
+# Chromium limits retransmissions to the stream's own bitrate (RTPSender's rate limiter):
+# each byte sent adds a byte of budget, kept up to about a second of 500 kbps video.
+RETRANSMIT_BUDGET_MAX = 64_000
 
 _HEADER = struct.Struct("!BBHII")
 _BLOCK = struct.Struct("!IB3sIIII")
@@ -413,7 +417,8 @@ class OutStream:
     frame: int = 0  # position in the pre-encoded loop (video)
     last_sent_wall: float | None = None
     next_report: float = 0.0
-    history: OrderedDict[int, tuple[bytes, int]] = field(default_factory=OrderedDict)
+    history: OrderedDict[int, tuple[bytes, int, float]] = field(default_factory=OrderedDict)
+    retransmit_budget: int = 0  # bytes
 
     def packetize(self, payloads: list[bytes], ts_step: int, wall: float) -> list[bytes]:
         """One frame's RTP packets: the marker on the last, extensions as negotiated."""
@@ -442,12 +447,16 @@ class OutStream:
             packet += ext + payload
             out.append(packet)
             if self.kind == "video":
-                self.history[seq] = (packet, abs_at)
-                if len(self.history) > HISTORY:
-                    self.history.popitem(last=False)
+                self.history[seq] = (packet, abs_at, wall)
+                self.retransmit_budget = min(
+                    self.retransmit_budget + len(packet), RETRANSMIT_BUDGET_MAX
+                )
             self.octets += len(payload)
             seq = (seq + 1) & 0xFFFF
         self.sequence = seq
+        history = self.history
+        while history and next(iter(history.values()))[2] < wall - HISTORY_S:
+            history.popitem(last=False)
         self.packets += len(out)
         self.last_sent_wall = wall
         return out
@@ -535,6 +544,7 @@ class BrowserRtp:
         self.rtcp_received: Counter[str] = Counter()
         self.mid_packets = 0
         self.retransmitted = 0
+        self.retransmit_refused = 0  # over the rate limit
         self.keyframes_on_request = 0
         self.next_remb = 0.0
 
@@ -673,7 +683,11 @@ class BrowserRtp:
                 kept = stream.history.get(seq)
                 if kept is None:
                     continue
-                packet, abs_at = kept
+                packet, abs_at, _sent = kept
+                if stream.retransmit_budget < len(packet):
+                    self.retransmit_refused += 1
+                    continue
+                stream.retransmit_budget -= len(packet)
                 if abs_at:
                     copy = bytearray(packet)
                     copy[abs_at : abs_at + 3] = abs_send_time(wall)

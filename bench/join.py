@@ -372,9 +372,7 @@ async def _one_join(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--joins", type=int, default=19, help="patients admitted one after another"
-    )
+    parser.add_argument("--joins", type=int, default=19, help="patients admitted one after another")
     parser.add_argument("--room-size", type=int, default=ROOM_SIZE, help="with the joiner")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--json", action="store_true")

@@ -628,6 +628,7 @@ def _rtcp_counts(
         received.update(browser.rtcp_received)
         extra["mid_packets"] += browser.mid_packets
         extra["retransmitted"] += browser.retransmitted
+        extra["retransmit_refused"] += browser.retransmit_refused
         extra["keyframes_on_request"] += browser.keyframes_on_request
         for stream in browser.ins.values():
             extra["lost"] += max(
@@ -1041,6 +1042,7 @@ def _rtcp_totals(results: list[dict[str, Any]]) -> dict[str, Any]:
         "mid_packets_sent": extra["mid_packets_total"],
         "mid_packets_measured": extra["mid_packets"],
         "retransmitted": extra["retransmitted"],
+        "retransmit_refused": extra["retransmit_refused"],
         "keyframes_on_request": extra["keyframes_on_request"],
         "receiver_lost": extra["lost"],
     }

@@ -210,17 +210,21 @@ def test_nack_is_answered_from_history_and_pli_restarts_the_loop_at_its_keyframe
     assert peer.rtcp_received == {"nack": 1, "pli": 1}
 
 
-def test_a_retransmission_is_stamped_with_its_own_send_time() -> None:
+def test_retransmissions_keep_to_the_streams_bitrate_and_its_last_second() -> None:
     peer, rtp, _ = _peer()
     peer.add_stream(_video_stream())
-    peer.send_frame("video", [b"f" * 50], 3000, WALL)
-    (original,) = rtp
-    peer.on_rtcp(br.build_nack(1, 0x1111, [100]), WALL + 2.0)
-    again = rtp[-1]
-    assert br.read_extensions(again)[3] == br.abs_send_time(WALL + 2.0)
-    assert br.read_extensions(original)[3] == br.abs_send_time(WALL)
-    assert again[:12] == original[:12] and again[-50:] == original[-50:]
-    assert br.read_extensions(again)[1] == b"1"  # the MID as first sent
+    for frame in range(30):  # one second of one-packet frames, ~30 kB
+        peer.send_frame("video", [b"f" * 1000], 3000, WALL + frame / 30)
+    peer.send_frame("video", [b"g" * 1000], 3000, WALL + 1.5)
+    sent = len(rtp)
+    # Frames older than a second are gone; the other 16, asked for three times, are more
+    # than the stream sent: the rest is refused.
+    for _ in range(3):
+        peer.on_rtcp(br.build_nack(1, 0x1111, range(100, 131)), WALL + 1.5)
+    answered = rtp[sent:]
+    assert {int.from_bytes(p[2:4], "big") for p in answered} == set(range(115, 131))
+    assert sum(len(p) for p in answered) <= sum(len(p) for p in rtp[:sent])
+    assert peer.retransmit_refused == 48 - len(answered) > 0
 
 
 def test_audio_send_time_comes_from_the_servers_sender_report() -> None:
@@ -231,3 +235,16 @@ def test_audio_send_time_comes_from_the_servers_sender_report() -> None:
     peer.on_rtcp(br.build_sender_report(sr), WALL)
     sent = peer.audio_send_time(stream, _rtp(0x7777, 11, ts=48960))
     assert abs(sent - (WALL + 0.02)) < 1e-4
+
+
+def test_a_retransmission_is_stamped_with_its_own_send_time() -> None:
+    peer, rtp, _ = _peer()
+    peer.add_stream(_video_stream())
+    peer.send_frame("video", [b"f" * 50], 3000, WALL)
+    (original,) = rtp
+    peer.on_rtcp(br.build_nack(1, 0x1111, [100]), WALL + 0.5)
+    again = rtp[-1]
+    assert br.read_extensions(again)[3] == br.abs_send_time(WALL + 0.5)
+    assert br.read_extensions(original)[3] == br.abs_send_time(WALL)
+    assert again[:12] == original[:12] and again[-50:] == original[-50:]
+    assert br.read_extensions(again)[1] == b"1"  # the MID as first sent
