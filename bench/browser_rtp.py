@@ -8,8 +8,9 @@ browser makes, not on bare media:
 - a receiver report for each received stream about once a second, reporter SSRC the
   peer's own sending SSRC of that kind (Chromium's `local_ssrc` of a receive stream);
 - a generic NACK (RFC 4585 6.2.1) as soon as a video sequence gap is seen, repeated
-  until the packet comes or the request is given up, then a PLI (RFC 4585 6.3.1) as the
-  decoder would ask; a PLI also at the start of every received video stream;
+  once per round trip (from the server's reports on our SRs; 100 ms before there is
+  one) until the packet comes or the request is given up (10 times or 1 s), then a PLI
+  (RFC 4585 6.3.1) as the decoder would ask; a PLI also at the start of every received video stream;
 - REMB (draft-alvestrand-rmcat-remb) once a second for the received video streams (the
   offer negotiates goog-remb, not transport-cc);
 - the MID header extension (RFC 8843 15) on each outgoing packet until a report block
@@ -52,7 +53,8 @@ NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 REPORT_INTERVAL_S = 1.0
 REMB_INTERVAL_S = 1.0
 REMB_BPS = 2_500_000  # what an unconstrained loopback estimate settles near
-NACK_RETRY_S = 0.1  # Chromium's retry interval without an RTT estimate
+NACK_RETRY_S = 0.1  # Chromium's retry interval before there is an RTT estimate
+NACK_RETRY_MIN_S = 0.02  # the tick that looks for due retries runs every 50 ms anyway
 NACK_MAX_RETRIES = 10  # Chromium's kMaxNackRetries
 NACK_MAX_AGE_S = 1.0
 NACK_LIST_MAX = 1000  # Chromium's kMaxNackPackets: beyond this, ask for a keyframe
@@ -497,7 +499,8 @@ class InStream:
     sr_ntp: int | None = None  # last SR from the server for this stream
     sr_rtp: int = 0
     sr_arrived: float = 0.0
-    missing: dict[int, list[float]] = field(default_factory=dict)  # ext seq -> [sent, tries]
+    # extended sequence -> [first NACKed at, last NACKed at, times]
+    missing: dict[int, list[float]] = field(default_factory=dict)
     last_keyframe_request: float = -1e9
     next_report: float = 0.0
 
@@ -547,6 +550,7 @@ class BrowserRtp:
         self.retransmit_refused = 0  # over the rate limit
         self.keyframes_on_request = 0
         self.next_remb = 0.0
+        self.rtt: float | None = None  # seconds, from the server's reports on our SRs
 
     # Sending media ----------------------------------------------------------------------
 
@@ -617,7 +621,7 @@ class BrowserRtp:
             self._keyframe_request(stream, wall)
             return
         for ext in range(first, first + count):
-            stream.missing[ext] = [wall, 1.0]
+            stream.missing[ext] = [wall, wall, 1.0]
         self._nack(stream, list(range(first, first + count)))
 
     def _nack(self, stream: InStream, lost: list[int]) -> None:
@@ -654,7 +658,7 @@ class BrowserRtp:
         for packet in packets:
             self.rtcp_received[KIND_NAMES[type(packet)]] += 1
             if isinstance(packet, SenderReport | ReceiverReport):
-                self._acknowledged(packet.blocks)
+                self._acknowledged(packet.blocks, wall)
                 if isinstance(packet, SenderReport):
                     stream = self.ins.get(packet.ssrc)
                     if stream is not None:
@@ -669,11 +673,18 @@ class BrowserRtp:
                 for ssrc in packet.media_ssrcs:
                     self._keyframe(ssrc)
 
-    def _acknowledged(self, blocks: tuple[ReportBlock, ...]) -> None:
+    def _acknowledged(self, blocks: tuple[ReportBlock, ...], wall: float) -> None:
         for block in blocks:
             for stream in self.out.values():
-                if stream.ssrc == block.ssrc:
-                    stream.mid_acked = True
+                if stream.ssrc != block.ssrc:
+                    continue
+                stream.mid_acked = True
+                if block.lsr:
+                    # RFC 3550 6.4.1: round trip = arrival - LSR - DLSR, in 1/65536 s.
+                    now = (ntp_time(wall) >> 16) & 0xFFFFFFFF
+                    rtt = ((now - block.lsr - block.dlsr) & 0xFFFFFFFF) / 65536
+                    if rtt < 10.0:
+                        self.rtt = rtt
 
     def _retransmit(self, ssrc: int, lost: tuple[int, ...], wall: float) -> None:
         for stream in self.out.values():
@@ -728,15 +739,17 @@ class BrowserRtp:
                 self.rtcp_sent["remb"] += 1
 
     def _retry(self, stream: InStream, wall: float) -> None:
+        # Chromium asks again once a round trip has passed without the packet.
+        interval = NACK_RETRY_S if self.rtt is None else max(self.rtt, NACK_RETRY_MIN_S)
         again: list[int] = []
         given_up = False
         for ext, state in list(stream.missing.items()):
-            first_at, tries = state
+            first_at, last_at, tries = state
             if tries >= NACK_MAX_RETRIES or wall - first_at > NACK_MAX_AGE_S:
                 del stream.missing[ext]
                 given_up = True
-            elif wall - first_at >= tries * NACK_RETRY_S:
-                state[1] = tries + 1
+            elif wall - last_at >= interval:
+                state[1], state[2] = wall, tries + 1
                 again.append(ext)
         if again:
             self._nack(stream, again)

@@ -248,3 +248,26 @@ def test_a_retransmission_is_stamped_with_its_own_send_time() -> None:
     assert br.read_extensions(original)[3] == br.abs_send_time(WALL)
     assert again[:12] == original[:12] and again[-50:] == original[-50:]
     assert br.read_extensions(again)[1] == b"1"  # the MID as first sent
+
+
+def test_nack_retries_wait_a_round_trip_measured_from_the_servers_reports() -> None:
+    peer, _, rtcp = _peer()
+    peer.add_stream(_video_stream())
+    peer.send_frame("video", [b"f" * 50], 3000, WALL)
+    peer.tick(WALL)  # the first SR goes out
+    (sr, _sdes) = br.parse_rtcp(rtcp.pop())
+    # The server answers 0.4 s later, having held the SR 0.15 s: a 0.25 s round trip.
+    lsr = (sr.ntp >> 16) & 0xFFFFFFFF
+    block = br.ReportBlock(0x1111, 0, 0, 100, 0, lsr, int(0.15 * 65536))
+    peer.on_rtcp(br.build_receiver_report(br.ReceiverReport(1, (block,))), WALL + 0.4)
+    assert abs(peer.rtt - 0.25) < 0.001
+    peer.kinds[0x5555] = "video"
+    peer.on_rtp(_rtp(0x5555, 10), WALL + 1)
+    peer.on_rtp(_rtp(0x5555, 12), WALL + 1)  # 11 lost: NACKed at once
+    rtcp.clear()
+    nacks = []
+    for step in range(1, 8):  # 0.1 s ticks
+        peer.tick(WALL + 1 + step / 10)
+        nacks += [step for d in rtcp for p in br.parse_rtcp(d) if isinstance(p, br.Nack)]
+        rtcp.clear()
+    assert nacks == [3, 6]
