@@ -162,6 +162,7 @@ class Participant:
         self.stats = stats
         self.mode = peer
         self.member_id: str | None = None  # ours, from the room snapshot
+        self.offers = 0  # media_offer messages answered
         self.pc: Any = None
         self.wire: Any = None
         self.video_ssrcs: set[int] = set()
@@ -200,6 +201,7 @@ class Participant:
         if self.pc is None:
             self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         pc = self.pc
+        self.offers += 1
         await pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
         publish = {mid: source for source, mid in message["publish"].items() if mid}
         for transceiver in pc.getTransceivers():
@@ -587,6 +589,13 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
                             "room": s.get("session_id", ""),
                             "connected": p.wire is not None and p.wire.ready,
                             "publishing": len(p.send),
+                            # Why a peer that is not connected is not: how far it got.
+                            "state": (
+                                "no offer"
+                                if p.pc is None
+                                else f"{p.pc.iceConnectionState}/{p.pc.connectionState}"
+                            ),
+                            "offers": p.offers,
                         }
                         for p, s in zip(participants, config["specs"], strict=True)
                     ],
@@ -1008,6 +1017,11 @@ def _reach(results: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
     everyone = [m for r in results for m in r["members"]]
     return {
         "peers_connected": sum(m["connected"] for m in everyone),
+        "peers_not_connected": [
+            f"{m['name']}: {m['state']}, {m['offers']} offers"
+            for m in everyone
+            if not m["connected"]
+        ][:6],
         "peers_publishing_both": sum(m["publishing"] == 2 for m in everyone),
         "pairs_expected": sum(len(v) for v in per_pair.values()),
         "pairs_without_packets": len(none),
