@@ -41,7 +41,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 import pyotp
@@ -392,6 +392,12 @@ async def _signal_server(
                 return
             message = json.loads(frame.data)
             kind = message["type"]
+            if kind == "snapshot" and spec["host"]:
+                # Patients who connected before the host wait in the host's snapshot;
+                # only those who come later arrive as `member` messages.
+                for member in message.get("members") or []:
+                    if member["presence"] == "waiting":
+                        await ws.send_json({"type": "admit", "member_id": member["id"]})
             if kind in ("snapshot", "resync") and not joined:
                 participant.member_id = str(message["you"]["id"])
                 if message["you"]["presence"] == "admitted":
@@ -764,13 +770,17 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-async def _drain(stream: asyncio.StreamReader | None, keep: list[bytes]) -> None:
+async def _drain(
+    stream: asyncio.StreamReader | None, keep: list[bytes], copy: BinaryIO | None = None
+) -> None:
     # The child must never block on a full pipe; the last lines are kept for errors.
     if stream is None:
         return
     while line := await stream.readline():
         keep.append(line)
         del keep[:-50]
+        if copy is not None:
+            copy.write(line)
 
 
 ALL_CPUS = sorted(os.sched_getaffinity(0))  # before --pin narrows this process's own
@@ -1070,12 +1080,30 @@ async def run_sfu(
     media: dict[str, Any],
     pin: bool = False,
     peer: str = "browser",
+    server_log: str | None = None,
 ) -> dict[str, Any]:
-    """The real server with K rooms of N peers."""
+    """The real server with K rooms of N peers (its output copied to `server_log`)."""
+    with contextlib.ExitStack() as stack:
+        copy = stack.enter_context(open(server_log, "wb")) if server_log else None  # noqa: ASYNC230
+        return await _run_sfu(participants, groups, seconds, workers, media, pin, peer, copy)
+
+
+async def _run_sfu(
+    participants: int,
+    groups: int,
+    seconds: float,
+    workers: int,
+    media: dict[str, Any],
+    pin: bool,
+    peer: str,
+    copy: BinaryIO | None,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         port = free_port()
         env = server_env(data_dir, port)
+        if copy is not None:
+            env["IOP_LOG_LEVEL"] = "info"
         demo = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -1100,7 +1128,7 @@ async def run_sfu(
             stderr=asyncio.subprocess.STDOUT,
         )
         tail: list[bytes] = []
-        drain = asyncio.create_task(_drain(server.stdout, tail))
+        drain = asyncio.create_task(_drain(server.stdout, tail, copy))
         try:
             base = f"https://127.0.0.1:{port}"
             ca = data_dir / "certs" / "ca.crt"
@@ -1361,7 +1389,14 @@ async def run_baseline(
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     media = encode_media()
     sfu = await run_sfu(
-        args.participants, args.groups, args.seconds, args.workers, media, args.pin, args.peer
+        args.participants,
+        args.groups,
+        args.seconds,
+        args.workers,
+        media,
+        args.pin,
+        args.peer,
+        args.server_log,
     )
     floor = _floor_us_per_packet()
     result: dict[str, Any] = {
@@ -1422,6 +1457,9 @@ def main() -> None:
         default="browser",
         help="browser: RTCP both ways, NACK/PLI/REMB, MID until acknowledged (as Chromium); "
         "raw: media only",
+    )
+    parser.add_argument(
+        "--server-log", metavar="FILE", help="write the server's output (level info) there"
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
