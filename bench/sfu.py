@@ -1153,12 +1153,19 @@ async def _run_sfu(
 
             async def probe() -> dict[str, Any]:
                 # Another change may add a `fanout` field; older servers do not have it.
-                async with (
-                    aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_ctx)) as client,
-                    client.get(base + "/healthz") as response,
-                ):
-                    health = await response.json()
-                return {"fanout": health["fanout"]} if "fanout" in health else {}
+                try:
+                    async with (
+                        aiohttp.ClientSession(
+                            connector=aiohttp.TCPConnector(ssl=ssl_ctx)
+                        ) as client,
+                        client.get(base + "/healthz") as response,
+                    ):
+                        health = await response.json()
+                except (aiohttp.ClientError, ValueError) as exc:
+                    return {"fanout": f"unavailable: {type(exc).__name__}"}
+                if isinstance(health, dict) and "fanout" in health:
+                    return {"fanout": health["fanout"]}
+                return {}
 
             result = await _drive(
                 specs,
