@@ -5,11 +5,15 @@ seeds K groups of N-1 patients (consented, checked in) and drives each room from
 load-generator processes: one real aiortc peer per participant, joined over the room
 WebSocket (hello, admit, media_join, media_offer/media_answer). Every peer publishes
 VP8 (~500 kbps, 30 fps) and Opus (20 ms) encoded once before the run and replayed as
-raw SRTP, and counts what it receives without decoding, so the server is what is
-measured. The same scenario then runs against a baseline relay that decodes and
-re-encodes (aiortc's MediaRelay used the default way) for a CPU ratio.
+SRTP, and counts what it receives without decoding, so the server is what is measured.
+`--peer browser` (the default) peers also send and answer RTCP as Chromium does (sender
+and receiver reports, NACK, PLI, REMB, the MID extension until the server's first
+report; bench/browser_rtp.py); `--peer raw` peers send media only. The same scenario
+then runs against a baseline relay that decodes and re-encodes (aiortc's MediaRelay used
+the default way) for a CPU ratio.
 
-    python bench/sfu.py [--participants 13] [--groups 1] [--seconds 20] [--no-baseline] [--json]
+    python bench/sfu.py [--participants 13] [--groups 1] [--seconds 20] [--peer browser|raw]
+                        [--no-baseline] [--pin] [--json]
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 import pyotp
@@ -44,6 +49,7 @@ import pyotp
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from browser_rtp import BrowserRtp, OutStream  # noqa: E402  (bench/browser_rtp.py)
 from processes import consent_and_check_in, free_port, server_env  # noqa: E402  (bench/processes.py)
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -54,6 +60,8 @@ VIDEO_BPS = 500_000
 LOOP_FRAMES = 90  # 3 s of video, one keyframe at its start, replayed in a loop
 AUDIO_PTIME = 0.020
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PEER_MODES = ("browser", "raw")
+SILENT_GAP_S = 1.0  # a stream that delivers nothing for this long, mid-run, went silent
 
 
 # Media encoded once ------------------------------------------------------------------
@@ -115,36 +123,46 @@ def encode_media() -> dict[str, Any]:
 # Load generator (runs in worker processes) ---------------------------------------------
 
 
-def _sdp_streams(sdp: str) -> tuple[set[int], dict[str, dict[str, int]]]:
-    """Video SSRCs the offer announces, and each m-line's extension ids by mid."""
-    video: set[int] = set()
+def _sdp_ssrcs(sdp: str) -> tuple[dict[int, tuple[str, str]], dict[str, dict[str, int]]]:
+    """Every SSRC the offer announces as (kind, mid), and each m-line's extension ids."""
+    streams: dict[int, tuple[str, str]] = {}
     ext: dict[str, dict[str, int]] = {}
     kind = ""
     mid = ""
     pending: dict[str, int] = {}
+    ssrcs: list[int] = []
     for line in sdp.splitlines():
         if line.startswith("m="):
             if mid:
                 ext[mid] = pending
-            kind, mid, pending = line[2:].split(" ", 1)[0], "", {}
+            streams.update((s, (kind, mid)) for s in ssrcs)
+            kind, mid, pending, ssrcs = line[2:].split(" ", 1)[0], "", {}, []
         elif line.startswith("a=mid:"):
             mid = line[6:].strip()
-        elif line.startswith("a=ssrc:") and kind == "video":
-            video.add(int(line[7:].split(" ", 1)[0]))
+        elif line.startswith("a=ssrc:"):
+            ssrcs.append(int(line[7:].split(" ", 1)[0]))
         elif line.startswith("a=extmap:"):
             ident, uri = line[9:].split(" ", 1)
             pending[uri.strip()] = int(ident.split("/")[0])
     if mid:
         ext[mid] = pending
-    return video, ext
+    streams.update((s, (kind, mid)) for s in ssrcs)
+    return streams, ext
 
 
 class Participant:
-    """One aiortc peer: ICE/DTLS by aiortc, RTP sent and counted raw on its wire."""
+    """One aiortc peer: ICE/DTLS by aiortc, RTP sent and counted on its wire.
 
-    def __init__(self, name: str, stats: WorkerStats) -> None:
+    `peer="raw"` sends media only (no RTCP, no MID); `peer="browser"` adds what Chromium
+    sends and answers (bench/browser_rtp.py).
+    """
+
+    def __init__(self, name: str, stats: WorkerStats, peer: str = "raw") -> None:
         self.name = name
         self.stats = stats
+        self.mode = peer
+        self.member_id: str | None = None  # ours, from the room snapshot
+        self.offers = 0  # media_offer messages answered
         self.pc: Any = None
         self.wire: Any = None
         self.video_ssrcs: set[int] = set()
@@ -154,6 +172,21 @@ class Participant:
         self.abs_id: int | None = None  # receive side: the id the server uses
         self.seq = {"audio": random.randrange(1 << 16), "video": random.randrange(1 << 16)}
         self.ts = {"audio": random.randrange(1 << 32), "video": random.randrange(1 << 32)}
+        self.owners: dict[int, tuple[str, str]] = {}  # received SSRC -> (publisher, kind)
+        self.pairs: Counter[tuple[str, str]] = Counter()  # (publisher, kind) -> packets
+        self.last_rx: dict[int, float] = {}  # received SSRC -> wall time of its last packet
+        self.max_gap: dict[int, float] = {}  # received SSRC -> longest silence while measuring
+        self.browser: BrowserRtp | None = None
+        if peer == "browser":
+            self.browser = BrowserRtp(
+                f"{name}-{random.getrandbits(32):08x}", self._send_rtp, self._send_rtcp
+            )
+
+    def _send_rtp(self, packet: bytes) -> bool:
+        return self.wire is not None and bool(self.wire.send_rtp(packet))
+
+    def _send_rtcp(self, packet: bytes) -> bool:
+        return self.wire is not None and bool(self.wire.send_rtcp(packet))
 
     async def on_offer(self, message: dict[str, Any]) -> str:
         from aiortc import (
@@ -168,6 +201,7 @@ class Participant:
         if self.pc is None:
             self.pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         pc = self.pc
+        self.offers += 1
         await pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "offer"))
         publish = {mid: source for source, mid in message["publish"].items() if mid}
         for transceiver in pc.getTransceivers():
@@ -180,15 +214,23 @@ class Participant:
             hooks.silence_sender(transceiver, lambda _p: None)
             hooks.silence_receiver(transceiver, lambda _p: None)
         await pc.setLocalDescription(await pc.createAnswer())
-        video, ext = _sdp_streams(message["sdp"])
-        self.video_ssrcs = video
+        streams, ext = _sdp_ssrcs(message["sdp"])
+        self.video_ssrcs = {ssrc for ssrc, (kind, _m) in streams.items() if kind == "video"}
+        tracks = message.get("tracks") or {}
+        for ssrc, (kind, mid) in streams.items():
+            owner = (tracks.get(mid) or {}).get("member_id")
+            if owner is not None and mid not in publish:
+                self.owners[ssrc] = (str(owner), kind)
+        if self.browser is not None:
+            self.browser.kinds.update((ssrc, kind) for ssrc, (kind, _m) in streams.items())
         for mid, ids in ext.items():
             if mid not in publish and ABS_SEND_TIME_URI in ids:
                 self.abs_id = ids[ABS_SEND_TIME_URI]
         self.send = {}  # re-read after every negotiation
         if self.wire is None:
             self.wire = hooks.Wire(pc)
-            self.wire.tap(self._on_rtp, lambda _data: None)
+            on_rtcp = self._on_rtcp if self.browser is not None else (lambda _data: None)
+            self.wire.tap(self._on_rtp, on_rtcp)
         return str(pc.localDescription.sdp)
 
     def sending(self, source: str) -> tuple[int, int, int | None] | None:
@@ -208,7 +250,31 @@ class Participant:
         ext_id = next((e.id for e in params.headerExtensions if e.uri == uri), None)
         found = (hooks.sender_ssrc(transceiver), params.codecs[0].payloadType, ext_id)
         self.send[source] = found
+        if self.browser is not None:
+            self.browser.add_stream(
+                OutStream(
+                    kind=source,
+                    ssrc=found[0],
+                    payload_type=found[1],
+                    clock_rate=params.codecs[0].clockRate,
+                    mid=transceiver.mid or "",
+                    ext_ids={e.uri: e.id for e in params.headerExtensions},
+                    cname=self.browser.cname,
+                )
+            )
         return found
+
+    def send_media(self, source: str, loop: list[list[bytes]], count: int, ts_step: int) -> None:
+        """The next frame of a pre-encoded loop: the shared position for raw peers, the
+        stream's own for browser peers (a PLI sends it back to the loop's keyframe)."""
+        if self.browser is None:
+            self.send_frame(source, loop[count % len(loop)], ts_step)
+            return
+        if self.sending(source) is None:
+            return
+        stream = self.browser.out[source]
+        index = stream.next_frame(len(loop)) if source == "video" else count % len(loop)
+        self.stats.sent += self.browser.send_frame(source, loop[index], ts_step, time.time())
 
     def send_frame(self, source: str, payloads: list[bytes], ts_step: int) -> None:
         agreed = self.sending(source)
@@ -236,11 +302,29 @@ class Participant:
                 self.stats.sent += 1
         self.seq[source] = seq
 
+    def _on_rtcp(self, data: bytes) -> None:
+        if self.browser is not None:
+            self.browser.on_rtcp(data, time.time())
+
     def _on_rtp(self, data: bytes) -> None:
         stats = self.stats
         stats.received += 1
+        now = time.time()
         ssrc = int.from_bytes(data[8:12], "big")
+        owner = self.owners.get(ssrc)
+        if owner is not None:
+            self.pairs[owner] += 1
+        if stats.measuring:
+            last = self.last_rx.get(ssrc)
+            if last is not None and now - last > self.max_gap.get(ssrc, 0.0):
+                self.max_gap[ssrc] = now - last
+        self.last_rx[ssrc] = now
+        stream = self.browser.on_rtp(data, now) if self.browser is not None else None
         if ssrc not in self.video_ssrcs:
+            if stream is not None and stats.measuring and stream.kind == "audio":
+                sent = self.browser.audio_send_time(stream, data)  # type: ignore[union-attr]
+                if sent is not None:
+                    stats.latency_audio.append(now - sent)
             return
         if data[1] & 0x80:
             self.frames[ssrc] += 1
@@ -259,8 +343,8 @@ class Participant:
             ident, length = head >> 4, (head & 0x0F) + 1
             if ident == self.abs_id and length == 3:
                 sent = int.from_bytes(data[pos + 1 : pos + 4], "big")
-                now = int(time.time() * (1 << 18)) & 0xFFFFFF
-                stats.latency.append(((now - sent) & 0xFFFFFF) / (1 << 18))
+                stamp = int(now * (1 << 18)) & 0xFFFFFF
+                stats.latency.append(((stamp - sent) & 0xFFFFFF) / (1 << 18))
                 return
             pos += 1 + length
 
@@ -279,7 +363,8 @@ class WorkerStats:
     sent: int = 0
     received: int = 0
     measuring: bool = False
-    latency: list[float] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)  # video, from abs-send-time
+    latency_audio: list[float] = field(default_factory=list)  # from the server's SRs
 
 
 async def _signal_server(
@@ -307,7 +392,14 @@ async def _signal_server(
                 return
             message = json.loads(frame.data)
             kind = message["type"]
+            if kind == "snapshot" and spec["host"]:
+                # Patients who connected before the host wait in the host's snapshot;
+                # only those who come later arrive as `member` messages.
+                for member in message.get("members") or []:
+                    if member["presence"] == "waiting":
+                        await ws.send_json({"type": "admit", "member_id": member["id"]})
             if kind in ("snapshot", "resync") and not joined:
+                participant.member_id = str(message["you"]["id"])
                 if message["you"]["presence"] == "admitted":
                     joined = True
                     await ws.send_json({"type": "media_join"})
@@ -384,13 +476,16 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
     hooks.use_host_addresses(["127.0.0.1"])
     media = config["media"]
     stats = WorkerStats()
-    participants = [Participant(spec["name"], stats) for spec in config["specs"]]
+    participants = [
+        Participant(spec["name"], stats, peer=config["peer"]) for spec in config["specs"]
+    ]
     ssl_ctx = ssl.create_default_context(cafile=config["ca"]) if config.get("ca") else None
     tasks: list[asyncio.Task[Any]] = []
     host_http: aiohttp.ClientSession | None = None
     sessions: list[aiohttp.ClientSession] = []
     for spec, participant in zip(config["specs"], participants, strict=True):
         if config["mode"] == "baseline":
+            participant.member_id = participant.name  # the baseline relay's member ids
             tasks.append(asyncio.create_task(_signal_baseline(spec, participant)))
             continue
         if spec["host"]:
@@ -404,20 +499,26 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
             sessions.append(http)
         tasks.append(asyncio.create_task(_signal_server(spec, participant, http)))
 
-    video, audio = media["video"], media["audio"]
+    video, audio = media["video"], [[packet] for packet in media["audio"]]
 
     def video_tick(count: int) -> None:
-        payloads = video[count % len(video)]
         for participant in participants:
-            participant.send_frame("video", payloads, 90000 // VIDEO_FPS)
+            participant.send_media("video", video, count, 90000 // VIDEO_FPS)
 
     def audio_tick(count: int) -> None:
-        payload = [audio[count % len(audio)]]
         for participant in participants:
-            participant.send_frame("audio", payload, int(48000 * AUDIO_PTIME))
+            participant.send_media("audio", audio, count, int(48000 * AUDIO_PTIME))
+
+    def rtcp_tick(_count: int) -> None:
+        now = time.time()
+        for participant in participants:
+            if participant.browser is not None and participant.wire is not None:
+                participant.browser.tick(now)
 
     tasks.append(asyncio.create_task(_pace(1 / VIDEO_FPS, video_tick)))
     tasks.append(asyncio.create_task(_pace(AUDIO_PTIME, audio_tick)))
+    if config["peer"] == "browser":
+        tasks.append(asyncio.create_task(_pace(0.05, rtcp_tick)))
 
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[Any] = asyncio.Queue()
@@ -436,6 +537,9 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
             )
         elif command == "start":
             stats.latency.clear()
+            stats.latency_audio.clear()
+            for participant in participants:
+                participant.max_gap.clear()
             stats.measuring = True
             marks = {
                 "cpu": _cpu_self(),
@@ -443,6 +547,8 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
                 "sent": stats.sent,
                 "received": stats.received,
                 "frames": [Counter(p.frames) for p in participants],
+                "pairs": [Counter(p.pairs) for p in participants],
+                "rtcp": _rtcp_counts(participants),
             }
             conn.send("started")
         elif command == "stop":
@@ -455,9 +561,24 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
                 )
                 rates = [0.0] * max(0, others - len(rates)) + rates
                 fps.append(rates[0] if rates else 0.0)
-            latency = stats.latency
-            if len(latency) > 50_000:
-                latency = random.sample(latency, 50_000)
+            pairs = []
+            for participant, before in zip(participants, marks["pairs"], strict=True):
+                gaps: dict[tuple[str, str], float] = {}
+                for ssrc, gap in participant.max_gap.items():
+                    owner = participant.owners.get(ssrc)
+                    if owner is not None:
+                        gaps[owner] = max(gaps.get(owner, 0.0), gap)
+                for (owner, kind), total in participant.pairs.items():
+                    pairs.append(
+                        {
+                            "subscriber": participant.member_id,
+                            "publisher": owner,
+                            "kind": kind,
+                            "packets": total - before[(owner, kind)],
+                            "ever": total,
+                            "max_gap": gaps.get((owner, kind), 0.0),
+                        }
+                    )
             conn.send(
                 {
                     "elapsed": elapsed,
@@ -465,7 +586,27 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
                     "sent": stats.sent - marks["sent"],
                     "received": stats.received - marks["received"],
                     "fps_min": min(fps) if fps else 0.0,
-                    "latency": latency,
+                    "latency": _sample(stats.latency),
+                    "latency_audio": _sample(stats.latency_audio),
+                    "members": [
+                        {
+                            "name": p.name,
+                            "member": p.member_id,
+                            "room": s.get("session_id", ""),
+                            "connected": p.wire is not None and p.wire.ready,
+                            "publishing": len(p.send),
+                            # Why a peer that is not connected is not: how far it got.
+                            "state": (
+                                "no offer"
+                                if p.pc is None
+                                else f"{p.pc.iceConnectionState}/{p.pc.connectionState}"
+                            ),
+                            "offers": p.offers,
+                        }
+                        for p, s in zip(participants, config["specs"], strict=True)
+                    ],
+                    "pairs": pairs,
+                    "rtcp": _rtcp_counts(participants, since=marks["rtcp"]),
                 }
             )
         elif command == "quit":
@@ -480,6 +621,49 @@ async def _worker(conn: Connection, config: dict[str, Any]) -> None:
     for http in sessions:
         await http.close()
     conn.send("bye")
+
+
+def _sample(values: list[float], most: int = 50_000) -> list[float]:
+    return random.sample(values, most) if len(values) > most else values
+
+
+def _rtcp_counts(
+    participants: list[Participant], since: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """RTCP sent and received by packet type, packets sent with MID, and the rest of
+    what the browser-like peers did (totals, or the change since `since`)."""
+    sent: Counter[str] = Counter()
+    received: Counter[str] = Counter()
+    extra: Counter[str] = Counter()
+    for participant in participants:
+        browser = participant.browser
+        if browser is None:
+            continue
+        sent.update(browser.rtcp_sent)
+        received.update(browser.rtcp_received)
+        extra["mid_packets"] += browser.mid_packets
+        extra["retransmitted"] += browser.retransmitted
+        extra["retransmit_refused"] += browser.retransmit_refused
+        extra["keyframes_on_request"] += browser.keyframes_on_request
+        for stream in browser.ins.values():
+            extra["lost"] += max(
+                0, stream.cycles + stream.max_seq - stream.base + 1 - stream.received
+            )
+    counts = {"sent": dict(sent), "received": dict(received), **extra}
+    if since is None:
+        return counts
+    return {
+        "sent": _minus(sent, since["sent"]),
+        "received": _minus(received, since["received"]),
+        **{k: v - since.get(k, 0) for k, v in extra.items()},
+        "mid_packets_total": extra["mid_packets"],
+        "sent_total": dict(sent),
+        "received_total": dict(received),
+    }
+
+
+def _minus(now: Counter[str], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in sorted(now.items())}
 
 
 def _worker_main(conn: Connection, config: dict[str, Any]) -> None:
@@ -586,13 +770,17 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-async def _drain(stream: asyncio.StreamReader | None, keep: list[bytes]) -> None:
+async def _drain(
+    stream: asyncio.StreamReader | None, keep: list[bytes], copy: BinaryIO | None = None
+) -> None:
     # The child must never block on a full pipe; the last lines are kept for errors.
     if stream is None:
         return
     while line := await stream.readline():
         keep.append(line)
         del keep[:-50]
+        if copy is not None:
+            copy.write(line)
 
 
 ALL_CPUS = sorted(os.sched_getaffinity(0))  # before --pin narrows this process's own
@@ -639,10 +827,40 @@ def _floor_us_per_packet(count: int = 40_000) -> float:
     return elapsed / count * 1e6
 
 
+def _pin_threads(pid: int, cpus: set[int]) -> int:
+    """Put every thread of a process on these CPUs; how many threads there were.
+
+    `sched_setaffinity(pid)` moves only the thread whose id is `pid`: threads the process
+    already started (aiosqlite's, the default executor's, aioice's) keep their old mask,
+    and threads inherit the mask of the thread that starts them.
+    """
+    pinned = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, FileNotFoundError):
+            continue  # ended meanwhile
+        pinned += 1
+    return pinned
+
+
+def _threads_on(pid: int) -> dict[str, int]:
+    """How many of a process's threads may run on which CPU set (e.g. {"0": 7})."""
+    found: Counter[str] = Counter()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            cpus = os.sched_getaffinity(int(tid))
+        except (ProcessLookupError, FileNotFoundError):
+            continue
+        found[",".join(map(str, sorted(cpus)))] += 1
+    return dict(found)
+
+
 async def _drive(
     specs: list[dict[str, Any]],
     *,
     mode: str,
+    peer: str,
     participants: int,
     workers: int,
     media: dict[str, Any],
@@ -652,11 +870,12 @@ async def _drive(
     warmup: float,
     ready_within: float,
     pin: bool = False,
+    probe: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Run the generators against a started server; measure for `seconds`.
 
-    With `pin`, the server gets CPU 0 to itself and everything else (the generators, this
-    process) the other CPUs, as a node with a core of its own would run.
+    With `pin`, every thread of the server gets CPU 0 to itself and everything else (the
+    generators, this process) the other CPUs, as a node with a core of its own would run.
     """
     ctx = multiprocessing.get_context("spawn")
     cpus = ALL_CPUS
@@ -664,7 +883,7 @@ async def _drive(
     if pin:
         if not rest:
             raise SystemExit("--pin needs at least two CPUs")
-        os.sched_setaffinity(server_pid, {cpus[0]})
+        _pin_threads(server_pid, {cpus[0]})
         os.sched_setaffinity(0, rest)
     shares: list[list[dict[str, Any]]] = [[] for _ in range(workers)]
     for spec in specs:
@@ -679,6 +898,7 @@ async def _drive(
         config = {
             "specs": share,
             "mode": mode,
+            "peer": peer,
             "media": media,
             "ca": ca,
             "participants": participants,
@@ -686,7 +906,7 @@ async def _drive(
         proc = ctx.Process(target=_worker_main, args=(child, config), daemon=True)
         proc.start()
         if pin and proc.pid is not None:
-            os.sched_setaffinity(proc.pid, rest)
+            _pin_threads(proc.pid, rest)
         pipes.append(parent)
         procs.append(proc)
     loop = asyncio.get_running_loop()
@@ -696,6 +916,8 @@ async def _drive(
             pipe.send(command)
         return [await loop.run_in_executor(None, pipe.recv) for pipe in pipes]
 
+    pinned: dict[str, Any] = {}
+    probed: dict[str, Any] = {}
     try:
         deadline = time.monotonic() + ready_within
         ready = 0
@@ -708,6 +930,12 @@ async def _drive(
             if ready == len(specs):
                 break
             await asyncio.sleep(0.5)
+        if pin:
+            # Again now the rooms are up: aiortc and aioice start their threads late.
+            pinned["server_threads"] = _pin_threads(server_pid, {cpus[0]})
+            for proc in procs:
+                if proc.pid is not None:
+                    _pin_threads(proc.pid, rest)
         await asyncio.sleep(warmup)
         await ask("start")
         cpu_before = _cpu_of(server_pid)
@@ -715,6 +943,10 @@ async def _drive(
         await asyncio.sleep(seconds)
         cpu_after = _cpu_of(server_pid)
         elapsed = time.monotonic() - began
+        if pin:
+            pinned["server_thread_cpus"] = _threads_on(server_pid)
+        if probe is not None:
+            probed = await probe()
         results = await ask("stop")
         await ask("quit")
     finally:
@@ -724,10 +956,11 @@ async def _drive(
                 proc.kill()
     received = sum(r["received"] for r in results)
     sent = sum(r["sent"] for r in results)
-    latency = sorted(x for r in results for x in r["latency"])
     server_cores = (cpu_after - cpu_before) / elapsed
     forwarded_pps = received / elapsed
-    cuts = statistics.quantiles(latency, n=100) if len(latency) > 100 else None
+    video = _percentiles(x for r in results for x in r["latency"])
+    audio = _percentiles(x for r in results for x in r["latency_audio"])
+    both = _percentiles(x for r in results for key in ("latency", "latency_audio") for x in r[key])
     return {
         "ready_peers": ready,
         "server_cpu_cores": round(server_cores, 3),
@@ -735,10 +968,107 @@ async def _drive(
         "expected_pps": round(sent / elapsed * (participants - 1), 1),
         "forwarded_pps": round(forwarded_pps, 1),
         "us_per_packet": round(server_cores * 1e6 / forwarded_pps, 2) if forwarded_pps else None,
-        "latency_p50_ms": round(cuts[49] * 1000, 2) if cuts else None,
-        "latency_p99_ms": round(cuts[98] * 1000, 2) if cuts else None,
+        "latency_p50_ms": both[0],
+        "latency_p99_ms": both[1],
+        "latency_video_p50_ms": video[0],
+        "latency_video_p99_ms": video[1],
+        "latency_audio_p50_ms": audio[0],
+        "latency_audio_p99_ms": audio[1],
         "subscriber_fps_min": round(min(r["fps_min"] for r in results), 1),
         "generator_cpu_cores": [round(r["cpu"] / r["elapsed"], 3) for r in results],
+        **_reach(results, elapsed),
+        **_rtcp_totals(results),
+        **pinned,
+        **probed,
+    }
+
+
+def _percentiles(values: Iterable[float]) -> tuple[float | None, float | None]:
+    """p50 and p99 in milliseconds (None with too few samples)."""
+    ordered = sorted(values)
+    if len(ordered) <= 100:
+        return None, None
+    cuts = statistics.quantiles(ordered, n=100)
+    return round(cuts[49] * 1000, 2), round(cuts[98] * 1000, 2)
+
+
+def _reach(results: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+    """Which (publisher, subscriber, kind) pairs got media while measuring, and how much.
+
+    Every member of a room should receive every other member's audio and video; a pair
+    missing from what the subscribers counted received nothing at all.
+    """
+    rooms: dict[str, list[str]] = {}
+    for r in results:
+        for m in r["members"]:
+            if m["member"] is not None:
+                rooms.setdefault(m["room"], []).append(m["member"])
+    got = {(p["publisher"], p["subscriber"], p["kind"]): p for r in results for p in r["pairs"]}
+    none: list[str] = []
+    silent: list[str] = []
+    per_pair: dict[str, list[int]] = {"audio": [], "video": []}
+    per_stream: dict[tuple[str, str], int] = {}
+    for members in rooms.values():
+        for publisher in members:
+            for subscriber in members:
+                if subscriber == publisher:
+                    continue
+                for kind in ("audio", "video"):
+                    pair = got.get((publisher, subscriber, kind))
+                    packets = pair["packets"] if pair else 0
+                    per_pair[kind].append(packets)
+                    per_stream[(publisher, kind)] = per_stream.get((publisher, kind), 0) + packets
+                    name = f"{publisher}->{subscriber}:{kind}"
+                    if packets == 0:
+                        none.append(name)
+                    elif pair and pair["max_gap"] > SILENT_GAP_S:
+                        silent.append(name)
+    streams = {k: [v for (_p, kind), v in per_stream.items() if kind == k] for k in per_pair}
+    everyone = [m for r in results for m in r["members"]]
+    return {
+        "peers_connected": sum(m["connected"] for m in everyone),
+        "peers_not_connected": [
+            f"{m['name']}: {m['state']}, {m['offers']} offers"
+            for m in everyone
+            if not m["connected"]
+        ][:6],
+        "peers_publishing_both": sum(m["publishing"] == 2 for m in everyone),
+        "pairs_expected": sum(len(v) for v in per_pair.values()),
+        "pairs_without_packets": len(none),
+        "pairs_silent": len(silent),  # got packets, but none for over SILENT_GAP_S at a time
+        "pairs_problem_sample": (none + silent)[:6],
+        "min_pair_pps": {k: round(min(v) / elapsed, 1) if v else None for k, v in per_pair.items()},
+        "min_stream_pps": {
+            k: round(min(v) / elapsed, 1) if v else None for k, v in streams.items()
+        },
+    }
+
+
+def _rtcp_totals(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The browser-like peers' RTCP and MID counts over the measured time, all generators."""
+    sent: Counter[str] = Counter()
+    received: Counter[str] = Counter()
+    extra: Counter[str] = Counter()
+    sent_total: Counter[str] = Counter()
+    received_total: Counter[str] = Counter()
+    for r in results:
+        rtcp = r["rtcp"]
+        sent.update(rtcp["sent"])
+        received.update(rtcp["received"])
+        sent_total.update(rtcp.get("sent_total", {}))
+        received_total.update(rtcp.get("received_total", {}))
+        extra.update({k: v for k, v in rtcp.items() if isinstance(v, int)})
+    return {
+        "rtcp_sent": dict(sorted(sent.items())),
+        "rtcp_received": dict(sorted(received.items())),
+        "rtcp_sent_whole_run": dict(sorted(sent_total.items())),
+        "rtcp_received_whole_run": dict(sorted(received_total.items())),
+        "mid_packets_sent": extra["mid_packets_total"],
+        "mid_packets_measured": extra["mid_packets"],
+        "retransmitted": extra["retransmitted"],
+        "retransmit_refused": extra["retransmit_refused"],
+        "keyframes_on_request": extra["keyframes_on_request"],
+        "receiver_lost": extra["lost"],
     }
 
 
@@ -749,12 +1079,31 @@ async def run_sfu(
     workers: int,
     media: dict[str, Any],
     pin: bool = False,
+    peer: str = "browser",
+    server_log: str | None = None,
 ) -> dict[str, Any]:
-    """The real server with K rooms of N peers."""
+    """The real server with K rooms of N peers (its output copied to `server_log`)."""
+    with contextlib.ExitStack() as stack:
+        copy = stack.enter_context(open(server_log, "wb")) if server_log else None  # noqa: ASYNC230
+        return await _run_sfu(participants, groups, seconds, workers, media, pin, peer, copy)
+
+
+async def _run_sfu(
+    participants: int,
+    groups: int,
+    seconds: float,
+    workers: int,
+    media: dict[str, Any],
+    pin: bool,
+    peer: str,
+    copy: BinaryIO | None,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         port = free_port()
         env = server_env(data_dir, port)
+        if copy is not None:
+            env["IOP_LOG_LEVEL"] = "info"
         demo = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -779,7 +1128,7 @@ async def run_sfu(
             stderr=asyncio.subprocess.STDOUT,
         )
         tail: list[bytes] = []
-        drain = asyncio.create_task(_drain(server.stdout, tail))
+        drain = asyncio.create_task(_drain(server.stdout, tail, copy))
         try:
             base = f"https://127.0.0.1:{port}"
             ca = data_dir / "certs" / "ca.crt"
@@ -800,9 +1149,29 @@ async def run_sfu(
                             "join_url": patient["join_url"],
                         }
                     )
+            ssl_ctx = ssl.create_default_context(cafile=str(ca))
+
+            async def probe() -> dict[str, Any]:
+                # Another change may add a `fanout` field; older servers do not have it.
+                try:
+                    async with (
+                        aiohttp.ClientSession(
+                            connector=aiohttp.TCPConnector(ssl=ssl_ctx)
+                        ) as client,
+                        client.get(base + "/healthz") as response,
+                    ):
+                        health = await response.json()
+                except (aiohttp.ClientError, ValueError) as exc:
+                    return {"fanout": f"unavailable: {type(exc).__name__}"}
+                if isinstance(health, dict) and "fanout" in health:
+                    return {"fanout": health["fanout"]}
+                return {}
+
             result = await _drive(
                 specs,
                 mode="sfu",
+                peer=peer,
+                probe=probe,
                 participants=participants,
                 workers=workers,
                 media=media,
@@ -813,6 +1182,9 @@ async def run_sfu(
                 ready_within=60.0,
                 pin=pin,
             )
+            if result["pairs_without_packets"] or result["pairs_silent"]:
+                # What the server logged (warnings and up) says why media did not flow.
+                sys.stderr.write(b"".join(tail).decode(errors="replace"))
         except Exception:
             sys.stderr.write(b"".join(tail).decode(errors="replace"))
             raise
@@ -960,7 +1332,12 @@ async def baseline_server(port: int, participants: int) -> None:
 
 
 async def run_baseline(
-    participants: int, seconds: float, workers: int, media: dict[str, Any], pin: bool = False
+    participants: int,
+    seconds: float,
+    workers: int,
+    media: dict[str, Any],
+    pin: bool = False,
+    peer: str = "browser",
 ) -> dict[str, Any]:
     port = free_port()
     server = await asyncio.create_subprocess_exec(
@@ -988,6 +1365,7 @@ async def run_baseline(
         return await _drive(
             specs,
             mode="baseline",
+            peer=peer,
             participants=participants,
             workers=workers,
             media=media,
@@ -1017,7 +1395,16 @@ async def run_baseline(
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     media = encode_media()
-    sfu = await run_sfu(args.participants, args.groups, args.seconds, args.workers, media, args.pin)
+    sfu = await run_sfu(
+        args.participants,
+        args.groups,
+        args.seconds,
+        args.workers,
+        media,
+        args.pin,
+        args.peer,
+        args.server_log,
+    )
     floor = _floor_us_per_packet()
     result: dict[str, Any] = {
         "machine": (
@@ -1027,6 +1414,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "groups": args.groups,
         "seconds": args.seconds,
         "pinned": args.pin,
+        "peer": args.peer,
         "video_kbps": media["video_kbps"],
         **sfu,
         "floor_us_per_packet": round(floor, 2),
@@ -1035,7 +1423,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "baseline_ratio": None,
     }
     if not args.no_baseline:
-        base = await run_baseline(args.participants, args.seconds, args.workers, media, args.pin)
+        base = await run_baseline(
+            args.participants, args.seconds, args.workers, media, args.pin, args.peer
+        )
         result["baseline"] = base
         # Per room: the baseline always runs one room.
         per_room = sfu["server_cpu_cores"] / args.groups
@@ -1068,6 +1458,16 @@ def main() -> None:
         action="store_true",
         help="give the server CPU 0 to itself and the load generators the others",
     )
+    parser.add_argument(
+        "--peer",
+        choices=PEER_MODES,
+        default="browser",
+        help="browser: RTCP both ways, NACK/PLI/REMB, MID until acknowledged (as Chromium); "
+        "raw: media only",
+    )
+    parser.add_argument(
+        "--server-log", metavar="FILE", help="write the server's output (level info) there"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1081,8 +1481,8 @@ def main() -> None:
         print(json.dumps(result))
         return
     print(
-        f"{result['machine']}; {args.groups} x {args.participants} peers, {args.seconds:g} s, "
-        f"VP8 {result['video_kbps']} kbps + Opus"
+        f"{result['machine']}; {args.groups} x {args.participants} {args.peer} peers, "
+        f"{args.seconds:g} s, VP8 {result['video_kbps']} kbps + Opus"
     )
     for key, value in result.items():
         if key not in ("machine", "baseline"):
