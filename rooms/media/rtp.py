@@ -33,6 +33,10 @@ class RtpView:
     ext_start: int  # offset of the extension block's 4-byte header, -1 without one
     ext_end: int  # offset just past the extension block (== payload start)
     extensions: list[tuple[int, bytes]]
+    # Where each element sits: (id, offset of its header, value length), the header being
+    # one byte (profile 0xBEDE) or two; a key for per-layout rewrite plans (see inplace_plan).
+    layout: tuple[tuple[int, int, int], ...] = ()
+    two_byte: bool = False
 
 
 def is_rtcp(data: bytes) -> bool:
@@ -49,7 +53,9 @@ def parse(data: bytes) -> RtpView:
         raise RtpError("not RTP version 2")
     offset = 12 + 4 * (first & 0x0F)
     extensions: list[tuple[int, bytes]] = []
+    layout: list[tuple[int, int, int]] = []
     ext_start = -1
+    two_byte = False
     if first & 0x10:
         if len(data) < offset + 4:
             raise RtpError("truncated header extension")
@@ -58,7 +64,8 @@ def parse(data: bytes) -> RtpView:
         end = offset + 4 + 4 * words
         if end > len(data):
             raise RtpError("truncated header extension")
-        extensions = _read_extensions(data, offset + 4, end, profile)
+        two_byte = profile & TWO_BYTE_PROFILE_MASK == TWO_BYTE_PROFILE
+        extensions = _read_extensions(data, offset + 4, end, profile, layout)
         offset = end
     elif len(data) < offset:
         raise RtpError("truncated CSRC list")
@@ -71,10 +78,14 @@ def parse(data: bytes) -> RtpView:
         ext_start=ext_start,
         ext_end=offset,
         extensions=extensions,
+        layout=tuple(layout),
+        two_byte=two_byte,
     )
 
 
-def _read_extensions(data: bytes, start: int, end: int, profile: int) -> list[tuple[int, bytes]]:
+def _read_extensions(
+    data: bytes, start: int, end: int, profile: int, layout: list[tuple[int, int, int]]
+) -> list[tuple[int, bytes]]:
     found: list[tuple[int, bytes]] = []
     pos = start
     if profile == ONE_BYTE_PROFILE:
@@ -89,6 +100,7 @@ def _read_extensions(data: bytes, start: int, end: int, profile: int) -> list[tu
             if pos + 1 + length > end:
                 raise RtpError("header extension element overruns its block")
             found.append((ext_id, bytes(data[pos + 1 : pos + 1 + length])))
+            layout.append((ext_id, pos, length))
             pos += 1 + length
     elif profile & TWO_BYTE_PROFILE_MASK == TWO_BYTE_PROFILE:
         while pos < end:
@@ -102,6 +114,7 @@ def _read_extensions(data: bytes, start: int, end: int, profile: int) -> list[tu
             if pos + 2 + length > end:
                 raise RtpError("header extension element overruns its block")
             found.append((ext_id, bytes(data[pos + 2 : pos + 2 + length])))
+            layout.append((ext_id, pos, length))
             pos += 2 + length
     return found
 
@@ -124,6 +137,68 @@ def extension_block(elements: list[tuple[int, bytes]]) -> bytes:
         profile = TWO_BYTE_PROFILE
     body += b"\x00" * (-len(body) % 4)
     return struct.pack("!HH", profile, len(body) // 4) + bytes(body)
+
+
+def inplace_plan(
+    view: RtpView, out_ids: dict[int, int | None], values: dict[int, bytes]
+) -> bytes | None:
+    """The edits that turn a packet with this extension layout into a leg's, in place.
+
+    `out_ids` maps each publisher extension id to the leg's (None, or absent: dropped by
+    overwriting the element with padding, which RFC 8285 section 4.2 lets a receiver skip);
+    `values` replaces an element's value (the leg's MID), shorter values padded the same
+    way. Returns the edits encoded as [offset u16][length u8][bytes] records (b"": nothing
+    to change), or None when the packet cannot keep its size (a longer value, or an id
+    that the one-byte form cannot carry): the caller rebuilds it with `rewrite`.
+    """
+    edits = bytearray()
+    header = 2 if view.two_byte else 1
+    for ext_id, pos, length in view.layout:
+        if header + length > 255:
+            return None  # an edit record holds at most 255 bytes
+        out_id = out_ids.get(ext_id)
+        if out_id is None:
+            edits += _edit(pos, bytes(header + length))
+            continue
+        value = values.get(ext_id)
+        if value is None:
+            if out_id == ext_id:
+                continue
+            if view.two_byte:
+                if out_id > 255:
+                    return None
+                edits += _edit(pos, bytes((out_id,)))
+            elif 0 < out_id < 15:
+                edits += _edit(pos, bytes(((out_id << 4) | (length - 1),)))
+            else:
+                return None
+            continue
+        if not value or len(value) > length:
+            return None
+        if view.two_byte:
+            if out_id > 255:
+                return None
+            element = bytes((out_id, len(value))) + value
+        elif 0 < out_id < 15:
+            element = bytes(((out_id << 4) | (len(value) - 1),)) + value
+        else:
+            return None
+        edits += _edit(pos, element + bytes(length - len(value)))
+    return bytes(edits)
+
+
+def _edit(offset: int, data: bytes) -> bytes:
+    return struct.pack("!HB", offset, len(data)) + data
+
+
+def apply_plan(buffer: bytearray | memoryview, plan: bytes) -> None:
+    """Write `inplace_plan`'s edits into a copy of the packet."""
+    i, end = 0, len(plan)
+    while i < end:
+        offset = (plan[i] << 8) | plan[i + 1]
+        size = plan[i + 2]
+        buffer[offset : offset + size] = plan[i + 3 : i + 3 + size]
+        i += 3 + size
 
 
 def audio_level(view: RtpView, ext_id: int) -> int | None:
