@@ -148,15 +148,13 @@ def select(name: str) -> None:
     """Use this fan-out from now on (process-wide); c refuses when it is not built."""
     if name not in NAMES:
         raise FanoutError(f"unknown fan-out {name!r}: choose c or python")
-    chosen: Forward | None = forward_python
-    if name == "c":
-        chosen = compiled()
-        if chosen is None:
-            raise FanoutError(
-                "IOP_FANOUT=c but rooms/media/_fanout is not built: install gcc and the "
-                "Python headers (make system-deps) and run `pip install -e .` again, "
-                "or set IOP_FANOUT=python"
-            )
+    chosen = compiled() if name == "c" else forward_python
+    if chosen is None:
+        raise FanoutError(
+            "IOP_FANOUT=c but rooms/media/_fanout is not built: install gcc and the "
+            "Python headers (make system-deps) and run `pip install -e .` again, "
+            "or set IOP_FANOUT=python"
+        )
     _selected[:] = [(name, chosen)]
 
 

@@ -1,7 +1,8 @@
 """The forwarding plane: publishers' tracks, subscribers' legs, and RTCP per leg.
 
 Everything here runs synchronously inside the ICE datagram callback (see hooks.Wire):
-a packet arrives decrypted, is rewritten once per leg and sent, and nothing waits.
+a packet arrives decrypted, each leg's numbering is worked out here, and one fan-out call
+(rooms/media/fanout.py) rewrites, encrypts and sends every leg's copy; nothing waits.
 No decoder, encoder or per-frame task exists on this path.
 """
 
@@ -27,10 +28,15 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
-from rooms.media import rtp
+from rooms.media import fanout, rtp
 from rooms.media.packetmap import SEQ_MOD, PacketMap
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+# Only needed until the receiver has tied the SSRC to its m-line (RFC 8843 section 9.2).
+DEMUX_URIS = frozenset((MID_URI, RID_URI, REPAIRED_RID_URI))
+MAX_LAYOUTS = 64  # extension layouts whose plans a track keeps
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 KEYFRAME_INTERVAL_S = 0.5  # at most one keyframe request per publisher track per 500 ms
 CACHE_SIZE = 256  # video packets kept per track for retransmission (~3 s at 500 kbps)
@@ -39,14 +45,14 @@ CACHE_SIZE = 256  # video packets kept per track for retransmission (~3 s at 500
 class Sink(Protocol):
     """Where a leg's packets go: a peer connection's encrypted wire."""
 
-    def send_rtp(self, packet: bytes | bytearray) -> bool: ...
+    # Where the fan-out sends (None until the connection is up, or after it changed).
+    target: fanout.Target | None
 
-    def forward_rtp(
-        self, packet: bytes, marker_pt: int, sequence: int, timestamp: int, ssrc: int
-    ) -> bool:
-        """Send `packet` with header bytes 1-11 (marker and payload type, sequence number,
-        timestamp, SSRC) replaced: the rewrite of a packet whose extensions stay as they are."""
+    def refresh_target(self) -> fanout.Target | None:
+        """Work `target` out again; None while nothing can be sent."""
         ...
+
+    def send_rtp(self, packet: bytes | bytearray) -> bool: ...
 
     def send_rtcp(self, packet: bytes) -> bool: ...
 
@@ -81,12 +87,13 @@ class Leg:
     first_request_owed: bool = True
     wanted: bool = True  # the subscriber wants it (audio-only mode turns video off)
     track: Track | None = None  # the publisher's track feeding it, while there is one
+    # The subscriber's receiver reports cover this leg's SSRC: it knows the m-line, so
+    # MID and RID are no longer sent (as Chromium's senders do); a renegotiation that
+    # changes the leg sends them again.
+    demuxed: bool = False
     map: PacketMap = field(init=False)
     packets: int = 0
     octets: int = 0
-    _remap_for: object = None
-    _remap: dict[int, int] | None = None
-    _mid_bytes: bytes = b""
 
     def __post_init__(self) -> None:
         self.map = PacketMap(self.clock_rate)
@@ -96,17 +103,31 @@ class Leg:
         """Packets flow on this leg."""
         return self.negotiated and self.wanted
 
-    def extension_map(self, track: Track) -> dict[int, int] | None:
-        """Publisher extension id -> leg id; None when they are the same (nothing to do)."""
-        if self._remap_for is not track.ext_ids:
-            remap = {
-                pid: self.ext_ids[uri] for uri, pid in track.ext_ids.items() if uri in self.ext_ids
-            }
-            identical = all(k == v for k, v in remap.items()) and len(remap) == len(track.ext_ids)
-            self._remap = None if identical else remap
-            self._remap_for = track.ext_ids
-            self._mid_bytes = self.mid.encode()
-        return self._remap
+    def plan(self, track: Track, view: rtp.RtpView) -> bytes | None:
+        """The in-place extension edits for the publisher's packets with this layout."""
+        out_ids: dict[int, int | None] = {}
+        values: dict[int, bytes] = {}
+        for uri, pid in track.ext_ids.items():
+            if self.demuxed and uri in DEMUX_URIS:
+                continue
+            out_ids[pid] = self.ext_ids.get(uri)
+            if uri == MID_URI:
+                if not self.mid:
+                    out_ids[pid] = None
+                values[pid] = self.mid.encode()
+        return rtp.inplace_plan(view, out_ids, values)
+
+    def rebuilt_extensions(self, track: Track, view: rtp.RtpView) -> bytes:
+        """The leg's extension block, for a packet the plan cannot edit in place."""
+        elements: list[tuple[int, bytes]] = []
+        uris = {pid: uri for uri, pid in track.ext_ids.items()}
+        for ext_id, value in view.extensions:
+            uri = uris.get(ext_id)
+            out_id = self.ext_ids.get(uri) if uri is not None else None
+            if out_id is None or (self.demuxed and uri in DEMUX_URIS):
+                continue
+            elements.append((out_id, self.mid.encode() if uri == MID_URI else value))
+        return rtp.extension_block(elements)
 
 
 @dataclass(slots=True, eq=False)
@@ -139,6 +160,12 @@ class Track:
     level: float = 0.0  # smoothed loudness, 0 (silence) .. 127
     last_keyframe_request: float = -1.0
     cache: list[bytes | None] = field(default_factory=list)
+    # Extension layout -> each leg's plan (None: rebuild). Cleared when ext_ids is
+    # replaced or a leg changes (Forwarder.leg_changed).
+    plans: dict[tuple[tuple[int, int, int], ...], dict[Leg, bytes | None]] = field(
+        default_factory=dict
+    )
+    plans_for: object = None
 
     def remember(self, sequence: int, packet: bytes) -> None:
         """Keep a video packet for retransmission to any leg that NACKs it."""
@@ -157,13 +184,20 @@ class Track:
 
 
 SPEAKING_LEVEL = 127 - 50  # -50 dBov or louder counts as voice
+_UNPLANNED = b"unplanned"  # a plans.get default that no plan can equal by identity
 
 
 class Forwarder:
     """Routes decrypted packets of one room between its tracks and legs."""
 
-    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        fanout_with: fanout.Forward | None = None,
+    ) -> None:
         self._now = monotonic
+        self._fanout = fanout_with if fanout_with is not None else fanout.current()[1]
         self.tracks: dict[int, Track] = {}  # by publisher SSRC
         self.legs: dict[tuple[str, int], Leg] = {}  # (subscriber, leg SSRC) -> leg
         self.forwarded = 0
@@ -201,10 +235,16 @@ class Forwarder:
         if track.blocked:
             return
         payload_octets = len(data) - view.ext_end
-        mid_id = track.ext_ids.get(MID_URI)
-        carries_mid = mid_id is not None and any(i == mid_id for i, _ in view.extensions)
         marker = data[1] & 0x80
         ssrc, source_seq, source_ts = view.ssrc, view.sequence, view.timestamp
+        if track.plans_for is not track.ext_ids or len(track.plans) > MAX_LAYOUTS:
+            track.plans.clear()
+            track.plans_for = track.ext_ids
+        plans = track.plans.get(view.layout)
+        if plans is None:
+            plans = track.plans[view.layout] = {}
+        entries: list[fanout.Entry] = []
+        sending: list[Leg] = []
         # The per-leg loop is the hot path (once per packet per subscriber): kept inline.
         for leg in track.legs:
             pt = leg.payload_types.get(mime)
@@ -227,31 +267,65 @@ class Forwarder:
                 m.last_sent_at = now
             else:
                 sequence, timestamp = m.map(ssrc, source_seq, source_ts, now)
-            remap = leg._remap if leg._remap_for is track.ext_ids else leg.extension_map(track)
-            if remap is None and not carries_mid:
-                # The common case: only the fixed header changes, written by the sink as
-                # it copies the packet into its encryption buffer.
-                sent = leg.sink.forward_rtp(data, marker | pt, sequence, timestamp, leg.ssrc)
-            else:
-                elements: list[tuple[int, bytes]] = []
-                for ext_id, value in view.extensions:
-                    out_id = ext_id if remap is None else remap.get(ext_id)
-                    if out_id is not None:
-                        elements.append((out_id, leg._mid_bytes if ext_id == mid_id else value))
-                packet = rtp.rewrite(
-                    data,
-                    view,
-                    payload_type=pt,
-                    sequence=sequence,
-                    timestamp=timestamp,
-                    ssrc=leg.ssrc,
-                    extensions=rtp.extension_block(elements),
-                )
-                sent = leg.sink.send_rtp(packet)
-            if sent:
+            plan = plans.get(leg, _UNPLANNED)
+            if plan is _UNPLANNED:
+                plan = plans[leg] = leg.plan(track, view)
+            if plan is None:
+                self._send_rebuilt(track, leg, data, view, pt, sequence, timestamp)
+                continue
+            target = leg.sink.target
+            if target is None:
+                target = leg.sink.refresh_target()
+                if target is None:
+                    continue
+            entries.append((target, marker | pt, sequence, timestamp, leg.ssrc, plan))
+            sending.append(leg)
+        if not entries:
+            return
+        sent = self._fanout(data, entries)
+        if sent == (1 << len(entries)) - 1:
+            for leg in sending:
+                leg.packets += 1
+                leg.octets += payload_octets
+            self.forwarded += len(entries)
+            return
+        for leg in sending:
+            if sent & 1:
                 leg.packets += 1
                 leg.octets += payload_octets
                 self.forwarded += 1
+            sent >>= 1
+
+    def _send_rebuilt(
+        self,
+        track: Track,
+        leg: Leg,
+        data: bytes,
+        view: rtp.RtpView,
+        pt: int,
+        sequence: int,
+        timestamp: int,
+    ) -> None:
+        # A leg whose extensions cannot be edited in place (its MID is longer than the
+        # publisher's): a new packet, the old way.
+        packet = rtp.rewrite(
+            data,
+            view,
+            payload_type=pt,
+            sequence=sequence,
+            timestamp=timestamp,
+            ssrc=leg.ssrc,
+            extensions=leg.rebuilt_extensions(track, view),
+        )
+        if leg.sink.send_rtp(packet):
+            leg.packets += 1
+            leg.octets += len(data) - view.ext_end
+            self.forwarded += 1
+
+    def leg_changed(self, leg: Leg) -> None:
+        """A leg's extension ids, MID or demux state changed: its plans are made again."""
+        if leg.track is not None:
+            leg.track.plans.clear()
 
     def _account(self, track: Track, view: rtp.RtpView, now: float) -> None:
         seq = view.sequence
@@ -292,6 +366,12 @@ class Forwarder:
             return
         now = self._now()
         for packet in packets:
+            if isinstance(packet, RtcpSrPacket | RtcpRrPacket):
+                for block in packet.reports:
+                    leg = self.legs.get((subscriber, block.ssrc))
+                    if leg is not None and not leg.demuxed:
+                        leg.demuxed = True
+                        self.leg_changed(leg)
             if isinstance(packet, RtcpSrPacket):
                 track = tracks_by_ssrc.get(packet.ssrc)
                 if track is not None:

@@ -9,17 +9,18 @@ pre-encoded path re-packetizes each frame in a task per sender with RTCP tasks p
 sender and receiver. A forwarding SFU only needs three things aiortc keeps private:
 the SRTP sessions its DTLS handshake derived, the ICE pair it nominated, and a way to
 stop its per-track RTP/RTCP pipelines from starting. With those, a packet is decrypted
-in the ICE datagram callback and fanned out synchronously, one `sendto` per leg.
+in the ICE datagram callback and fanned out synchronously (rooms/media/fanout.py).
+A fourth, MID allocation, keeps the server's MIDs one character long (see use_short_mids).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import aioice.ice
+import aiortc.rtcpeerconnection
 import pylibsrtp
 import structlog
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
@@ -27,11 +28,19 @@ from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameter
 from pylibsrtp._binding import ffi as srtp_ffi
 from pylibsrtp._binding import lib as srtp_lib
 
+from rooms.media import fanout
+
 log = structlog.get_logger(__name__)
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
 PYLIBSRTP_VERSION = "1.0.0"
-_HEADER_TAIL = struct.Struct("!BHII")  # RTP header bytes 1-11: M/PT, sequence, timestamp, SSRC
+# One character each: the MID header extension a publisher sends carries its own m-line's
+# MID, and a leg's copy can only take the leg's MID in place (without rebuilding the
+# packet) when that is no longer. aiortc counts "0", "1", ... "10": two characters from
+# the eleventh m-line on. Letters keep 62 m-lines on one character; beyond that aiortc's
+# numbers (two characters and up) are used and those legs are rebuilt per packet.
+SHORT_MIDS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_original_allocate_mid = aiortc.rtcpeerconnection.allocate_mid
 
 
 class HookError(RuntimeError):
@@ -67,6 +76,20 @@ def use_host_addresses(hosts: Sequence[str]) -> None:
         return [h for h in chosen if (":" in h and use_ipv6) or (":" not in h and use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses
+
+
+def allocate_short_mid(mids: set[str]) -> str:
+    """A MID not in `mids` (and now added to it), one character while any is left."""
+    for mid in SHORT_MIDS:
+        if mid not in mids:
+            mids.add(mid)
+            return mid
+    return str(_original_allocate_mid(mids))
+
+
+def use_short_mids() -> None:
+    """Allocate one-character MIDs in every peer connection of this process."""
+    aiortc.rtcpeerconnection.allocate_mid = allocate_short_mid
 
 
 def silence_sender(
@@ -152,6 +175,31 @@ class SrtpOut:
         return self.view[: length[0]]
 
 
+class _Nominated(dict[int, Any]):
+    """aioice's nominated pairs (by component), telling the wire when one changes."""
+
+    def __init__(self, pairs: dict[int, Any], on_change: Callable[[], None]) -> None:
+        super().__init__(pairs)
+        self.on_change = on_change
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.on_change()
+
+    def __delitem__(self, key: int) -> None:
+        super().__delitem__(key)
+        self.on_change()
+
+    def clear(self) -> None:
+        super().clear()
+        self.on_change()
+
+    def pop(self, key: int, *default: Any) -> Any:
+        value = super().pop(key, *default)
+        self.on_change()
+        return value
+
+
 class Wire:
     """A peer connection's SRTP and nominated ICE pair, used directly.
 
@@ -170,9 +218,18 @@ class Wire:
         try:
             self._connection: Any = self._dtls.transport._connection
             self._deliver = self._connection.data_received
-            self._nominated: dict[int, Any] = self._connection._nominated
+            nominated = self._connection._nominated
         except AttributeError as exc:
             raise HookError(f"aiortc internals moved: {exc}") from exc
+        # The fan-out keeps `target` (session, socket, address) between packets instead of
+        # checking the nominated pair per leg per packet: aioice says when it changes.
+        if isinstance(nominated, _Nominated):
+            nominated.on_change = self._forget_target
+        else:
+            nominated = _Nominated(nominated, self._forget_target)
+            self._connection._nominated = nominated
+        self._nominated: dict[int, Any] = nominated
+        self.target: fanout.Target | None = None
         self._tapped = False
         self.dropped = 0
         self._pair: Any = None
@@ -234,40 +291,17 @@ class Wire:
         data = out.protect(size)
         return data is not None and self._sendto(data)
 
-    def forward_rtp(
-        self, packet: bytes, marker_pt: int, sequence: int, timestamp: int, ssrc: int
-    ) -> bool:
-        """Send a copy of `packet` with header bytes 1-11 replaced (the forwarder's rewrite).
+    def refresh_target(self) -> fanout.Target | None:
+        """Where the fan-out sends this wire's legs, once DTLS and ICE are up (kept in
+        `target` until the nominated pair changes)."""
+        out = self._usable()
+        if out is None:
+            return None
+        self.target = fanout.target(out.session, self._sock, self._addr)
+        return self.target
 
-        The copy is made straight into libsrtp's buffer and encrypted there: one copy per
-        leg, no intermediate packet object. Runs once per packet per leg, so the checks
-        and calls of send_rtp are inlined.
-        """
-        out = self._out
-        # The outbound session never changes once DTLS set it (a new handshake is a new
-        # peer connection, so a new Wire); the nominated pair can.
-        if out is None or self._nominated.get(1) is not self._pair:
-            out = self._usable()
-            if out is None:
-                return False
-        size = len(packet)
-        if size > out.room:
-            return False
-        buffer = out.buffer
-        buffer[0:size] = packet
-        _HEADER_TAIL.pack_into(buffer, 1, marker_pt, sequence, timestamp, ssrc)
-        length = out.length
-        length[0] = size
-        if srtp_lib.srtp_protect(out.ctx, out.cdata, length):
-            return False
-        try:
-            self._sock.sendto(out.view[: length[0]], self._addr)
-        except (BlockingIOError, InterruptedError):
-            self.dropped += 1
-            return False
-        except OSError:
-            return False
-        return True
+    def _forget_target(self) -> None:
+        self.target = None
 
     def send_rtcp(self, packet: bytes) -> bool:
         """Encrypt and send one (compound) RTCP packet."""
@@ -294,7 +328,7 @@ class Wire:
         tx = self._dtls._tx_srtp
         if tx is not (self._srtp.session if self._srtp is not None else None):
             self._srtp = None if tx is None else SrtpOut(tx)
-        # forward_rtp trusts _out: set only while both the session and the socket exist.
+        # Set only while both the session and the socket exist.
         self._out = self._srtp if self._sock is not None else None
         return self._out
 

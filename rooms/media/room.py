@@ -27,7 +27,7 @@ from aiortc import (
 from aiortc.exceptions import InvalidStateError
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 
-from rooms.media import hooks, rtp
+from rooms.media import fanout, hooks, rtp
 from rooms.media.forward import MID_URI, Forwarder, Leg, Track
 
 log = structlog.get_logger(__name__)
@@ -94,6 +94,7 @@ class MediaRoom:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         hooks.check_versions()
+        hooks.use_short_mids()
         self.room_id = room_id
         self._signal = signal
         self._settings = settings or MediaSettings()
@@ -355,18 +356,28 @@ class MediaRoom:
             # starts (or starts again) needs a keyframe. Asking on each one made every
             # publisher send a keyframe to everyone whenever anyone joined.
             starting = not leg.negotiated
-            leg.payload_types = {
+            payload_types = {
                 c.mimeType.lower(): c.payloadType
                 for c in parameters.codecs
                 if c.payloadType is not None
             }
-            leg.ext_ids = {e.uri: e.id for e in parameters.headerExtensions}
+            ext_ids = {e.uri: e.id for e in parameters.headerExtensions}
+            if starting or (payload_types, ext_ids, parameters.muxId) != (
+                leg.payload_types,
+                leg.ext_ids,
+                leg.mid,
+            ):
+                # The subscriber may map this leg anew: it gets MID/RID again until its
+                # receiver reports show it has (Forwarder.on_rtcp).
+                leg.demuxed = False
+            leg.payload_types = payload_types
+            leg.ext_ids = ext_ids
             leg.mid = parameters.muxId
-            leg._remap_for = None
             leg.negotiated = True
             if peer.wire is not None:
                 leg.sink = peer.wire
             self._relink(leg.owner, leg.source)
+            self.forwarder.leg_changed(leg)
             if starting:
                 leg.first_request_owed = True
                 # A newcomer (or a re-enabled leg) needs a keyframe to show anything.
@@ -630,12 +641,12 @@ class MediaRoom:
 class _NoSink:
     """A leg or track whose connection is not up yet: packets are dropped."""
 
-    def send_rtp(self, packet: bytes | bytearray) -> bool:
-        return False
+    target: fanout.Target | None = None
 
-    def forward_rtp(
-        self, packet: bytes, marker_pt: int, sequence: int, timestamp: int, ssrc: int
-    ) -> bool:
+    def refresh_target(self) -> fanout.Target | None:
+        return None
+
+    def send_rtp(self, packet: bytes | bytearray) -> bool:
         return False
 
     def send_rtcp(self, packet: bytes) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
+import pytest
 from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
@@ -13,43 +15,39 @@ from aiortc.rtp import (
     RtcpSenderInfo,
     RtcpSrPacket,
 )
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rooms.media import rtp
+from rooms.media import fanout, rtp
 from rooms.media.forward import Forwarder, Leg, Track
 from rooms.media.packetmap import SEQ_MOD, PacketMap
+from tests.unit.loopback_sink import LoopbackSink as Sink
+
+FANOUTS = pytest.mark.parametrize("fanout_name", ["c", "python"])
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.rtp: list[bytes] = []
-        self.rtcp: list[bytes] = []
+def fanout_named(name: str) -> fanout.Forward:
+    if name == "python":
+        return fanout.forward_python
+    forward = fanout.compiled()
+    if forward is None:
+        pytest.skip("rooms/media/_fanout is not built")
+    return forward
 
-    def send_rtp(self, packet: bytes | bytearray) -> bool:
-        self.rtp.append(bytes(packet))
-        return True
 
-    def forward_rtp(
-        self, packet: bytes, marker_pt: int, sequence: int, timestamp: int, ssrc: int
-    ) -> bool:
-        view = rtp.parse(packet)
-        assert marker_pt & 0x80 == packet[1] & 0x80, "the marker bit is the publisher's"
-        return self.send_rtp(
-            rtp.rewrite(
-                packet,
-                view,
-                payload_type=marker_pt & 0x7F,
-                sequence=sequence,
-                timestamp=timestamp,
-                ssrc=ssrc,
-                extensions=None,
-            )
-        )
+@pytest.fixture(autouse=True)
+def close_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Sink]]:
+    made: list[Sink] = []
+    original = Sink.__init__
 
-    def send_rtcp(self, packet: bytes) -> bool:
-        self.rtcp.append(packet)
-        return True
+    def tracked(self: Sink, key: bytes | None = None) -> None:
+        original(self, key)
+        made.append(self)
+
+    monkeypatch.setattr(Sink, "__init__", tracked)
+    yield made
+    for sink in made:
+        sink.close()
 
 
 class Time:
@@ -65,9 +63,9 @@ def video_packet(seq: int, ts: int, marker: bool = False) -> bytes:
     return header + b"\x10payload"
 
 
-def setup() -> tuple[Forwarder, Track, Leg, Sink, Sink, Time]:
+def setup(fanout_name: str = "python") -> tuple[Forwarder, Track, Leg, Sink, Sink, Time]:
     time = Time()
-    forwarder = Forwarder(monotonic=time)
+    forwarder = Forwarder(monotonic=time, fanout_with=fanout_named(fanout_name))
     publisher, subscriber = Sink(), Sink()
     track = Track("patient:a", "video", "video", sink=publisher, ssrc=5555)
     track.mimes = {97: "video/vp8"}
@@ -81,8 +79,11 @@ def setup() -> tuple[Forwarder, Track, Leg, Sink, Sink, Time]:
     return forwarder, track, leg, publisher, subscriber, time
 
 
-def test_each_leg_gets_its_own_ssrc_and_payload_type_and_nothing_is_decoded() -> None:
-    forwarder, _track, _leg, _pub, sub, _time = setup()
+@FANOUTS
+def test_each_leg_gets_its_own_ssrc_and_payload_type_and_nothing_is_decoded(
+    fanout_name: str,
+) -> None:
+    forwarder, _track, _leg, _pub, sub, _time = setup(fanout_name)
     track = forwarder.tracks[5555]
     for seq in range(10, 15):
         forwarder.on_rtp(track, video_packet(seq, seq * 3000, marker=True))
@@ -176,7 +177,10 @@ def test_sender_reports_follow_the_publishers_timeline_with_real_counts() -> Non
     assert sr.sender_info.rtp_timestamp == 90000 + 90000 + leg.map.ts_offset
 
 
-@settings(max_examples=200, deadline=None)
+@FANOUTS
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.tuples(
@@ -189,10 +193,26 @@ def test_sender_reports_follow_the_publishers_timeline_with_real_counts() -> Non
     )
 )
 def test_the_forwarders_in_order_fast_path_numbers_packets_exactly_as_packet_map_does(
+    fanout_name: str, steps: list[tuple[str, int, int]]
+) -> None:
+    """on_rtp inlines PacketMap.map's in-order case; both must agree, whichever fan-out
+    sends (the header of what arrives is read: duplicates do not decrypt twice)."""
+    forwarder, track, leg, pub, sub, time = setup(fanout_name)
+    try:
+        check_numbering(forwarder, track, leg, sub, time, steps)
+    finally:
+        pub.close()
+        sub.close()
+
+
+def check_numbering(
+    forwarder: Forwarder,
+    track: Track,
+    leg: Leg,
+    sub: Sink,
+    time: Time,
     steps: list[tuple[str, int, int]],
 ) -> None:
-    """on_rtp inlines PacketMap.map's in-order case; both must always agree."""
-    forwarder, track, leg, _pub, sub, time = setup()
     reference = PacketMap(leg.clock_rate)
     ssrc, seq = 5555, 65500  # near the wrap, to cross it
     for action, step, start in steps:

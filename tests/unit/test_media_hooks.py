@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 
 import aioice.ice
+import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 
@@ -121,14 +122,18 @@ def _wire_to(address: tuple[str, int], key: bytes) -> tuple[hooks.Wire, object]:
     return hooks.Wire(pc), sock  # type: ignore[arg-type]
 
 
-def test_the_wire_sends_what_the_rewrite_would_encrypted_for_the_leg() -> None:
+@pytest.mark.parametrize("fanout_name", ["c", "python"])
+def test_the_wire_sends_what_the_rewrite_would_encrypted_for_the_leg(fanout_name: str) -> None:
     import os
     import socket
 
     import pylibsrtp
 
-    from rooms.media import rtp
+    from rooms.media import fanout, rtp
 
+    forward = fanout.forward_python if fanout_name == "python" else fanout.compiled()
+    if forward is None:
+        pytest.skip("rooms/media/_fanout is not built")
     key = os.urandom(30)
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
@@ -147,7 +152,10 @@ def test_the_wire_sends_what_the_rewrite_would_encrypted_for_the_leg() -> None:
             + bytes([0xBE, 0xDE, 0, 1, 0x32, 1, 2, 3])
             + os.urandom(1100)
         )
-        assert wire.forward_rtp(source, 0x80 | 100, 501, 12345, 0xBBBB)
+        assert wire.target is None
+        target = wire.refresh_target()
+        assert target is not None and wire.target is target
+        assert forward(source, [(target, 0x80 | 100, 501, 12345, 0xBBBB, b"")]) == 1
         expected = rtp.rewrite(
             source,
             rtp.parse(source),
@@ -164,9 +172,38 @@ def test_the_wire_sends_what_the_rewrite_would_encrypted_for_the_leg() -> None:
         assert wire.send_rtp(again)
         assert inbound.unprotect(receiver.recv(2048)) == bytes(again)
         # Too large for libsrtp's buffer: refused, nothing sent, the wire still works.
-        assert not wire.forward_rtp(source + bytes(1500), 0x80 | 100, 503, 12345, 0xBBBB)
-        assert wire.forward_rtp(source, 0x80 | 100, 504, 12345, 0xBBBB)
+        too_large = source + bytes(1500)
+        assert forward(too_large, [(target, 0x80 | 100, 503, 12345, 0xBBBB, b"")]) == 0
+        assert forward(source, [(target, 0x80 | 100, 504, 12345, 0xBBBB, b"")]) == 1
         assert rtp.parse(inbound.unprotect(receiver.recv(2048))).sequence == 504
+        # A newly nominated pair (aioice writes it into the dict) makes the target stale.
+        wire._nominated[1] = wire._nominated[1]
+        assert wire.target is None
     finally:
         receiver.close()
         sock.close()  # type: ignore[attr-defined]
+
+
+def test_mids_are_allocated_through_the_function_use_short_mids_replaces() -> None:
+    import aiortc.rtcpeerconnection
+
+    source = inspect.getsource(aiortc.rtcpeerconnection.RTCPeerConnection.createOffer)
+    assert "allocate_mid(mids)" in source
+    hooks.use_short_mids()
+    mids: set[str] = set()
+    allocated = [hooks.allocate_short_mid(mids) for _ in range(64)]
+    assert allocated[:12] == [*"0123456789ab"]
+    assert all(len(m) == 1 for m in allocated[:62]) and len(set(allocated)) == 64
+    assert allocated[62:] == ["10", "11"]
+
+
+async def test_a_peer_connections_eleventh_m_line_has_a_one_character_mid() -> None:
+    hooks.use_short_mids()
+    pc = RTCPeerConnection()
+    try:
+        for _ in range(12):
+            pc.addTransceiver("audio", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        assert [t.mid for t in pc.getTransceivers()][10:] == ["a", "b"]
+    finally:
+        await pc.close()
