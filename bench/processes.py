@@ -34,8 +34,11 @@ def free_port() -> int:
 
 
 def server_env(data_dir: Path, port: int) -> dict[str, str]:
-    """The caller's environment minus any IOP_ settings, for a loopback server on `port`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IOP_")}
+    """The caller's environment minus any IOP_ settings (but IOP_FANOUT, which a benchmark
+    compares), for a loopback server on `port`."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("IOP_") or k == "IOP_FANOUT"
+    }
     env.pop("DATABASE_URL", None)
     env.update(
         {

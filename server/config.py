@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import secrets
@@ -16,6 +17,7 @@ T = TypeVar("T")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
+FANOUTS = ("c", "python")
 
 
 class ConfigError(Exception):
@@ -69,6 +71,7 @@ class Settings:
     video_kbps: int = 500
     screen_kbps: int = 1500
     video_codecs: tuple[str, ...] = ("vp8", "h264")
+    fanout: str = "python"  # the SFU's fan-out: c (rooms/media/_fanout.c) or python
     directory_stale_days: int = 180
     timer_poll_s: float = 1.0
     webhook_retry_base_s: float = 5.0
@@ -155,6 +158,15 @@ class Settings:
         video_kbps = reader.get("IOP_VIDEO_MAX_KBPS", 500, _int_between(100, 4000))
         screen_kbps = reader.get("IOP_SCREEN_MAX_KBPS", 1500, _int_between(100, 8000))
         codecs = reader.get("IOP_VIDEO_CODECS", ("vp8", "h264"), _video_codecs)
+        built = _fanout_built()
+        fanout = reader.get("IOP_FANOUT", "c" if built else "python", _choice(FANOUTS))
+        if fanout == "c" and not built:
+            raise ConfigError(
+                "IOP_FANOUT",
+                "the compiled fan-out (rooms/media/_fanout.c) is not built: install gcc and "
+                "python3-dev (make system-deps), run `pip install -e .` again, "
+                "or set IOP_FANOUT=python",
+            )
         stale_days = reader.get("IOP_DIRECTORY_STALE_DAYS", 180, _int_between(1, 3650))
         timer_poll = reader.get("IOP_TIMER_POLL_SECONDS", 1.0, _float_between(0.01, 60))
         retry_base = reader.get("IOP_WEBHOOK_RETRY_BASE_SECONDS", 5.0, _float_between(0.1, 3600))
@@ -222,6 +234,7 @@ class Settings:
             video_kbps=video_kbps,
             screen_kbps=screen_kbps,
             video_codecs=codecs,
+            fanout=fanout,
             directory_stale_days=stale_days,
             timer_poll_s=timer_poll,
             webhook_retry_base_s=retry_base,
@@ -255,6 +268,11 @@ class _Reader:
             return parse(raw.strip())
         except ValueError as exc:
             raise ConfigError(name, str(exc)) from None
+
+
+def _fanout_built() -> bool:
+    # Looked up, not imported: the extension loads with the SFU, not with the settings.
+    return importlib.util.find_spec("rooms.media._fanout") is not None
 
 
 def _default_node_id(port: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from rooms.media import fanout
 from server.accounts.auth import current_staff
 from server.appkeys import ENGINE
 from server.logs import get_logger
@@ -22,12 +23,16 @@ async def home(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """The process is alive and serving (in multi-node mode: as which node)."""
+    """The process is alive and serving (in multi-node mode: as which node), and which
+    fan-out its SFU sends with."""
     cluster = placement.cluster_of(request.app)
+    active = fanout.current()[0]
     if cluster is None:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", "fanout": active})
     state = "draining" if cluster.draining else "serving"
-    return web.json_response({"status": "ok", "node": cluster.node_id, "state": state})
+    return web.json_response(
+        {"status": "ok", "node": cluster.node_id, "state": state, "fanout": active}
+    )
 
 
 async def readyz(request: web.Request) -> web.Response:

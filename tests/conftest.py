@@ -22,6 +22,7 @@ from aiohttp import web
 
 from certs import ensure_development_certificates
 from crisis.questions import next_question
+from rooms.media import fanout
 from server.accounts import store as accounts
 from server.app import create_app, tls_context
 from server.appkeys import CLOCK, CRISIS_STREAM, ENGINE
@@ -45,6 +46,11 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # when a test runs: test servers open the check-in's location step two weeks ahead, and
 # the tests of that window start a server with the real default.
 TEST_ENV = {"IOP_CHECKIN_LOCATION_WINDOW_MINUTES": str(14 * 24 * 60)}
+# `IOP_FANOUT=python make test` (or c) runs the media tests with that fan-out: test
+# servers are given it, and rooms built directly use it from the start.
+if os.environ.get("IOP_FANOUT"):
+    TEST_ENV["IOP_FANOUT"] = os.environ["IOP_FANOUT"]
+    fanout.select(os.environ["IOP_FANOUT"])
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from rooms import outbound
 from rooms.hub import RoomHub
-from rooms.media import hooks
+from rooms.media import fanout, hooks
 from rooms.media.room import MediaError, MediaRoom, MediaSettings
 from rooms.model import Member, Presence, RoomError
 from server.appkeys import CLOCK, SETTINGS
@@ -146,6 +146,7 @@ async def close_room(app: web.Application, room_id: str) -> None:
 
 async def _media_ctx(app: web.Application) -> Any:
     hooks.use_host_addresses(app[SETTINGS].ice_hosts)
+    fanout.select(app[SETTINGS].fanout)
     app[MEDIA] = MediaRooms()
     yield
     rooms = list(app[MEDIA].values())

@@ -16,7 +16,7 @@ async def test_health_and_readiness_answer_json(server: RunningServer) -> None:
     async with server.client() as client:
         alive = await client.get("/healthz")
         assert alive.status == 200
-        assert await alive.json() == {"status": "ok"}
+        assert await alive.json() == {"status": "ok", "fanout": server.settings.fanout}
         ready = await client.get("/readyz")
         assert ready.status == 200
         assert await ready.json() == {"status": "ready", "database": "ok"}

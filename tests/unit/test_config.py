@@ -156,3 +156,20 @@ def test_multi_node_mode_on_sqlite_is_refused_in_one_line() -> None:
         Settings.from_env({"REDIS_URL": "redis://127.0.0.1:6379/0"})
     assert caught.value.variable == "REDIS_URL"
     assert "needs PostgreSQL" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_fan_out_is_the_compiled_one_when_built_and_python_on_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from server import config
+
+    monkeypatch.setattr(config, "_fanout_built", lambda: True)
+    assert Settings.from_env({}).fanout == "c"
+    assert Settings.from_env({"IOP_FANOUT": "python"}).fanout == "python"
+    monkeypatch.setattr(config, "_fanout_built", lambda: False)
+    assert Settings.from_env({}).fanout == "python"
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"IOP_FANOUT": "c"})
+    assert refused.value.variable == "IOP_FANOUT" and "not built" in refused.value.reason
+    with pytest.raises(ConfigError):
+        Settings.from_env({"IOP_FANOUT": "rust"})
