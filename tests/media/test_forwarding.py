@@ -125,3 +125,37 @@ async def test_renegotiating_a_member_does_not_ask_publishers_for_keyframes_agai
     forwarder.flush_keyframe_requests()
     assert forwarder.keyframe_requests == before
     assert harness.peers["ana"].frames[("ben", "video")] > 5
+
+
+async def test_four_publishers_each_receive_every_stream_also_once_mids_stop(
+    harness: Harness,
+) -> None:
+    names = ["ana", "ben", "cy", "dee"]
+    for name in names:
+        await harness.join(name)
+
+    def streams() -> dict[tuple[str, str, str], int]:
+        return {
+            (me, other, source): harness.peers[me].frames[(other, source)]
+            for me in names
+            for other in names
+            if other != me
+            for source in ("audio", "video")
+        }
+
+    await until(
+        lambda: min(streams().values()) >= 5,
+        within=60,
+        debug=lambda: {n: dict(p.frames) for n, p in harness.peers.items()},
+    )
+    # The subscribers' receiver reports cover every leg: MID is no longer sent on any...
+    legs = [leg for peer in harness.room.peers.values() for leg, _t in peer.legs.values()]
+    assert len(legs) == 4 * 3 * 2  # each: the other three's audio and video
+    await until(lambda: all(leg.demuxed for leg in legs), within=30)
+    # ...and every stream still arrives without it.
+    before = streams()
+    await until(
+        lambda: all(count >= before[key] + 5 for key, count in streams().items()),
+        within=60,
+        debug=lambda: {n: dict(p.frames) for n, p in harness.peers.items()},
+    )
