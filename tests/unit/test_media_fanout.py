@@ -56,9 +56,11 @@ class World:
         self.legs = [
             self._leg("patient:b", 1, 0x1111, same, "5"),
             self._leg("patient:c", 2, 0x2222, moved, "a"),
-            # Two legs on one socket (one sendmmsg); the second's MID cannot fit in place.
+            # Three legs on one socket: two go out in one sendmmsg, the third's MID cannot
+            # fit in place (the packet is rebuilt and sent on its own).
             self._leg("patient:d", 3, 0x3333, same, "7"),
             self._leg("patient:e", 3, 0x4444, same, "10"),
+            self._leg("patient:f", 3, 0x5555, same, "8"),
         ]
 
     def _leg(self, who: str, sink: int, ssrc: int, ids: dict[str, int], mid: str) -> Leg:
@@ -123,9 +125,9 @@ def test_the_compiled_and_python_fan_outs_send_identical_bytes() -> None:
             for sink in world.sinks:
                 assert sink.rtp is not None  # reads what arrived into sink.raw
         compiled, python = ([s.raw for s in w.sinks] for w in worlds)
-        assert [len(r) for r in compiled] == [0, 21, 21, 42]
+        assert [len(r) for r in compiled] == [0, 21, 21, 63]
         assert compiled == python
-        assert worlds[0].forwarder.forwarded == worlds[1].forwarder.forwarded == 84
+        assert worlds[0].forwarder.forwarded == worlds[1].forwarder.forwarded == 105
     finally:
         for world in worlds:
             world.close()
@@ -146,8 +148,11 @@ def test_each_leg_reads_its_own_mid_and_ids_until_its_receiver_reports_on_it(
         assert len(b[0]) == len(c[0])  # edited in place: the packet keeps its size
         d = [p for p in de if rtp.parse(p).ssrc == 0x3333]
         e = [p for p in de if rtp.parse(p).ssrc == 0x4444]
+        f = [p for p in de if rtp.parse(p).ssrc == 0x5555]
+        assert len(d) == len(e) == len(f) == 21
         assert rtp.parse(d[0]).extensions[0] == (1, b"7")
         assert rtp.parse(e[0]).extensions[0] == (1, b"10")  # rebuilt, longer
+        assert rtp.parse(f[0]).extensions[0] == (1, b"8")
         # The two-byte form and a CSRC list are edited in place too.
         assert rtp.parse(c[6]).extensions == [(7, bytes([0x80 | 20])), (4, b"a")]
         assert rtp.parse(c[12]).extensions == [(4, b"a"), (7, bytes([0x80 | 20]))]
@@ -159,3 +164,21 @@ def test_each_leg_reads_its_own_mid_and_ids_until_its_receiver_reports_on_it(
         assert all(p[-40:] == bytes([rtp.parse(p).sequence % 256]) * 40 for p in b)
     finally:
         world.close()
+
+
+def test_more_legs_than_one_compiled_batch_are_all_sent_alike() -> None:
+    # The compiled fan-out prepares 64 copies at a time; a 30-patient group has more legs.
+    key = os.urandom(30)
+    sinks = [LoopbackSink(key), LoopbackSink(key)]
+    try:
+        source = packet(7, [(1, b"1")])
+        for forward, sink in zip((compiled_or_skip(), fanout.forward_python), sinks, strict=True):
+            assert sink.target is not None
+            entries = [(sink.target, 109, 100 + i, 960 * i, 0x10000 + i, b"") for i in range(70)]
+            assert forward(source, entries) == (1 << 70) - 1
+            assert len(sink.rtp) == 70
+        assert sinks[0].raw == sinks[1].raw
+        assert [rtp.parse(p).ssrc for p in sinks[0].rtp] == [0x10000 + i for i in range(70)]
+    finally:
+        for sink in sinks:
+            sink.close()
