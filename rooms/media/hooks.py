@@ -36,9 +36,10 @@ AIOICE_VERSION = "0.13.0"
 PYLIBSRTP_VERSION = "1.0.0"
 # One character each: the MID header extension a publisher sends carries its own m-line's
 # MID, and a leg's copy can take the leg's MID in place (without rebuilding the packet)
-# only when the leg's is no longer than the publisher's. aiortc counts "0", "1", ... "10": two characters from
-# the eleventh m-line on. Letters keep 62 m-lines on one character; beyond that aiortc's
-# numbers (two characters and up) are used and those legs are rebuilt per packet.
+# only when the leg's is no longer than the publisher's. aiortc counts "0", "1", ...
+# "10": two characters from the eleventh m-line on. Letters keep 62 m-lines on one
+# character; beyond that aiortc's numbers (two characters and up) are used and those
+# legs are rebuilt per packet.
 SHORT_MIDS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _original_allocate_mid = aiortc.rtcpeerconnection.allocate_mid
 
