@@ -40,6 +40,11 @@ MAX_LAYOUTS = 64  # extension layouts whose plans a track keeps
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 KEYFRAME_INTERVAL_S = 0.5  # at most one keyframe request per publisher track per 500 ms
 CACHE_SIZE = 256  # video packets kept per track for retransmission (~3 s at 500 kbps)
+# A packet asked of the publisher is not asked again sooner than this (about a round trip
+# on a home connection), however many subscribers NACK it meanwhile.
+NACK_REPEAT_S = 0.1
+ASKED_KEPT_S = 2.0  # who waits for a packet asked of the publisher, kept this long
+MAX_ASKED = 512
 
 
 class Sink(Protocol):
@@ -160,6 +165,10 @@ class Track:
     level: float = 0.0  # smoothed loudness, 0 (silence) .. 127
     last_keyframe_request: float = -1.0
     cache: list[bytes | None] = field(default_factory=list)
+    # Source sequence asked of the publisher -> (when last asked, the legs waiting for it,
+    # whether the server had forwarded it before): a retransmission of a packet everyone
+    # had goes to the legs that asked only, not to every subscriber again.
+    asked: dict[int, tuple[float, set[Leg], bool]] = field(default_factory=dict)
     # Extension layout -> each leg's plan (None: rebuild). Cleared when ext_ids is
     # replaced or a leg changes (Forwarder.leg_changed).
     plans: dict[tuple[tuple[int, int, int], ...], dict[Leg, bytes | None]] = field(
@@ -172,6 +181,13 @@ class Track:
         if not self.cache:
             self.cache = [None] * CACHE_SIZE
         self.cache[sequence % CACHE_SIZE] = packet
+
+    def holds(self, data: bytes, sequence: int) -> bool:
+        """This packet (same SSRC and sequence) is in the cache: it was forwarded already."""
+        if not self.cache:
+            return False
+        packet = self.cache[sequence % CACHE_SIZE]
+        return packet is not None and packet[2:4] == data[2:4] and packet[8:12] == data[8:12]
 
     def recall(self, sequence: int) -> bytes | None:
         """The cached packet with this source sequence number, if still held."""
@@ -229,6 +245,8 @@ class Forwarder:
                     if loud >= SPEAKING_LEVEL:
                         track.last_voice_at = now
         else:
+            if track.holds(data, view.sequence):
+                return  # a second retransmission of a packet already forwarded
             track.remember(view.sequence, data)
             if view.marker:
                 track.last_frame_at = now
@@ -246,7 +264,12 @@ class Forwarder:
         entries: list[fanout.Entry] = []
         sending: list[Leg] = []
         # The per-leg loop is the hot path (once per packet per subscriber): kept inline.
-        for leg in track.legs:
+        legs = track.legs
+        if track.asked:
+            waiting = track.asked.pop(source_seq, None)
+            if waiting is not None and waiting[2]:
+                legs = [leg for leg in legs if leg in waiting[1]]
+        for leg in legs:
             pt = leg.payload_types.get(mime)
             if pt is None:
                 continue  # the subscriber did not accept this codec: never transcoded
@@ -399,13 +422,14 @@ class Forwarder:
         if track is None or track.ssrc is None or leg.map.source != track.ssrc:
             return
         missing: list[int] = []
+        now = self._now()
         # The RTCP parser adds bitmask offsets without wrapping (65535 + 1 is 65536), and a
         # receiver may list a sequence twice: answer each 16-bit sequence once.
         for leg_seq in dict.fromkeys(seq % SEQ_MOD for seq in lost):
             source_seq = leg.map.source_sequence(leg_seq)
             packet = track.recall(source_seq) if source_seq is not None else None
             if packet is None:
-                if source_seq is not None:
+                if source_seq is not None and self._waits_for(track, leg, source_seq, now):
                     missing.append(source_seq)
                 continue
             mime = track.mimes.get(packet[1] & 0x7F)
@@ -430,6 +454,28 @@ class Forwarder:
                 fmt=RTCP_RTPFB_NACK, ssrc=leg.ssrc, media_ssrc=track.ssrc, lost=sorted(missing)
             )
             track.sink.send_rtcp(bytes(nack))
+
+    def _waits_for(self, track: Track, leg: Leg, source_seq: int, now: float) -> bool:
+        """Note that `leg` waits for a packet the cache lacks; True: ask the publisher now."""
+        asked = track.asked
+        while asked:
+            oldest = next(iter(asked))
+            if len(asked) < MAX_ASKED and now - asked[oldest][0] < ASKED_KEPT_S:
+                break
+            del asked[oldest]
+        entry = asked.get(source_seq)
+        if entry is None:
+            # Older than the cache holds: forwarded before, so only those who ask lack it.
+            # Newer: it never reached the server, and whoever has not asked lacks it too.
+            age = (track.max_seq - source_seq) % SEQ_MOD
+            asked[source_seq] = (now, {leg}, CACHE_SIZE <= age < SEQ_MOD // 2)
+            return True
+        when, legs, had_it = entry
+        legs.add(leg)
+        if now - when < NACK_REPEAT_S:
+            return False
+        asked[source_seq] = (now, legs, had_it)
+        return True
 
     def request_keyframe(self, track: Track | None, *, urgent: bool = False) -> bool:
         """Ask a video publisher for a keyframe, at most once per 500 ms unless urgent."""

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rooms.media import fanout, rtp
-from rooms.media.forward import Forwarder, Leg, Track
+from rooms.media.forward import CACHE_SIZE, Forwarder, Leg, Track
 from rooms.media.packetmap import SEQ_MOD, PacketMap
 from tests.unit.loopback_sink import LoopbackSink as Sink
 
@@ -123,6 +123,75 @@ def test_a_nack_whose_bitmask_crosses_the_sequence_wrap_is_answered() -> None:
     assert pub.rtcp == []
 
 
+def three_subscribers() -> tuple[Forwarder, Track, Sink, dict[str, Sink], Time]:
+    forwarder, track, _leg, publisher, sink_b, time = setup()
+    sinks = {"patient:b": sink_b}
+    for number, name in enumerate(("patient:c", "patient:d"), start=1):
+        sink = sinks[name] = Sink()
+        leg = Leg("patient:a", "video", name, sink, ssrc=777 + number, clock_rate=90000)
+        leg.payload_types = {"video/vp8": 120}
+        leg.negotiated = True
+        leg.track = track
+        track.legs.append(leg)
+        forwarder.legs[(name, leg.ssrc)] = leg
+    return forwarder, track, publisher, sinks, time
+
+
+def nack_for(forwarder: Forwarder, subscriber: str, source_seq: int) -> bytes:
+    (leg,) = (leg for (name, _), leg in forwarder.legs.items() if name == subscriber)
+    leg_seq = (source_seq + leg.map.seq_offset) % SEQ_MOD
+    return bytes(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=leg.ssrc, lost=[leg_seq]))
+
+
+def copies(sink: Sink, source_seq: int, leg: Leg) -> int:
+    wanted = (source_seq + leg.map.seq_offset) % SEQ_MOD
+    return sum(1 for p in sink.rtp if rtp.parse(p).sequence == wanted)
+
+
+def test_a_packet_every_subscriber_missed_is_asked_for_once_and_reaches_each_once() -> None:
+    forwarder, track, publisher, sinks, time = three_subscribers()
+    for seq in [*range(1000, 1050), *range(1051, 1060)]:  # 1050 never reached the server
+        forwarder.on_rtp(track, video_packet(seq, seq))
+    for name in sinks:
+        forwarder.on_rtcp(name, nack_for(forwarder, name, 1050), {})
+    time.now += 0.05
+    forwarder.on_rtcp("patient:b", nack_for(forwarder, "patient:b", 1050), {})
+    asked = [RtcpPacket.parse(p)[0] for p in publisher.rtcp]
+    assert [p.lost for p in asked if isinstance(p, RtcpRtpfbPacket)] == [[1050]]
+    time.now += 0.1  # no answer a round trip later: asked again
+    forwarder.on_rtcp("patient:c", nack_for(forwarder, "patient:c", 1050), {})
+    assert len(publisher.rtcp) == 2
+    # The publisher answers both; the packet never reached the server, so every
+    # subscriber gets it, once.
+    forwarder.on_rtp(track, video_packet(1050, 1050))
+    forwarder.on_rtp(track, video_packet(1050, 1050))
+    legs = {leg.subscriber: leg for leg in track.legs}
+    assert {name: copies(sink, 1050, legs[name]) for name, sink in sinks.items()} == {
+        "patient:b": 1,
+        "patient:c": 1,
+        "patient:d": 1,
+    }
+
+
+def test_a_retransmission_goes_only_to_the_subscriber_that_asked() -> None:
+    forwarder, track, publisher, sinks, _time = three_subscribers()
+    for seq in range(1000, 1400):  # 1100 has left the 256-packet cache
+        forwarder.on_rtp(track, video_packet(seq, seq))
+        if seq % 50 == 0:
+            for sink in sinks.values():
+                sink.rtp  # noqa: B018 (read the socket before its buffer fills)
+    forwarder.on_rtcp("patient:b", nack_for(forwarder, "patient:b", 1100), {})
+    (asked,) = RtcpPacket.parse(publisher.rtcp[-1])
+    assert isinstance(asked, RtcpRtpfbPacket) and asked.lost == [1100]
+    forwarder.on_rtp(track, video_packet(1100, 1100))
+    legs = {leg.subscriber: leg for leg in track.legs}
+    assert {name: copies(sink, 1100, legs[name]) for name, sink in sinks.items()} == {
+        "patient:b": 2,  # the original and the retransmission it asked for
+        "patient:c": 1,
+        "patient:d": 1,
+    }
+
+
 def test_keyframe_requests_reach_the_publisher_at_most_every_500_ms() -> None:
     forwarder, _track, _leg, pub, _sub, time = setup()
     pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=777)
@@ -215,6 +284,7 @@ def check_numbering(
 ) -> None:
     reference = PacketMap(leg.clock_rate)
     ssrc, seq = 5555, 65500  # near the wrap, to cross it
+    cached: dict[int, tuple[int, int]] = {}  # the track's cache: slot -> (ssrc, sequence)
     for action, step, start in steps:
         time.now += 0.02
         if action == "gate":
@@ -229,6 +299,10 @@ def check_numbering(
         packet = struct.pack("!BBHII", 0x80, 97, seq, timestamp, ssrc) + b"\x10payload"
         sub.rtp.clear()
         forwarder.on_rtp(track, packet)
+        if cached.get(seq % CACHE_SIZE) == (ssrc, seq):
+            assert sub.rtp == []  # a copy of a packet forwarded already is not sent again
+            continue
+        cached[seq % CACHE_SIZE] = (ssrc, seq)
         expected = reference.map(ssrc, seq, timestamp, time.now)
         (sent,) = sub.rtp
         view = rtp.parse(sent)
