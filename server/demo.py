@@ -526,7 +526,7 @@ def describe(demo: dict[str, Any]) -> str:
         lines.append(f"  {member['email']:<32} {member['totp_secret']}")
     for group in demo["groups"]:
         lines.append(f"Group '{group['name']}' (Mon/Tue/Wed/Fri 18:00-21:00 Pacific).")
-        lines.append("Patients' join links for their next session:")
+        lines.append("Patients' join links for the group's next session:")
         for patient in group["patients"]:
             lines.append(f"  {patient['display_name']:<9} {patient['join_url']}")
     lines.append("Every person, address and phone number in the demo is fictional.")
