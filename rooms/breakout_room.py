@@ -109,13 +109,23 @@ class BreakoutRooms:
                 assignment=message.assign,
                 rng=self._rng,
             )
-            room.breakouts = Breakouts.open(
-                groups, message.prompt, message.minutes, self._live.now()
-            )
+            opened = Breakouts.open(groups, message.prompt, message.minutes, self._live.now())
         except BreakoutError as exc:
             raise RoomError(exc.code, exc.reason) from None
+        room.breakouts = opened
         self._rerouted(list(room.in_room()))
         self._publish()
+        self._live.events.breakouts_changed(
+            "start",
+            member,
+            None,
+            {
+                "mode": message.mode,
+                "rooms": len(opened.rooms),
+                "patients": len(people),
+                "minutes": message.minutes,
+            },
+        )
 
     def on_move(self, member: Member, message: p.BreakoutMove) -> None:
         """Move one patient to another breakout, or back to the main room."""
@@ -131,6 +141,9 @@ class BreakoutRooms:
             raise RoomError(exc.code, exc.reason) from None
         self._rerouted([patient])
         self._publish()
+        self._live.events.breakouts_changed(
+            "move", member, patient.identity.id, {"breakout_id": message.breakout_id}
+        )
 
     def on_visit(self, member: Member, message: p.BreakoutVisit) -> None:
         """A staff member goes to a breakout, or back to the main room."""
@@ -142,6 +155,9 @@ class BreakoutRooms:
             raise RoomError(exc.code, exc.reason) from None
         self._rerouted([member])
         self._publish()
+        self._live.events.breakouts_changed(
+            "visit", member, None, {"breakout_id": message.breakout_id}
+        )
 
     def on_broadcast(self, member: Member, message: p.BreakoutBroadcast) -> None:
         """A message to everyone, in every breakout and the main room."""
@@ -154,12 +170,13 @@ class BreakoutRooms:
         live.connections.publish(
             live.everyone(), outbound.breakout_broadcast(member, text, live.now())
         )
+        live.events.breakouts_changed("broadcast", member, None, {})
 
     def on_recall(self, member: Member, _message: p.BreakoutsRecall) -> None:
         """Everyone back to the main room now."""
         self._live.room.check(member, RoomAction.RUN_BREAKOUTS)
         self._running()
-        self._recall("host")
+        self._recall("host", member)
 
     def on_call(self, member: Member, _message: p.FacilitatorCall) -> None:
         """ "Facilitator please": staff are told which breakout asks for them."""
@@ -189,15 +206,16 @@ class BreakoutRooms:
             return
         due = breakouts.due(self._live.now())
         if due == "recall":
-            self._recall("timer")
+            self._recall("timer", None)
         elif due == "warning":
             breakouts.warned = True
             self._live.events.room_saved(self._live.room.persisted())
             self._publish()
 
-    def _recall(self, reason: str) -> None:
+    def _recall(self, reason: str, member: Member | None) -> None:
         room = self._live.room
         room.breakouts = None
         # Those not in the room have no media to move (and a drop is not re-reported).
         self._rerouted(list(room.in_room()))
         self._publish(recalled=reason)
+        self._live.events.breakouts_changed("recall", member, None, {"reason": reason})

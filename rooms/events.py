@@ -63,6 +63,13 @@ class RoomEvents(Protocol):
     def private_room_opened(self, patient: Member, clinician: Member, at: dt.datetime) -> None:
         """A clinician took a patient to a private room (the crisis path)."""
 
+    def breakouts_changed(
+        self, op: str, member: Member | None, target: str | None, detail: dict[str, Any]
+    ) -> None:
+        """Breakout rooms opened, someone moved or visited, a broadcast, or a recall
+        (`member` None: the timer did it); `target` is the member moved, `detail` ids and
+        counts only, never what was said."""
+
 
 class QuietEvents:
     """A room with nothing behind it (a room driven by tests alone): help is stored at once."""
@@ -89,6 +96,11 @@ class QuietEvents:
         stored()
 
     def private_room_opened(self, patient: Member, clinician: Member, at: dt.datetime) -> None:
+        """Nothing is recorded."""
+
+    def breakouts_changed(
+        self, op: str, member: Member | None, target: str | None, detail: dict[str, Any]
+    ) -> None:
         """Nothing is recorded."""
 
 

@@ -124,6 +124,26 @@ class RoomSocketEvents:
         self._journal.private_room(self._room_id, patient.identity.id, clinician.identity.id, at)
         log.warning("crisis.private_room_opened", room_id=self._room_id)
 
+    def breakouts_changed(
+        self, op: str, member: Member | None, target: str | None, detail: dict[str, Any]
+    ) -> None:
+        """Who split the group, moved whom, visited where and recalled: to the audit trail."""
+        actor = (
+            audit.Actor(member.identity.kind, member.identity.id, member.role.value)
+            if member is not None
+            else audit.SYSTEM
+        )
+        self._journal.audit(
+            {
+                "actor": actor,
+                "action": f"breakouts.{op}",
+                "now": self._app[CLOCK].now(),
+                "target_type": "patient" if target is not None else "session",
+                "target_id": target if target is not None else self._room_id,
+                "detail": {"session_id": self._room_id, **detail},
+            }
+        )
+
 
 class _DropSteps:
     """A room's `DropSteps`: the dropped-connection prompts' timeline steps."""

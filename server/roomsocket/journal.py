@@ -92,6 +92,11 @@ class RoomJournal:
             self._audits.append(audit_row)
         self._queue.put_nowait({})
 
+    def audit(self, row: dict[str, Any]) -> None:
+        """An audit row (`audit.record`'s arguments), written with the next batch."""
+        self._audits.append(row)
+        self._queue.put_nowait({})
+
     def room_state(self, session_id: str, state: dict[str, Any]) -> None:
         """Remember who is in a live room (ids, roles, flags) for a takeover."""
         self._rooms[session_id] = state

@@ -12,7 +12,7 @@ from yarl import URL
 
 from server.appkeys import CLOCK, ENGINE
 from server.roomsocket.ws import ROOM_JOURNAL
-from server.storage.tables import attendance_events, crisis_events, sessions
+from server.storage.tables import attendance_events, audit_log, crisis_events, sessions
 from tests.conftest import consent_group, start_server
 from tests.integration.test_media_ws import (  # noqa: F401  (fixture)
     MediaRoomClient,
@@ -121,6 +121,51 @@ async def test_calls_visits_broadcast_help_and_recall_reach_the_right_people(
         assert back["recalled"] == "host"
 
 
+async def _breakout_audit(room: Room) -> list[Any]:  # noqa: F811
+    await room.server.app[ROOM_JOURNAL].flush()
+    async with room.server.app[ENGINE].connect() as conn:
+        return list(
+            await conn.execute(
+                sa.select(audit_log)
+                .where(audit_log.c.action.like("breakouts.%"))
+                .order_by(audit_log.c.seq)
+            )
+        )
+
+
+async def test_splitting_moving_visiting_broadcasting_and_recalling_are_audited(
+    room: Room,  # noqa: F811
+) -> None:
+    host, ana, ben, cam = await _three_in_two(room)
+    await cam.until(_open)
+    await host.send({"type": "breakout_move", "member_id": cam.me, "breakout_id": "b1"})
+    await cam.until(lambda m: _open(m) and m["breakouts"]["room"]["id"] == "b1")
+    await host.send({"type": "breakout_visit", "breakout_id": "b2"})
+    await host.send({"type": "breakout_broadcast", "text": "Two minutes left"})
+    await ana.until(lambda m: m["type"] == "breakout_broadcast")
+    await host.send({"type": "breakouts_recall"})
+    await ana.until(lambda m: _breakouts(m) and m["breakouts"] is None)
+    rows = await _breakout_audit(room)
+    assert [r.action for r in rows] == [
+        "breakouts.start",
+        "breakouts.move",
+        "breakouts.visit",
+        "breakouts.broadcast",
+        "breakouts.recall",
+    ]
+    host_id = host.me.split(":", 1)[1]
+    assert {(r.actor_type, r.actor_id) for r in rows} == {("staff", host_id)}
+    start, move = rows[0], rows[1]
+    assert start.detail["mode"] == "hand" and start.detail["rooms"] == 2
+    assert start.detail["patients"] == 3 and start.detail["minutes"] == 10
+    assert (move.target_type, move.target_id) == ("patient", cam.me.split(":", 1)[1])
+    assert move.detail["breakout_id"] == "b1"
+    assert rows[-1].detail["reason"] == "host"
+    # Ids and counts only: neither the prompt nor what was said.
+    text = " ".join(str(r.detail) for r in rows)
+    assert "DEAR MAN" not in text and "Two minutes" not in text
+
+
 async def test_the_timer_warns_a_minute_before_and_recalls_everyone_when_time_moves(
     room: Room,  # noqa: F811
 ) -> None:
@@ -133,6 +178,9 @@ async def test_the_timer_warns_a_minute_before_and_recalls_everyone_when_time_mo
     for person in (ana, cam, host):
         back = await person.until(lambda m: _breakouts(m) and m["breakouts"] is None)
         assert back["recalled"] == "timer"
+    recall = (await _breakout_audit(room))[-1]
+    assert (recall.action, recall.actor_type) == ("breakouts.recall", "system")
+    assert recall.detail["reason"] == "timer"
 
 
 async def test_a_dropped_patient_rejoins_their_breakout(room: Room) -> None:  # noqa: F811
