@@ -17,6 +17,7 @@ from server.accounts.auth import audit_event, csrf_token, identity, public, read
 from server.accounts.permissions import Action
 from server.accounts.scope import patient_visible
 from server.appkeys import CLOCK, ENGINE, KEYRING, SETTINGS
+from server.caseload.appointments import schedule_from_form
 from server.caseload.pages import _patient_context, local_time
 from server.catalog import patients as catalog_patients
 from server.client_address import client_address
@@ -41,6 +42,24 @@ def _actor(row: Any) -> audit.Actor:
 
 
 # Staff: issue and revoke -----------------------------------------------------------------
+
+
+FAMILY_TEMPLATE = "family-50"
+FAMILY_MINUTES = 50
+
+
+@requires(Action.JOIN_LINKS_MANAGE, phi=True)
+async def schedule_family_session(request: web.Request) -> web.StreamResponse:
+    """Schedule a 50-minute family session (the patient, the clinician, the support person)."""
+    appointment_id = await schedule_from_form(
+        request,
+        kind="family",
+        template=FAMILY_TEMPLATE,
+        minutes=FAMILY_MINUTES,
+        what="family session",
+    )
+    log.info("family.session_scheduled", appointment_id=appointment_id)
+    raise web.HTTPSeeOther(f"/patients/{request.match_info['patient_id']}#family-sessions")
 
 
 @requires(Action.JOIN_LINKS_MANAGE, phi=True)
@@ -360,6 +379,7 @@ async def support_room(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the family-session pages."""
+    app.router.add_post("/patients/{patient_id}/family-sessions", schedule_family_session)
     app.router.add_post("/patients/{patient_id}/support-links", issue_support_link)
     app.router.add_post("/support-links/{link_id}/revoke", revoke_support_link)
     app.router.add_get("/s/{token}", support_landing)

@@ -8,19 +8,14 @@ import json
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from rooms.schedule import zone
 from rooms.techcheck import TechCheckError, Thresholds, parse_result
 from server import audit
-from server.accounts.auth import audit_event, csrf_token, identity, read_form, requires
-from server.accounts.permissions import Action, Role
-from server.accounts.scope import patient_visible
+from server.accounts.auth import audit_event, csrf_token, read_form, requires
+from server.accounts.permissions import Action
 from server.appkeys import CLOCK, ENGINE, SETTINGS
-from server.catalog import patients as catalog_patients
-from server.catalog import schedule as catalog_schedule
-from server.catalog import store as catalog
-from server.catalog.schemas import AppointmentIn
+from server.caseload.appointments import schedule_from_form
 from server.logs import get_logger
 from server.render import render
 from server.roomsocket.access import current_link
@@ -118,59 +113,14 @@ async def result_submit(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/techcheck")
 
 
-def _starts_at(text: str, time_zone: str) -> dt.datetime:
-    try:
-        local = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise web.HTTPBadRequest(reason="Choose the date and time of the test.") from None
-    if local.tzinfo is not None:
-        raise web.HTTPBadRequest(reason="Choose the date and time of the test.")
-    return local.replace(tzinfo=zone(time_zone))
-
-
 @requires(Action.JOIN_LINKS_MANAGE, phi=True)
 async def schedule_test(request: web.Request) -> web.StreamResponse:
     """Schedule a 10-minute, one-on-one technology test session with the patient."""
-    form = await read_form(request)
-    who = identity(request)
-    patient_id = request.match_info["patient_id"]
-    now = request.app[CLOCK].now()
-    async with request.app[ENGINE].begin() as conn:
-        if not await patient_visible(conn, who, patient_id):
-            raise web.HTTPNotFound(
-                reason="There is no such patient, or they are not on your caseload."
-            )
-        row = await catalog_patients.get_patient_row(conn, patient_id)
-        assert row is not None
-        clinician_id = form.get("clinician_id", "") if who.role is Role.ADMIN else who.id
-        starts = _starts_at(form.get("starts_at", ""), row.time_zone)
-        try:
-            data = AppointmentIn(
-                program_id=row.program_id,
-                patient_id=patient_id,
-                clinician_id=clinician_id,
-                template=TEST_TEMPLATE,
-                starts_at=starts,
-                minutes=TEST_MINUTES,
-            )
-        except ValidationError:
-            raise web.HTTPBadRequest(reason="Choose the clinician who runs the test.") from None
-        try:
-            record = await catalog_schedule.create_appointment(conn, data, now)
-        except catalog.CatalogError as exc:
-            raise web.HTTPBadRequest(
-                reason=f"The test could not be scheduled: {exc.reason}."
-            ) from None
-        await audit_event(
-            request,
-            conn,
-            "appointment.created",
-            target_type="appointment",
-            target_id=record["id"],
-            detail={"template": TEST_TEMPLATE},
-        )
-    log.info("techcheck.test_session_scheduled", appointment_id=record["id"])
-    raise web.HTTPSeeOther(f"/patients/{patient_id}")
+    appointment_id = await schedule_from_form(
+        request, kind="individual", template=TEST_TEMPLATE, minutes=TEST_MINUTES, what="test"
+    )
+    log.info("techcheck.test_session_scheduled", appointment_id=appointment_id)
+    raise web.HTTPSeeOther(f"/patients/{request.match_info['patient_id']}")
 
 
 def add_routes(app: web.Application) -> None:

@@ -94,6 +94,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/join-links/{link_id}/revoke"): CARE,
     # Family sessions: clinicians issue a support person's link; the support person's own
     # pages open only through that link (no caller here holds one); patients see the release.
+    ("POST", "/patients/{patient_id}/family-sessions"): CARE,
     ("POST", "/patients/{patient_id}/support-links"): CARE,
     ("POST", "/support-links/{link_id}/revoke"): CARE,
     ("GET", "/s/{token}"): EVERYONE,

@@ -13,7 +13,15 @@ import sqlalchemy as sa
 
 from rooms.closecodes import CloseCode
 from server.appkeys import CLOCK, ENGINE
-from server.storage.tables import attendance_events, audit_log, consent_events, support_links
+from server.storage.tables import (
+    appointments,
+    attendance_events,
+    audit_log,
+    consent_events,
+    family_sessions,
+    sessions,
+    support_links,
+)
 from tests.conftest import (
     CSRF,
     RunningServer,
@@ -170,6 +178,48 @@ async def test_support_links_need_a_family_session_and_the_patients_release(
     assert {"support_link.issued", "patient.phi_read"} <= actions
     # Nothing about the support person in the stored link row.
     assert "Jamie" not in repr(rows[0])
+
+
+async def test_the_clinician_schedules_a_family_session_from_the_patients_page(
+    server: RunningServer, demo: dict[str, Any]
+) -> None:
+    family = demo["family"]
+    path = f"/patients/{family['patient_id']}/family-sessions"
+    async with await signed_in(server, *staff_login(demo, "clinician")) as clinician:
+        page = await (await clinician.get(f"/patients/{family['patient_id']}")).text()
+        assert "Schedule family session" in page
+        token = await _token(clinician, f"/patients/{family['patient_id']}")
+        for bad in ("next week", "2020-01-01T10:00", "2099-03-02T17:30-05:00"):
+            refused = await clinician.post(
+                path, data={"csrf_token": token, "starts_at": bad}, allow_redirects=False
+            )
+            assert refused.status == 400, bad
+            assert "family session" in await refused.text()
+        no_csrf = await clinician.post(path, data={"starts_at": "2099-03-02T17:30"})
+        assert no_csrf.status == 400
+        made = await clinician.post(
+            path, data={"csrf_token": token, "starts_at": "2099-03-02T17:30"}, allow_redirects=False
+        )
+        assert made.status == 303 and made.headers["Location"].endswith("#family-sessions")
+        page = await (await clinician.get(f"/patients/{family['patient_id']}")).text()
+        assert "Family session Mon Mar 2, 5:30 PM PST" in page
+    async with server.app[ENGINE].connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(appointments, sessions.c.id.label("session_id"))
+                .join(sessions, sessions.c.appointment_id == appointments.c.id)
+                .join(family_sessions, family_sessions.c.session_id == sessions.c.id)
+                .where(appointments.c.starts_at > server.app[CLOCK].now() + dt.timedelta(days=365))
+            )
+        ).one()
+        actions = list(
+            await conn.scalars(
+                sa.select(audit_log.c.detail).where(audit_log.c.action == "appointment.created")
+            )
+        )
+    assert row.template == "family-50" and row.patient_id == family["patient_id"]
+    assert (row.ends_at - row.starts_at) == dt.timedelta(minutes=50)
+    assert {"template": "family-50", "kind": "family"} in actions
 
 
 async def test_five_wrong_phone_answers_revoke_the_link_however_many_arrive_at_once(
