@@ -10,6 +10,20 @@ import pylibsrtp
 from rooms.media import fanout
 
 
+def fanout_named(name: str) -> fanout.Forward:
+    """The fan-out a test runs with. `make test` builds the compiled one (system-deps
+    installs gcc and the Python headers first), so its absence is a failure, not a skip."""
+    if name == "python":
+        return fanout.forward_python
+    forward = fanout.compiled()
+    if forward is None:
+        raise AssertionError(
+            "rooms/media/_fanout is not built: install gcc and python3-dev, then "
+            "`pip install -e .` (make test does both)"
+        )
+    return forward
+
+
 class LoopbackSink:
     """Receives what the fan-out sends, encrypted, on a loopback socket, and decrypts it.
 

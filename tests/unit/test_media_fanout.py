@@ -10,16 +10,9 @@ from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
 from rooms.media import fanout, rtp
 from rooms.media.forward import AUDIO_LEVEL_URI, MID_URI, Forwarder, Leg, Track
-from tests.unit.loopback_sink import LoopbackSink
+from tests.unit.loopback_sink import LoopbackSink, fanout_named
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-
-
-def compiled_or_skip() -> fanout.Forward:
-    forward = fanout.compiled()
-    if forward is None:
-        pytest.skip("rooms/media/_fanout is not built")
-    return forward
 
 
 def packet(
@@ -117,7 +110,7 @@ def traffic(world: World) -> None:
 
 def test_the_compiled_and_python_fan_outs_send_identical_bytes() -> None:
     keys = [os.urandom(30) for _ in range(4)]
-    worlds = [World(compiled_or_skip(), keys), World(fanout.forward_python, keys)]
+    worlds = [World(fanout_named("c"), keys), World(fanout.forward_python, keys)]
     try:
         for world in worlds:
             traffic(world)
@@ -137,7 +130,7 @@ def test_the_compiled_and_python_fan_outs_send_identical_bytes() -> None:
 def test_each_leg_reads_its_own_mid_and_ids_until_its_receiver_reports_on_it(
     fanout_name: str,
 ) -> None:
-    forward = fanout.forward_python if fanout_name == "python" else compiled_or_skip()
+    forward = fanout_named(fanout_name)
     world = World(forward, [os.urandom(30) for _ in range(4)])
     try:
         traffic(world)
@@ -172,7 +165,7 @@ def test_more_legs_than_one_compiled_batch_are_all_sent_alike() -> None:
     sinks = [LoopbackSink(key), LoopbackSink(key)]
     try:
         source = packet(7, [(1, b"1")])
-        for forward, sink in zip((compiled_or_skip(), fanout.forward_python), sinks, strict=True):
+        for forward, sink in zip((fanout_named("c"), fanout.forward_python), sinks, strict=True):
             assert sink.target is not None
             entries = [(sink.target, 109, 100 + i, 960 * i, 0x10000 + i, b"") for i in range(70)]
             assert forward(source, entries) == (1 << 70) - 1

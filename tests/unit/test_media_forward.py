@@ -18,21 +18,13 @@ from aiortc.rtp import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rooms.media import fanout, rtp
+from rooms.media import rtp
 from rooms.media.forward import CACHE_SIZE, Forwarder, Leg, Track
 from rooms.media.packetmap import SEQ_MOD, PacketMap
 from tests.unit.loopback_sink import LoopbackSink as Sink
+from tests.unit.loopback_sink import fanout_named
 
 FANOUTS = pytest.mark.parametrize("fanout_name", ["c", "python"])
-
-
-def fanout_named(name: str) -> fanout.Forward:
-    if name == "python":
-        return fanout.forward_python
-    forward = fanout.compiled()
-    if forward is None:
-        pytest.skip("rooms/media/_fanout is not built")
-    return forward
 
 
 @pytest.fixture(autouse=True)

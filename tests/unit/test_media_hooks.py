@@ -129,11 +129,10 @@ def test_the_wire_sends_what_the_rewrite_would_encrypted_for_the_leg(fanout_name
 
     import pylibsrtp
 
-    from rooms.media import fanout, rtp
+    from rooms.media import rtp
+    from tests.unit.loopback_sink import fanout_named
 
-    forward = fanout.forward_python if fanout_name == "python" else fanout.compiled()
-    if forward is None:
-        pytest.skip("rooms/media/_fanout is not built")
+    forward = fanout_named(fanout_name)
     key = os.urandom(30)
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
