@@ -33,8 +33,9 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+from rooms.media import rtp
+from rooms.media.forward import AUDIO_LEVEL_URI, MID_URI
+
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 
 RTCP_SR, RTCP_RR, RTCP_SDES, RTCP_BYE, RTCP_APP, RTCP_RTPFB, RTCP_PSFB = (
@@ -361,41 +362,6 @@ def abs_send_time(wall: float) -> bytes:
     return (int(wall * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")
 
 
-def one_byte_extensions(elements: Iterable[tuple[int, bytes]]) -> bytes:
-    """An RFC 8285 one-byte-header extension block, padded to a word."""
-    body = bytearray()
-    for ext_id, value in elements:
-        body.append((ext_id << 4) | (len(value) - 1))
-        body += value
-    if not body:
-        return b""
-    body += b"\x00" * (-len(body) % 4)
-    return struct.pack("!HH", 0xBEDE, len(body) // 4) + bytes(body)
-
-
-def read_extensions(data: bytes) -> dict[int, bytes]:
-    """The one-byte-header extension elements of an RTP packet, by id."""
-    found: dict[int, bytes] = {}
-    if len(data) < 12 or not data[0] & 0x10:
-        return found
-    offset = 12 + 4 * (data[0] & 0x0F)
-    if data[offset : offset + 2] != b"\xbe\xde":
-        return found
-    end = offset + 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
-    pos = offset + 4
-    while pos < end:
-        head = data[pos]
-        if head == 0:
-            pos += 1
-            continue
-        ident, length = head >> 4, (head & 0x0F) + 1
-        if ident == 15:
-            break
-        found[ident] = bytes(data[pos + 1 : pos + 1 + length])
-        pos += 1 + length
-    return found
-
-
 # Streams -------------------------------------------------------------------------------
 
 
@@ -435,7 +401,7 @@ class OutStream:
         abs_id = self.ext_ids.get(ABS_SEND_TIME_URI)
         if abs_id is not None:
             elements.append((abs_id, abs_send_time(wall)))
-        ext = one_byte_extensions(elements)
+        ext = rtp.extension_block(elements)  # one-byte form: every element fits it
         # Where abs-send-time's value sits in each packet: a retransmission is stamped
         # anew, as Chromium's pacer stamps every packet it sends.
         abs_at = 16 + sum(1 + len(v) for _i, v in elements[:-1]) + 1 if abs_id is not None else 0

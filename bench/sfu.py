@@ -49,11 +49,14 @@ import pyotp
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from browser_rtp import BrowserRtp, OutStream  # noqa: E402  (bench/browser_rtp.py)
+from browser_rtp import (  # noqa: E402  (bench/browser_rtp.py)
+    ABS_SEND_TIME_URI,
+    AUDIO_LEVEL_URI,
+    BrowserRtp,
+    OutStream,
+)
 from processes import consent_and_check_in, free_port, server_env  # noqa: E402  (bench/processes.py)
 
-ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 VIDEO_SIZE = (640, 360)
 VIDEO_FPS = 30
 VIDEO_BPS = 500_000

@@ -184,10 +184,8 @@ class Track:
 
     def holds(self, data: bytes, sequence: int) -> bool:
         """This packet (same SSRC and sequence) is in the cache: it was forwarded already."""
-        if not self.cache:
-            return False
-        packet = self.cache[sequence % CACHE_SIZE]
-        return packet is not None and packet[2:4] == data[2:4] and packet[8:12] == data[8:12]
+        packet = self.recall(sequence)
+        return packet is not None and packet[8:12] == data[8:12]
 
     def recall(self, sequence: int) -> bytes | None:
         """The cached packet with this source sequence number, if still held."""

@@ -54,8 +54,7 @@ async def schedule_from_form(
                 reason="There is no such patient, or they are not on your caseload."
             )
         row = await catalog_patients.get_patient_row(conn, patient_id)
-        if row is None:
-            raise web.HTTPNotFound(reason="There is no such patient.")
+        assert row is not None  # patient_visible found it
         clinician_id = form.get("clinician_id", "") if who.role is Role.ADMIN else who.id
         starts = local_start(form.get("starts_at", ""), row.time_zone, what)
         if starts <= now:

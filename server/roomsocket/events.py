@@ -76,19 +76,13 @@ class RoomSocketEvents:
         """Store the clock (starting, ending and handing it off are audited)."""
         audit_row = None
         if op in AUDITED_CLOCK_OPS:
-            actor = (
-                audit.Actor("staff", member.identity.id, member.role.value)
-                if member is not None
-                else audit.SYSTEM
+            audit_row = self._audit_row(
+                f"clock.{op}",
+                member,
+                "session",
+                self._room_id,
+                {"held_by": clock.held_by, "status": clock.status.value},
             )
-            audit_row = {
-                "actor": actor,
-                "action": f"clock.{op}",
-                "now": self._app[CLOCK].now(),
-                "target_type": "session",
-                "target_id": self._room_id,
-                "detail": {"held_by": clock.held_by, "status": clock.status.value},
-            }
         self._journal.clock(self._room_id, clock.to_json(), audit_row)
         placement.phase_changed(self._app, self._room_id, op)
 
@@ -128,21 +122,38 @@ class RoomSocketEvents:
         self, op: str, member: Member | None, target: str | None, detail: dict[str, Any]
     ) -> None:
         """Who split the group, moved whom, visited where and recalled: to the audit trail."""
+        self._journal.audit(
+            self._audit_row(
+                f"breakouts.{op}",
+                member,
+                "patient" if target is not None else "session",
+                target if target is not None else self._room_id,
+                {"session_id": self._room_id, **detail},
+            )
+        )
+
+    def _audit_row(
+        self,
+        action: str,
+        member: Member | None,
+        target_type: str,
+        target_id: str,
+        detail: dict[str, Any],
+    ) -> dict[str, Any]:
+        """`audit.record`'s arguments for what `member` (None: the room itself) did."""
         actor = (
             audit.Actor(member.identity.kind, member.identity.id, member.role.value)
             if member is not None
             else audit.SYSTEM
         )
-        self._journal.audit(
-            {
-                "actor": actor,
-                "action": f"breakouts.{op}",
-                "now": self._app[CLOCK].now(),
-                "target_type": "patient" if target is not None else "session",
-                "target_id": target if target is not None else self._room_id,
-                "detail": {"session_id": self._room_id, **detail},
-            }
-        )
+        return {
+            "actor": actor,
+            "action": action,
+            "now": self._app[CLOCK].now(),
+            "target_type": target_type,
+            "target_id": target_id,
+            "detail": detail,
+        }
 
 
 class _DropSteps:
